@@ -1,0 +1,36 @@
+"""locust_kv: a shared key-value store for Locust load tests.
+
+    from locust_kv import open_kv
+    kv = open_kv(backend="memory", serialization="json")
+    kv.increment_by("orders", 1)
+
+Importing this package has no side effects. The Locust plugin lives in
+:mod:`locust_kv.plugin`; errors in :mod:`locust_kv.errors`.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .errors import ErrorGroup, KVError
+from .results import BackupSummary, Entry, GetOrSetResult, RestoreSummary, ScanPage, SwapResult
+from .store import KV, open_kv
+
+try:
+    __version__ = version("locust-kv")
+except PackageNotFoundError:  # running from a source tree that was not installed
+    __version__ = "0+unknown"
+
+__all__ = [
+    "KV",
+    "BackupSummary",
+    "Entry",
+    "ErrorGroup",
+    "GetOrSetResult",
+    "KVError",
+    "RestoreSummary",
+    "ScanPage",
+    "SwapResult",
+    "__version__",
+    "open_kv",
+]

@@ -1,0 +1,320 @@
+"""The memory backend: one process's store, in a dict.
+
+Atomicity: every operation runs under one OS-level lock, so it is atomic with
+respect to every greenlet and every thread of the process. The critical
+sections never yield to gevent, so holding an OS lock cannot deadlock two
+greenlets of the same thread. The data is private to the process: after a
+fork each process has its own copy.
+
+Index: the keys are also kept in a :class:`sortedcontainers.SortedList` for
+ordered scans and O(log n) prefix sampling, and, with ``track_keys``, in a
+dense list that makes ``random_key()`` without a prefix O(1).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import islice
+
+from gevent.monkey import get_original
+from sortedcontainers import SortedList
+
+from .._cooperative import CHUNK, pause
+from ..errors import BackupInProgressError, KVError, RestoreInProgressError
+from ..options import reject_unknown
+from .base import Backend, BackupReader, apply_increment, prefix_end
+
+__all__ = ["MemoryBackend", "MemorySpec", "configure"]
+
+# The real OS lock even when gevent has patched threading: it must exclude
+# threads of gevent's threadpool too, and no critical section here yields.
+_allocate_lock = get_original("_thread", "allocate_lock")
+
+
+class _Index:
+    """The key index: sorted keys, and with tracking a dense list for O(1) sampling."""
+
+    __slots__ = ("order", "slot_of", "slots", "tracked")
+
+    def __init__(self, tracked: bool, keys: SortedList | None = None) -> None:
+        self.tracked = tracked
+        self.order = keys if keys is not None else SortedList()
+        self.slots: list[bytes] = list(self.order) if tracked else []
+        self.slot_of: dict[bytes, int] = {k: i for i, k in enumerate(self.slots)}
+
+    def add(self, key: bytes) -> None:
+        self.order.add(key)
+        if self.tracked:
+            self.slot_of[key] = len(self.slots)
+            self.slots.append(key)
+
+    def remove(self, key: bytes) -> None:
+        self.order.remove(key)
+        if self.tracked:
+            slot = self.slot_of.pop(key)
+            last = self.slots.pop()
+            if slot < len(self.slots):
+                self.slots[slot] = last
+                self.slot_of[last] = slot
+
+
+class MemoryBackend(Backend):
+    """The store of one process, in memory. See the module docstring."""
+
+    kind = "memory"
+
+    def __init__(self, track_keys: bool = True) -> None:
+        self.location = "memory of this process"
+        self._lock = _allocate_lock()
+        self._track_keys = track_keys
+        self._data: dict[bytes, bytes] = {}
+        self._index = _Index(track_keys)
+        # When set, every mutating call raises this: a strict backup or a
+        # restore is running. Checked under the lock.
+        self._writers_refused: type[KVError] | None = None
+        self._backup_running = False
+
+    # -- single-key operations --------------------------------------------
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._data.get(key)
+
+    def exists(self, key: bytes) -> bool:
+        return key in self._data
+
+    def set(self, key: bytes, value: bytes) -> None:
+        with self._lock:
+            if self._writers_refused is not None:
+                raise self._writers_refused()
+            data = self._data
+            if key not in data:
+                self._index.add(key)
+            data[key] = value
+
+    def delete(self, key: bytes) -> bool:
+        with self._lock:
+            if self._writers_refused is not None:
+                raise self._writers_refused()
+            if self._data.pop(key, None) is None:
+                return False
+            self._index.remove(key)
+            return True
+
+    def increment_by(self, key: bytes, delta: int) -> int:
+        with self._lock:
+            if self._writers_refused is not None:
+                raise self._writers_refused()
+            data = self._data
+            current = data.get(key)
+            value, encoded = apply_increment(current, delta)
+            if current is None:
+                self._index.add(key)
+            data[key] = encoded
+            return value
+
+    def get_or_set(self, key: bytes, value: bytes) -> tuple[bytes, bool]:
+        with self._lock:
+            if self._writers_refused is not None:
+                raise self._writers_refused()
+            current = self._data.get(key)
+            if current is not None:
+                return current, True
+            self._index.add(key)
+            self._data[key] = value
+            return value, False
+
+    def swap(self, key: bytes, value: bytes) -> bytes | None:
+        with self._lock:
+            if self._writers_refused is not None:
+                raise self._writers_refused()
+            data = self._data
+            previous = data.get(key)
+            if previous is None:
+                self._index.add(key)
+            data[key] = value
+            return previous
+
+    def compare_and_swap(self, key: bytes, old: bytes | None, new: bytes) -> bool:
+        with self._lock:
+            if self._writers_refused is not None:
+                raise self._writers_refused()
+            data = self._data
+            current = data.get(key)
+            if current != old:
+                return False
+            if current is None:
+                self._index.add(key)
+            data[key] = new
+            return True
+
+    def compare_and_delete(self, key: bytes, old: bytes) -> bool:
+        with self._lock:
+            if self._writers_refused is not None:
+                raise self._writers_refused()
+            if self._data.get(key) != old:
+                return False
+            del self._data[key]
+            self._index.remove(key)
+            return True
+
+    # -- whole-store operations -------------------------------------------
+
+    def clear(self) -> None:
+        with self._lock:
+            if self._writers_refused is not None:
+                raise self._writers_refused()
+            old = self._data
+            self._data = {}
+            self._index = _Index(self._track_keys)
+        _dispose(old)
+
+    def size(self) -> int:
+        return len(self._data)
+
+    def scan(self, prefix: bytes, start: bytes, limit: int) -> tuple[list[tuple[bytes, bytes]], bool]:
+        with self._lock:
+            keys = self._index.order.irange(max(prefix, start), prefix_end(prefix), (True, False))
+            if limit > 0:
+                page = list(islice(keys, limit + 1))
+                more = len(page) > limit
+                if more:
+                    page.pop()
+            else:
+                page, more = list(keys), False
+            data = self._data
+            return [(k, data[k]) for k in page], more
+
+    def random_key(self, prefix: bytes) -> bytes | None:
+        with self._lock:
+            index = self._index
+            if not prefix:
+                n = len(self._data)
+                if n == 0:
+                    return None
+                return index.slots[random.randrange(n)] if index.tracked else index.order[random.randrange(n)]
+            order = index.order
+            lo = order.bisect_left(prefix)
+            end = prefix_end(prefix)
+            hi = len(order) if end is None else order.bisect_left(end)
+            return order[random.randrange(lo, hi)] if hi > lo else None
+
+    def rebuild_key_list(self) -> None:
+        # The index changes in the same critical section as the data, so it
+        # cannot drift; rebuilding recomputes the dense list from the sorted keys.
+        with self._lock:
+            self._index = _Index(self._track_keys, self._index.order)
+
+    # -- snapshots ---------------------------------------------------------
+
+    def begin_backup(self, allow_concurrent_writes: bool) -> BackupReader:
+        with self._lock:
+            if self._writers_refused is RestoreInProgressError:
+                raise RestoreInProgressError("a restore is in progress; retry when it completes")
+            if self._backup_running:
+                raise BackupInProgressError("another backup is in progress")
+            self._backup_running = True
+            if not allow_concurrent_writes:
+                self._writers_refused = BackupInProgressError
+        return _MemoryBackupReader(self, point_in_time=not allow_concurrent_writes)
+
+    def _end_backup(self) -> None:
+        with self._lock:
+            self._backup_running = False
+            if self._writers_refused is BackupInProgressError:
+                self._writers_refused = None
+
+    def replace_all(self, batches: Iterator[list[tuple[bytes, bytes]]]) -> int:
+        with self._lock:
+            if self._backup_running:
+                raise BackupInProgressError("a backup is in progress; retry when it completes")
+            if self._writers_refused is not None:
+                raise self._writers_refused()
+            self._writers_refused = RestoreInProgressError
+        try:
+            # Built aside while readers keep the old data; swapped in at once.
+            data: dict[bytes, bytes] = {}
+            order = SortedList()
+            for batch in batches:
+                added = []
+                for key, value in batch:
+                    if key not in data:
+                        added.append(key)
+                    data[key] = value
+                order.update(added)
+                pause()
+            index = _Index(self._track_keys, order)
+            with self._lock:
+                old, self._data, self._index = self._data, data, index
+        finally:
+            with self._lock:
+                self._writers_refused = None
+        _dispose(old)
+        return len(data)
+
+    def close(self) -> None:
+        with self._lock:
+            old = self._data
+            self._data = {}
+            self._index = _Index(self._track_keys)
+        _dispose(old)
+
+
+class _MemoryBackupReader(BackupReader):
+    def __init__(self, backend: MemoryBackend, point_in_time: bool) -> None:
+        self._backend = backend
+        self.point_in_time = point_in_time
+        self._closed = False
+
+    def batches(self, batch_size: int) -> Iterator[list[tuple[bytes, bytes]]]:
+        backend = self._backend
+        after: bytes | None = None
+        while True:
+            # A lock per batch: concurrent writers (when allowed) interleave
+            # between batches, never inside one.
+            with backend._lock:
+                keys = backend._index.order.irange(minimum=after, inclusive=(False, True))
+                data = backend._data
+                batch = [(k, data[k]) for k in islice(keys, batch_size)]
+            if not batch:
+                return
+            yield batch
+            after = batch[-1][0]
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._backend._end_backup()
+
+
+def _dispose(data: dict[bytes, bytes]) -> None:
+    """Free a large dict a chunk at a time, so deallocation does not stall greenlets."""
+    while data:
+        for _ in range(min(CHUNK, len(data))):
+            data.popitem()
+        pause()
+
+
+@dataclass(frozen=True)
+class MemorySpec:
+    """Options of the memory backend. A process has one memory store."""
+
+    track_keys: bool = True
+    kind: str = "memory"
+
+    @property
+    def identity(self) -> tuple[str]:
+        return ("memory",)
+
+    def describe(self) -> dict[str, object]:
+        return {"backend": "memory", "track_keys": self.track_keys}
+
+    def create(self) -> MemoryBackend:
+        return MemoryBackend(track_keys=self.track_keys)
+
+
+def configure(path: object, track_keys: bool, **options: object) -> MemorySpec:
+    """The memory backend's spec. ``path`` is ignored: memory stores have no file."""
+    reject_unknown("memory", options)
+    return MemorySpec(track_keys=track_keys)

@@ -1,0 +1,447 @@
+"""The error catalogue of locust_kv.
+
+Every failure raised by locust_kv is an instance of :class:`KVError`. The
+class name is the error's stable catalogue name (``err.name``); it never
+changes once released, so a locustfile can branch on it. Each class also
+belongs to one recovery group (``err.group``), which says what to do about it:
+
+    KVError
+    ├── transient: retry with backoff
+    │   ├── BackupInProgressError
+    │   └── RestoreInProgressError
+    ├── user error: fix the call or the data, then retry
+    │   ├── KeyNotFoundError, InvalidKeyError, KeyTooLongError,
+    │   │   InvalidCursorError, InvalidArgumentError
+    │   ├── ValueNumberRequiredError, ValueParseError,
+    │   │   UnsupportedValueTypeError, SerializerError
+    │   ├── BackupOptionsRequiredError, RestoreOptionsRequiredError,
+    │   │   SnapshotBudgetExceededError, SnapshotNotFoundError,
+    │   │   SnapshotReadError
+    │   └── StoreClosedError, DatabaseNotOpenError
+    ├── configuration: fix options, paths or permissions
+    │   ├── InvalidBackendError, InvalidSerializationError,
+    │   │   InvalidOptionsError, KVOptionsConflictError,
+    │   │   MemoryBackendNotSharedError
+    │   └── DiskPathError, DiskStoreOpenError, SnapshotPermissionError
+    └── system failure: fail fast and investigate
+        ├── DiskStoreReadError, DiskStoreWriteError, DiskStoreDeleteError,
+        │   DiskStoreExistsError, DiskStoreScanError, DiskStoreSizeError,
+        │   DiskStoreIndexError, DiskStoreFullError, KeyListRebuildError,
+        │   BucketNotFoundError
+        ├── SnapshotExportError, SnapshotIOError
+        └── UnexpectedStoreOutputError, UnknownError
+
+``str(err)`` and ``repr(err)`` start with the name and never contain the key
+the operation was called with, because Locust groups failures by that text:
+one failure row per error kind, not one per key. The key, the operation and
+the backend are kept on attributes (``err.key``, ``err.operation``,
+``err.backend``). The cause, when there is one, is chained (``__cause__``).
+
+ERRORS.md is the user-facing catalogue; a test keeps it equal to this module.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import ClassVar
+
+__all__ = [
+    "BackupInProgressError",
+    "BackupOptionsRequiredError",
+    "BucketNotFoundError",
+    "DatabaseNotOpenError",
+    "DiskPathError",
+    "DiskStoreDeleteError",
+    "DiskStoreExistsError",
+    "DiskStoreFullError",
+    "DiskStoreIndexError",
+    "DiskStoreOpenError",
+    "DiskStoreReadError",
+    "DiskStoreScanError",
+    "DiskStoreSizeError",
+    "DiskStoreWriteError",
+    "ErrorGroup",
+    "InvalidArgumentError",
+    "InvalidBackendError",
+    "InvalidCursorError",
+    "InvalidKeyError",
+    "InvalidOptionsError",
+    "InvalidSerializationError",
+    "KVError",
+    "KVOptionsConflictError",
+    "KeyListRebuildError",
+    "KeyNotFoundError",
+    "KeyTooLongError",
+    "MemoryBackendNotSharedError",
+    "RestoreInProgressError",
+    "RestoreOptionsRequiredError",
+    "SerializerError",
+    "SnapshotBudgetExceededError",
+    "SnapshotExportError",
+    "SnapshotIOError",
+    "SnapshotNotFoundError",
+    "SnapshotPermissionError",
+    "SnapshotReadError",
+    "StoreClosedError",
+    "UnexpectedStoreOutputError",
+    "UnknownError",
+    "UnsupportedValueTypeError",
+    "ValueNumberRequiredError",
+    "ValueParseError",
+    "catalogue",
+]
+
+
+class ErrorGroup(str, enum.Enum):
+    """How to recover from an error; every catalogued error has exactly one."""
+
+    TRANSIENT = "transient"
+    """Another operation is in the way for a moment: retry with backoff."""
+    USER = "user error"
+    """The call or the data is wrong: fix it; retrying unchanged fails again."""
+    CONFIGURATION = "configuration"
+    """Options, paths or permissions are wrong: fix the set-up."""
+    SYSTEM = "system failure"
+    """The store or the machine failed: fail fast and investigate."""
+
+
+class KVError(Exception):
+    """Base class of every locust_kv error.
+
+    Attributes:
+        name: the stable catalogue name (the class name).
+        group: the recovery group.
+        message: the diagnostic text, without the name.
+        key: the key the failing operation was called with, if any.
+        operation: the name of the failing operation (``"get"``...), if any.
+        backend: ``"memory"`` or ``"disk"``, when raised by a store.
+    """
+
+    name: ClassVar[str] = "KVError"
+    group: ClassVar[ErrorGroup] = ErrorGroup.SYSTEM
+    default_message: ClassVar[str] = "locust_kv error"
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.name = cls.__name__
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        key: str | None = None,
+        operation: str | None = None,
+        backend: str | None = None,
+    ) -> None:
+        self.message = message if message is not None else self.default_message
+        super().__init__(self.message)
+        self.key = key
+        self.operation = operation
+        self.backend = backend
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.message}"
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        # Keep the attributes when the error crosses a process boundary.
+        return (_rebuild_error, (type(self), self.message, self.key, self.operation, self.backend))
+
+
+def _rebuild_error(
+    cls: type[KVError], message: str, key: str | None, operation: str | None, backend: str | None
+) -> KVError:
+    return cls(message, key=key, operation=operation, backend=backend)
+
+
+# --------------------------------------------------------------------------
+# Transient: retry with backoff.
+
+
+class BackupInProgressError(KVError):
+    """A strict backup is running: writes, and a second backup, fail fast until it ends."""
+
+    group = ErrorGroup.TRANSIENT
+    default_message = "a backup is in progress; retry when it completes"
+
+
+class RestoreInProgressError(KVError):
+    """A restore is replacing the dataset: writes fail fast until it ends."""
+
+    group = ErrorGroup.TRANSIENT
+    default_message = "a restore is in progress; retry when it completes"
+
+
+# --------------------------------------------------------------------------
+# User error: fix the call or the data.
+
+
+class KeyNotFoundError(KVError):
+    """``get`` was called for a key that is not in the store."""
+
+    group = ErrorGroup.USER
+    default_message = "key not found"
+
+
+class InvalidKeyError(KVError):
+    """A key is not a non-empty str, or cannot be encoded as UTF-8."""
+
+    group = ErrorGroup.USER
+    default_message = "keys must be non-empty str"
+
+
+class KeyTooLongError(KVError):
+    """A key is longer than the 511 bytes of UTF-8 that every backend accepts."""
+
+    group = ErrorGroup.USER
+    default_message = "key longer than 511 bytes of UTF-8"
+
+
+class InvalidCursorError(KVError):
+    """``scan`` was given a cursor it did not produce."""
+
+    group = ErrorGroup.USER
+    default_message = "malformed scan cursor"
+
+
+class InvalidArgumentError(KVError):
+    """An argument other than a key, value or cursor has the wrong type or value."""
+
+    group = ErrorGroup.USER
+    default_message = "invalid argument"
+
+
+class ValueNumberRequiredError(KVError):
+    """``increment_by`` was given a delta that is not an int (bools and floats included)."""
+
+    group = ErrorGroup.USER
+    default_message = "delta must be an int"
+
+
+class ValueParseError(KVError):
+    """A counter's stored value is not an integer, or the result leaves signed 64-bit."""
+
+    group = ErrorGroup.USER
+    default_message = "stored value is not an integer counter"
+
+
+class UnsupportedValueTypeError(KVError):
+    """A value's type cannot be stored with the store's serialization."""
+
+    group = ErrorGroup.USER
+    default_message = "value type not supported by this serialization"
+
+
+class SerializerError(KVError):
+    """A value of a supported type failed to encode, or a stored value failed to decode."""
+
+    group = ErrorGroup.USER
+    default_message = "value could not be serialized or deserialized"
+
+
+class BackupOptionsRequiredError(KVError):
+    """``backup`` was given options it cannot use (a file name that is not a path)."""
+
+    group = ErrorGroup.USER
+    default_message = "backup options are invalid"
+
+
+class RestoreOptionsRequiredError(KVError):
+    """``restore`` was given options it cannot use (a file name that is not a path, bad budgets)."""
+
+    group = ErrorGroup.USER
+    default_message = "restore options are invalid"
+
+
+class SnapshotBudgetExceededError(KVError):
+    """A snapshot holds more entries or bytes than the restore's budget allows."""
+
+    group = ErrorGroup.USER
+    default_message = "snapshot exceeds the restore budget"
+
+
+class SnapshotNotFoundError(KVError):
+    """The snapshot file to restore or inspect does not exist."""
+
+    group = ErrorGroup.USER
+    default_message = "snapshot file not found"
+
+
+class SnapshotReadError(KVError):
+    """A snapshot file is truncated, altered, of another format or of an unknown version."""
+
+    group = ErrorGroup.USER
+    default_message = "snapshot file is unreadable"
+
+
+class StoreClosedError(KVError):
+    """A method was called on a handle after its ``close()``."""
+
+    group = ErrorGroup.USER
+    default_message = "the store handle is closed"
+
+
+class DatabaseNotOpenError(KVError):
+    """A store was used that was never opened (for example ``environment.kv`` without the plugin)."""
+
+    group = ErrorGroup.USER
+    default_message = "the store is not open"
+
+
+# --------------------------------------------------------------------------
+# Configuration: fix options, paths or permissions.
+
+
+class InvalidBackendError(KVError):
+    """``open_kv`` was given a backend other than ``"memory"`` or ``"disk"``."""
+
+    group = ErrorGroup.CONFIGURATION
+    default_message = 'backend must be "memory" or "disk"'
+
+
+class InvalidSerializationError(KVError):
+    """``open_kv`` was given a serialization other than ``"json"`` or ``"string"``."""
+
+    group = ErrorGroup.CONFIGURATION
+    default_message = 'serialization must be "json" or "string"'
+
+
+class InvalidOptionsError(KVError):
+    """``open_kv`` was given an option that is unknown or of the wrong type."""
+
+    group = ErrorGroup.CONFIGURATION
+    default_message = "invalid store options"
+
+
+class KVOptionsConflictError(KVError):
+    """The store is already open in this process with different options."""
+
+    group = ErrorGroup.CONFIGURATION
+    default_message = "store already open with different options"
+
+
+class MemoryBackendNotSharedError(KVError):
+    """A multi-process Locust run was configured with the per-process memory backend."""
+
+    group = ErrorGroup.CONFIGURATION
+    default_message = "the memory backend cannot be shared by several processes; use the disk backend"
+
+
+class DiskPathError(KVError):
+    """The disk store's path cannot be resolved or created, or is a directory."""
+
+    group = ErrorGroup.CONFIGURATION
+    default_message = "invalid disk store path"
+
+
+class DiskStoreOpenError(KVError):
+    """The LMDB environment could not be opened (permissions, locks, not an LMDB file...)."""
+
+    group = ErrorGroup.CONFIGURATION
+    default_message = "could not open the disk store"
+
+
+class SnapshotPermissionError(KVError):
+    """The operating system denied access to a snapshot file or its directory."""
+
+    group = ErrorGroup.CONFIGURATION
+    default_message = "permission denied on the snapshot path"
+
+
+# --------------------------------------------------------------------------
+# System failure: fail fast and investigate.
+
+
+class DiskStoreReadError(KVError):
+    """An LMDB read transaction failed during ``get``."""
+
+    default_message = "disk store read failed"
+
+
+class DiskStoreWriteError(KVError):
+    """An LMDB write failed (set, increment_by, get_or_set, swap, compare_and_swap)."""
+
+    default_message = "disk store write failed"
+
+
+class DiskStoreDeleteError(KVError):
+    """An LMDB delete failed (delete, delete_if_exists, compare_and_delete, clear)."""
+
+    default_message = "disk store delete failed"
+
+
+class DiskStoreExistsError(KVError):
+    """An LMDB lookup failed during ``exists``."""
+
+    default_message = "disk store exists check failed"
+
+
+class DiskStoreScanError(KVError):
+    """An LMDB cursor failed during ``scan`` or ``list``."""
+
+    default_message = "disk store scan failed"
+
+
+class DiskStoreSizeError(KVError):
+    """Counting the disk store's keys failed."""
+
+    default_message = "disk store size query failed"
+
+
+class DiskStoreIndexError(KVError):
+    """A ``random_key`` lookup in the disk store's key index failed."""
+
+    default_message = "disk store random key lookup failed"
+
+
+class DiskStoreFullError(KVError):
+    """The disk store needs to grow and cannot (the disk is full or the size cap is reached)."""
+
+    default_message = "disk store is full and cannot grow"
+
+
+class KeyListRebuildError(KVError):
+    """Rebuilding the key index used by ``random_key`` failed."""
+
+    default_message = "key index rebuild failed"
+
+
+class BucketNotFoundError(KVError):
+    """The LMDB file lacks locust_kv's named databases (a foreign or damaged file)."""
+
+    default_message = "the disk store's databases are missing"
+
+
+class SnapshotExportError(KVError):
+    """Writing a backup failed while creating, filling or renaming its temp file."""
+
+    default_message = "snapshot export failed"
+
+
+class SnapshotIOError(KVError):
+    """The operating system failed to read or write a snapshot file (I/O error, disk full)."""
+
+    default_message = "snapshot I/O failed"
+
+
+class UnexpectedStoreOutputError(KVError):
+    """A backend returned a result outside its contract (a backend bug)."""
+
+    default_message = "backend returned an unexpected result"
+
+
+class UnknownError(KVError):
+    """A failure that fits no other name; the original exception is chained."""
+
+    default_message = "unexpected error"
+
+
+def catalogue() -> dict[str, type[KVError]]:
+    """Every catalogued error class, by name, in name order."""
+    found: dict[str, type[KVError]] = {}
+    pending = list(KVError.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        if cls.__module__ == __name__:
+            found[cls.name] = cls
+        pending.extend(cls.__subclasses__())
+    return dict(sorted(found.items()))

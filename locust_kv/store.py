@@ -1,0 +1,574 @@
+"""The front-end: ``open_kv`` and the :class:`KV` handle.
+
+The front-end validates arguments, serializes values, maps failures to the
+catalogue and, when a Locust run asks for it, times every operation. It
+talks to a backend (:mod:`locust_kv.backends.base`) in bytes, one atomic
+operation per call, and never knows which backend it has.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import os
+import weakref
+from collections.abc import Callable
+from time import perf_counter
+from typing import TYPE_CHECKING, Any, Final
+
+from gevent.monkey import get_original
+
+from .backends.base import MAX_KEY_BYTES
+from .errors import (
+    InvalidArgumentError,
+    InvalidCursorError,
+    InvalidKeyError,
+    InvalidOptionsError,
+    KeyNotFoundError,
+    KeyTooLongError,
+    KVError,
+    KVOptionsConflictError,
+    SerializerError,
+    StoreClosedError,
+    UnknownError,
+    ValueNumberRequiredError,
+)
+from .options import DEFAULT_BACKEND, DEFAULT_SERIALIZATION, StoreOptions, configure_backend
+from .results import Entry, GetOrSetResult, ScanPage, SwapResult
+from .serialization import get_serializer
+
+if TYPE_CHECKING:
+    from .backends.base import Backend
+    from .serialization import Serializer
+
+__all__ = ["KV", "Reporter", "open_kv", "open_stores", "set_reporter"]
+
+Reporter = Callable[[str, float, "Exception | None"], None]
+"""Called after every operation of a reporting store: (operation, seconds, error or None)."""
+
+_allocate_lock = get_original("_thread", "allocate_lock")
+
+
+# ---------------------------------------------------------------------------
+# Argument checks shared by every operation.
+
+
+def _encode_key(key: object) -> bytes:
+    if type(key) is not str and not isinstance(key, str):
+        raise InvalidKeyError(f"keys must be non-empty str, not {type(key).__name__}")
+    if not key:
+        raise InvalidKeyError("keys must be non-empty str, not an empty string")
+    try:
+        data = key.encode()
+    except UnicodeEncodeError:
+        raise InvalidKeyError("key is not encodable as UTF-8") from None
+    if len(data) > MAX_KEY_BYTES:
+        raise KeyTooLongError(f"key is longer than {MAX_KEY_BYTES} bytes of UTF-8, the limit of every backend")
+    return data
+
+
+def _encode_prefix(prefix: object) -> bytes:
+    if not isinstance(prefix, str):
+        raise InvalidArgumentError(f"prefix must be str, not {type(prefix).__name__}")
+    try:
+        return prefix.encode()
+    except UnicodeEncodeError:
+        raise InvalidArgumentError("prefix is not encodable as UTF-8") from None
+
+
+def _check_limit(limit: object) -> int:
+    if type(limit) is not int and (not isinstance(limit, int) or isinstance(limit, bool)):
+        raise InvalidArgumentError(f"limit must be an int, not {type(limit).__name__}")
+    return limit  # type: ignore[return-value]
+
+
+def _decode_key(data: bytes) -> str:
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        raise SerializerError("a stored key is not valid UTF-8") from None
+
+
+def encode_cursor(last_key: bytes) -> str:
+    """The opaque cursor that resumes a scan strictly after ``last_key``."""
+    return base64.urlsafe_b64encode(last_key).rstrip(b"=").decode("ascii")
+
+
+def decode_cursor(cursor: object) -> bytes:
+    """The key a cursor resumes after; InvalidCursorError for anything ``encode_cursor`` did not make."""
+    if not isinstance(cursor, str):
+        raise InvalidCursorError(f"cursor must be str, not {type(cursor).__name__}")
+    try:
+        raw = cursor.encode("ascii")
+        last_key = base64.b64decode(raw + b"=" * (-len(raw) % 4), altchars=b"-_", validate=True)
+    except (UnicodeEncodeError, binascii.Error, ValueError):
+        raise InvalidCursorError("malformed scan cursor") from None
+    if not last_key or len(last_key) > MAX_KEY_BYTES or encode_cursor(last_key) != cursor:
+        raise InvalidCursorError("malformed scan cursor")
+    return last_key
+
+
+# ---------------------------------------------------------------------------
+# Stores shared by handles, and the process-wide registry.
+
+
+class _Store:
+    """One open store of this process, shared by every handle on it."""
+
+    def __init__(self, options: StoreOptions, backend: Backend, serializer: Serializer) -> None:
+        self.options = options
+        self.backend = backend
+        self.serializer = serializer
+        self.handles: weakref.WeakSet[KV] = weakref.WeakSet()
+        self.open_handles = 0
+        self.reporter: Reporter | None = None
+
+
+_registry: dict[object, _Store] = {}
+_registry_lock = _allocate_lock()
+
+
+def open_kv(
+    backend: str = DEFAULT_BACKEND,
+    path: str | os.PathLike[str] | None = None,
+    serialization: str = DEFAULT_SERIALIZATION,
+    track_keys: bool = True,
+    **options: Any,
+) -> KV:
+    """Open the shared store and return a new handle on it.
+
+    Args:
+        backend: ``"disk"`` (LMDB, shared by every process on the host) or
+            ``"memory"`` (this process only).
+        path: the disk store's file; see the disk backend for the default.
+            Ignored by the memory backend.
+        serialization: ``"json"`` (values are JSON types) or ``"string"``
+            (values are str, or bytes).
+        track_keys: keep the index that makes ``random_key`` O(1) without a
+            prefix. Without it, the memory backend samples in O(log n) and the
+            disk backend in O(n).
+        **options: backend-specific options (see the disk backend).
+
+    Every call with equal options returns a handle on the same data; a call
+    for the same store (the memory store, or the same disk path) with
+    different options raises KVOptionsConflictError. Nothing that cannot
+    survive ``fork()`` is created here, so a locustfile may call it at import.
+
+    Raises:
+        InvalidBackendError, InvalidSerializationError, InvalidOptionsError,
+        KVOptionsConflictError, and the backend's configuration errors
+        (DiskPathError, DiskStoreOpenError).
+    """
+    try:
+        if path is not None and not isinstance(path, (str, os.PathLike)):
+            raise InvalidOptionsError(f"path must be a str or path-like, not {type(path).__name__}")
+        serializer = get_serializer(serialization)
+        spec = configure_backend(backend, path, track_keys, options)
+        wanted = StoreOptions(spec=spec, serialization=serializer.name)
+        with _registry_lock:
+            store = _registry.get(spec.identity)
+            if store is not None and store.options != wanted:
+                raise KVOptionsConflictError(
+                    "store already open in this process with different options: "
+                    f"open with {_describe(store.options)}, asked for {_describe(wanted)}"
+                )
+            if store is None:
+                store = _Store(wanted, spec.create(), serializer)
+                _registry[spec.identity] = store
+            handle = KV(store)
+            store.open_handles += 1
+            return handle
+    except KVError:
+        raise
+    except Exception as exc:
+        raise UnknownError(f"unexpected {type(exc).__name__} in open_kv") from exc
+
+
+def _describe(options: StoreOptions) -> str:
+    described = dict(options.spec.describe(), serialization=options.serialization)
+    return ", ".join(f"{k}={v!r}" for k, v in described.items())
+
+
+def _release(store: _Store) -> None:
+    with _registry_lock:
+        store.open_handles -= 1
+        if store.open_handles > 0:
+            return
+        if _registry.get(store.options.spec.identity) is store:
+            del _registry[store.options.spec.identity]
+    store.backend.close()
+
+
+def open_stores() -> list[KV]:
+    """A new handle on every store open in this process (for tools such as the Locust UI)."""
+    with _registry_lock:
+        stores = list(_registry.values())
+        for store in stores:
+            store.open_handles += 1
+    return [KV(store) for store in stores]
+
+
+def set_reporter(kv: KV, reporter: Reporter | None) -> None:
+    """Time every operation of ``kv``'s store, on every handle, and pass it to ``reporter``.
+
+    ``None`` turns reporting off. Used by the Locust plugin; costs nothing when off.
+    """
+    store = kv._store
+    store.reporter = reporter
+    cls = KV if reporter is None else _ReportingKV
+    for handle in list(store.handles):
+        if handle.__class__ is not cls:
+            handle.__class__ = cls
+
+
+# ---------------------------------------------------------------------------
+# The handle.
+
+
+class _ClosedBackend:
+    """Stands in for the backend of a closed handle: every use raises StoreClosedError."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise StoreClosedError("the store handle is closed")
+
+
+_CLOSED: Final = _ClosedBackend()
+
+
+class KV:
+    """A handle on a shared key-value store. Get one from :func:`open_kv`.
+
+    Every method is atomic with respect to every other call on the same store
+    from any greenlet or thread of the process, and, on the disk backend, from
+    any process on the host. Keys are non-empty str of at most 511 bytes of
+    UTF-8. Every failure raises a :class:`~locust_kv.errors.KVError`.
+    """
+
+    __slots__ = ("__weakref__", "_backend", "_dumps", "_kind", "_loads", "_store")
+
+    def __init__(self, store: _Store) -> None:
+        self._store = store
+        self._backend: Backend = store.backend
+        self._kind = store.backend.kind
+        self._dumps = store.serializer.dumps
+        self._loads = store.serializer.loads
+        store.handles.add(self)
+        if store.reporter is not None:
+            self.__class__ = _ReportingKV
+
+    # -- failure mapping: the one place errors get their context ------------
+
+    def _failure(self, exc: BaseException, operation: str, key: object = None) -> BaseException:
+        if isinstance(exc, KVError):
+            if exc.operation is None:
+                exc.operation = operation
+                exc.backend = self._kind
+                if isinstance(key, str):
+                    exc.key = key
+            return exc
+        if not isinstance(exc, Exception):
+            return exc  # GreenletExit, KeyboardInterrupt, SystemExit pass through.
+        error = UnknownError(
+            f"unexpected {type(exc).__name__} in {operation}",
+            key=key if isinstance(key, str) else None,
+            operation=operation,
+            backend=self._kind,
+        )
+        error.__cause__ = exc
+        return error
+
+    # -- description -------------------------------------------------------
+
+    @property
+    def backend(self) -> str:
+        """``"memory"`` or ``"disk"``."""
+        return self._kind
+
+    @property
+    def location(self) -> str:
+        """Where the data lives: the disk store's path, or a description."""
+        return self._store.backend.location
+
+    @property
+    def serialization(self) -> str:
+        """``"json"`` or ``"string"``."""
+        return self._store.serializer.name
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The store's options as plain values."""
+        return dict(self._store.options.spec.describe(), serialization=self.serialization)
+
+    @property
+    def closed(self) -> bool:
+        """Whether ``close()`` was called on this handle."""
+        return self._backend is _CLOSED
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<KV {self._kind} {self.location!r} {self.serialization} {state}>"
+
+    def __enter__(self) -> KV:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- single-key operations ----------------------------------------------
+
+    def get(self, key: str) -> Any:
+        """The value stored at ``key``.
+
+        Raises KeyNotFoundError when absent, SerializerError when the stored
+        bytes do not decode.
+        """
+        try:
+            data = self._backend.get(_encode_key(key))
+            if data is None:
+                raise KeyNotFoundError("key not found")
+            return self._loads(data)
+        except BaseException as exc:
+            raise self._failure(exc, "get", key)  # noqa: B904 - _failure chains the cause
+
+    def set(self, key: str, value: Any) -> Any:
+        """Store ``value`` at ``key``, replacing any value; returns ``value``.
+
+        Raises UnsupportedValueTypeError or SerializerError for a value the
+        serialization cannot store.
+        """
+        try:
+            self._backend.set(_encode_key(key), self._dumps(value))
+            return value
+        except BaseException as exc:
+            raise self._failure(exc, "set", key)  # noqa: B904
+
+    def delete(self, key: str) -> bool:
+        """Remove ``key``. Always True, also when the key was absent."""
+        try:
+            self._backend.delete(_encode_key(key))
+            return True
+        except BaseException as exc:
+            raise self._failure(exc, "delete", key)  # noqa: B904
+
+    def exists(self, key: str) -> bool:
+        """Whether ``key`` is stored."""
+        try:
+            return self._backend.exists(_encode_key(key))
+        except BaseException as exc:
+            raise self._failure(exc, "exists", key)  # noqa: B904
+
+    def increment_by(self, key: str, delta: int) -> int:
+        """Atomically add ``delta`` to the integer counter at ``key``; the new value.
+
+        A missing key counts as 0. The counter is stored as decimal text, so
+        ``get`` returns an int under json and a str under string.
+
+        Raises ValueNumberRequiredError, before the store is touched, when
+        ``delta`` is not an int (bool and float included); ValueParseError
+        when the stored value is not an integer (decimal text, a JSON integer
+        or a JSON string holding a decimal), or when the result would leave
+        signed 64-bit, in which case nothing is written.
+        """
+        try:
+            if type(delta) is not int and (not isinstance(delta, int) or isinstance(delta, bool)):
+                raise ValueNumberRequiredError(f"delta must be an int, not {type(delta).__name__}")
+            return self._backend.increment_by(_encode_key(key), delta)
+        except BaseException as exc:
+            raise self._failure(exc, "increment_by", key)  # noqa: B904
+
+    def get_or_set(self, key: str, value: Any) -> GetOrSetResult:
+        """Atomically read ``key``, storing ``value`` first if it is absent.
+
+        Returns ``(value, loaded)``: the stored value and True when the key
+        existed (nothing was written), or the given value and False when it
+        was just stored.
+        """
+        try:
+            stored, loaded = self._backend.get_or_set(_encode_key(key), self._dumps(value))
+            return GetOrSetResult(self._loads(stored) if loaded else value, loaded)
+        except BaseException as exc:
+            raise self._failure(exc, "get_or_set", key)  # noqa: B904
+
+    def swap(self, key: str, value: Any) -> SwapResult:
+        """Atomically store ``value`` and return ``(previous, loaded)``.
+
+        Always writes. ``previous`` is None and ``loaded`` False when the key
+        was absent.
+        """
+        try:
+            previous = self._backend.swap(_encode_key(key), self._dumps(value))
+            if previous is None:
+                return SwapResult(None, False)
+            return SwapResult(self._loads(previous), True)
+        except BaseException as exc:
+            raise self._failure(exc, "swap", key)  # noqa: B904
+
+    def compare_and_swap(self, key: str, old: Any, new: Any) -> bool:
+        """Atomically store ``new`` if the stored value equals ``old``; whether it did.
+
+        ``old=None`` means "only if the key is absent". Values compare by
+        their serialized form; under json, dicts compare equal whatever the
+        order of their keys. A missing key with ``old`` not None: False.
+        """
+        try:
+            expected = None if old is None else self._dumps(old)
+            return self._backend.compare_and_swap(_encode_key(key), expected, self._dumps(new))
+        except BaseException as exc:
+            raise self._failure(exc, "compare_and_swap", key)  # noqa: B904
+
+    def delete_if_exists(self, key: str) -> bool:
+        """Atomically remove ``key``; True only if it existed."""
+        try:
+            return self._backend.delete(_encode_key(key))
+        except BaseException as exc:
+            raise self._failure(exc, "delete_if_exists", key)  # noqa: B904
+
+    def compare_and_delete(self, key: str, old: Any) -> bool:
+        """Atomically remove ``key`` if its stored value equals ``old``; whether it did.
+
+        Values compare by their serialized form, as in ``compare_and_swap``
+        (under json, ``old=None`` matches a stored JSON null).
+        """
+        try:
+            return self._backend.compare_and_delete(_encode_key(key), self._dumps(old))
+        except BaseException as exc:
+            raise self._failure(exc, "compare_and_delete", key)  # noqa: B904
+
+    # -- whole-store operations ---------------------------------------------
+
+    def clear(self) -> bool:
+        """Atomically remove every key. Returns True."""
+        try:
+            self._backend.clear()
+            return True
+        except BaseException as exc:
+            raise self._failure(exc, "clear")  # noqa: B904
+
+    def size(self) -> int:
+        """The number of keys in the store."""
+        try:
+            return self._backend.size()
+        except BaseException as exc:
+            raise self._failure(exc, "size")  # noqa: B904
+
+    def scan(self, prefix: str = "", limit: int = 0, cursor: str = "") -> ScanPage:
+        """One page of the keys starting with ``prefix``, ascending by UTF-8 bytes.
+
+        ``limit`` <= 0 returns every remaining entry. ``cursor`` is ``""`` for
+        the first page, then the cursor of the previous page: the scan resumes
+        strictly after that page's last key. The last page has cursor ``""``
+        and ``done`` True. Each page is its own atomic read: under concurrent
+        writes, a paged scan returns no key twice and skips no key that existed,
+        unchanged, for the whole scan.
+
+        Raises InvalidCursorError for a cursor this method did not return, and
+        InvalidArgumentError for a prefix or limit of the wrong type.
+        """
+        try:
+            return self._scan(prefix, limit, cursor)
+        except BaseException as exc:
+            raise self._failure(exc, "scan")  # noqa: B904
+
+    def _scan(self, prefix: str, limit: int, cursor: str) -> ScanPage:
+        raw_prefix = _encode_prefix(prefix)
+        limit = _check_limit(limit)
+        start = decode_cursor(cursor) + b"\x00" if cursor != "" else b""
+        rows, more = self._backend.scan(raw_prefix, start, limit)
+        loads = self._loads
+        entries = [Entry(_decode_key(k), loads(v)) for k, v in rows]
+        if more and rows:
+            return ScanPage(entries, encode_cursor(rows[-1][0]), False)
+        return ScanPage(entries, "", True)
+
+    def list(self, prefix: str = "", limit: int = 0) -> list[Entry]:
+        """The first ``limit`` entries (all when <= 0) whose key starts with ``prefix``, ascending."""
+        try:
+            return self._scan(prefix, limit, "").entries
+        except BaseException as exc:
+            raise self._failure(exc, "list")  # noqa: B904
+
+    def random_key(self, prefix: str = "") -> str:
+        """A key chosen uniformly among those starting with ``prefix``; ``""`` when none does.
+
+        O(1) without a prefix and O(log n) with one on the memory backend with
+        ``track_keys``; see the disk backend for its costs.
+        """
+        try:
+            key = self._backend.random_key(_encode_prefix(prefix))
+            return "" if key is None else _decode_key(key)
+        except BaseException as exc:
+            raise self._failure(exc, "random_key")  # noqa: B904
+
+    def rebuild_key_list(self) -> bool:
+        """Rebuild the key index ``random_key`` uses from the stored keys. Returns True."""
+        try:
+            self._backend.rebuild_key_list()
+            return True
+        except BaseException as exc:
+            raise self._failure(exc, "rebuild_key_list")  # noqa: B904
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close this handle; later calls on it raise StoreClosedError.
+
+        Other handles on the store keep working; the store itself closes with
+        its last handle (a memory store's data is then dropped). Closing twice
+        does nothing.
+        """
+        if self._backend is _CLOSED:
+            return
+        self._backend = _CLOSED  # type: ignore[assignment]
+        _release(self._store)
+
+
+_OPERATIONS: Final = (
+    "get",
+    "set",
+    "delete",
+    "exists",
+    "increment_by",
+    "get_or_set",
+    "swap",
+    "compare_and_swap",
+    "delete_if_exists",
+    "compare_and_delete",
+    "clear",
+    "size",
+    "scan",
+    "list",
+    "random_key",
+    "rebuild_key_list",
+)
+"""The operations a reporting store times, by name."""
+
+
+def _timed(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def timed(self: KV, *args: Any, **kwargs: Any) -> Any:
+        start = perf_counter()
+        try:
+            result = method(self, *args, **kwargs)
+        except Exception as exc:
+            reporter = self._store.reporter
+            if reporter is not None:
+                reporter(name, perf_counter() - start, exc)
+            raise
+        reporter = self._store.reporter
+        if reporter is not None:
+            reporter(name, perf_counter() - start, None)
+        return result
+
+    return timed
+
+
+class _ReportingKV(KV):
+    """A KV whose operations are timed and passed to the store's reporter."""
+
+    __slots__ = ()
+
+
+for _name in _OPERATIONS:
+    setattr(_ReportingKV, _name, _timed(_name, getattr(KV, _name)))
+del _name

@@ -1,0 +1,52 @@
+"""Fixtures shared by the test suite.
+
+``kv`` is parametrized over every backend, so each contract test runs against
+each; a backend joins the suite by being listed in ``BACKENDS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from locust_kv import KV, open_kv
+
+BACKENDS = ["memory", "disk"]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend_name(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def open_store(backend_name: str, tmp_path: Path) -> Iterator[Callable[..., KV]]:
+    """Open a store on the test's backend (a fresh file under tmp_path for disk); closed after the test."""
+    handles: list[KV] = []
+
+    def opener(**options: Any) -> KV:
+        options.setdefault("backend", backend_name)
+        if options["backend"] == "disk":
+            options.setdefault("path", str(tmp_path / "store.lmdb"))
+        handle = open_kv(**options)
+        handles.append(handle)
+        return handle
+
+    yield opener
+    for handle in handles:
+        handle.close()
+
+
+@pytest.fixture
+def kv(open_store: Callable[..., KV]) -> KV:
+    """A json store on the test's backend."""
+    return open_store()
+
+
+@pytest.fixture
+def kv_string(open_store: Callable[..., KV]) -> KV:
+    """A string store on the test's backend."""
+    return open_store(serialization="string")

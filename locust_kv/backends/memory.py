@@ -22,7 +22,7 @@ from gevent.monkey import get_original
 from sortedcontainers import SortedList
 
 from .._cooperative import CHUNK, pause
-from ..errors import BackupInProgressError, KVError, RestoreInProgressError
+from ..errors import BackupInProgressError, InvalidOptionsError, KVError, RestoreInProgressError
 from ..options import reject_unknown
 from .base import Backend, BackupReader, apply_increment, prefix_end
 
@@ -65,8 +65,8 @@ class MemoryBackend(Backend):
 
     kind = "memory"
 
-    def __init__(self, track_keys: bool = True) -> None:
-        self.location = "memory of this process"
+    def __init__(self, track_keys: bool = True, name: str = "default") -> None:
+        self.location = f"memory store {name!r} of this process"
         self._lock = _allocate_lock()
         self._track_keys = track_keys
         self._data: dict[bytes, bytes] = {}
@@ -298,23 +298,30 @@ def _dispose(data: dict[bytes, bytes]) -> None:
 
 @dataclass(frozen=True)
 class MemorySpec:
-    """Options of the memory backend. A process has one memory store."""
+    """Options of the memory backend. Memory stores are told apart by ``name``."""
 
     track_keys: bool = True
+    name: str = "default"
     kind: str = "memory"
 
     @property
-    def identity(self) -> tuple[str]:
-        return ("memory",)
+    def identity(self) -> tuple[str, str]:
+        return ("memory", self.name)
 
     def describe(self) -> dict[str, object]:
-        return {"backend": "memory", "track_keys": self.track_keys}
+        return {"backend": "memory", "name": self.name, "track_keys": self.track_keys}
 
     def create(self) -> MemoryBackend:
-        return MemoryBackend(track_keys=self.track_keys)
+        return MemoryBackend(track_keys=self.track_keys, name=self.name)
 
 
-def configure(path: object, track_keys: bool, **options: object) -> MemorySpec:
-    """The memory backend's spec. ``path`` is ignored: memory stores have no file."""
+def configure(path: object, track_keys: bool, *, name: object = "default", **options: object) -> MemorySpec:
+    """The memory backend's spec.
+
+    ``name`` tells memory stores of one process apart (default ``"default"``);
+    ``path`` is ignored: memory stores have no file.
+    """
     reject_unknown("memory", options)
-    return MemorySpec(track_keys=track_keys)
+    if not isinstance(name, str) or not name:
+        raise InvalidOptionsError("name must be a non-empty str")
+    return MemorySpec(track_keys=track_keys, name=name)

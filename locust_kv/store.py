@@ -31,6 +31,7 @@ from .errors import (
     KVOptionsConflictError,
     SerializerError,
     StoreClosedError,
+    UnexpectedStoreOutputError,
     UnknownError,
     ValueNumberRequiredError,
 )
@@ -81,6 +82,13 @@ def _check_limit(limit: object) -> int:
     if type(limit) is not int and (not isinstance(limit, int) or isinstance(limit, bool)):
         raise InvalidArgumentError(f"limit must be an int, not {type(limit).__name__}")
     return limit  # type: ignore[return-value]
+
+
+def _pair(result: Any) -> tuple[Any, Any]:
+    """A backend's two-part result, or UnexpectedStoreOutputError when it is not one."""
+    if type(result) is not tuple or len(result) != 2:
+        raise UnexpectedStoreOutputError("backend returned a result outside its contract")
+    return result
 
 
 def _decode_key(data: bytes) -> str:
@@ -385,7 +393,7 @@ class KV:
         was just stored.
         """
         try:
-            stored, loaded = self._backend.get_or_set(_encode_key(key), self._dumps(value))
+            stored, loaded = _pair(self._backend.get_or_set(_encode_key(key), self._dumps(value)))
             return GetOrSetResult(self._loads(stored) if loaded else value, loaded)
         except BaseException as exc:
             raise self._failure(exc, "get_or_set", key)  # noqa: B904
@@ -448,7 +456,10 @@ class KV:
     def size(self) -> int:
         """The number of keys in the store."""
         try:
-            return self._backend.size()
+            count = self._backend.size()
+            if type(count) is not int or count < 0:
+                raise UnexpectedStoreOutputError("backend returned a size that is not a count")
+            return count
         except BaseException as exc:
             raise self._failure(exc, "size")  # noqa: B904
 
@@ -474,7 +485,7 @@ class KV:
         raw_prefix = _encode_prefix(prefix)
         limit = _check_limit(limit)
         start = decode_cursor(cursor) + b"\x00" if cursor != "" else b""
-        rows, more = self._backend.scan(raw_prefix, start, limit)
+        rows, more = _pair(self._backend.scan(raw_prefix, start, limit))
         loads = self._loads
         entries = [Entry(_decode_key(k), loads(v)) for k, v in rows]
         if more and rows:

@@ -22,11 +22,11 @@ except PackageNotFoundError:  # running from a source tree that was not installe
     __version__ = "0+unknown"
 
 __all__ = [
-    "KV",
     "BackupSummary",
     "Entry",
     "ErrorGroup",
     "GetOrSetResult",
+    "KV",
     "KVError",
     "RestoreSummary",
     "ScanPage",

@@ -36,7 +36,8 @@ from .errors import (
     ValueNumberRequiredError,
 )
 from .options import DEFAULT_BACKEND, DEFAULT_SERIALIZATION, StoreOptions, configure_backend
-from .results import Entry, GetOrSetResult, ScanPage, SwapResult
+from . import snapshot
+from .results import BackupSummary, Entry, GetOrSetResult, RestoreSummary, ScanPage, SwapResult
 from .serialization import get_serializer
 
 if TYPE_CHECKING:
@@ -519,6 +520,54 @@ class KV:
         except BaseException as exc:
             raise self._failure(exc, "rebuild_key_list")  # noqa: B904
 
+    # -- snapshots ------------------------------------------------------------
+
+    def backup(self, file_name: str | os.PathLike[str] | None = None, allow_concurrent_writes: bool = False) -> BackupSummary:
+        """Write every entry to the snapshot file ``file_name``; a :class:`BackupSummary`.
+
+        ``file_name`` defaults to ``locust-kv.snapshot`` in the working
+        directory; missing directories are created. The file is replaced
+        atomically: a failed backup leaves no partial file and any earlier
+        snapshot intact. With ``allow_concurrent_writes`` False the snapshot
+        is point in time: on the memory backend writers fail fast with
+        BackupInProgressError meanwhile; on the disk backend they go on and
+        the copy reads one LMDB snapshot. With it True writers are never
+        blocked, and ``best_effort`` and ``warning`` say when the copy is
+        not point in time. See docs/snapshots.md.
+
+        Raises BackupOptionsRequiredError for options it cannot use,
+        BackupInProgressError while another backup runs (RestoreInProgressError
+        during a restore), SnapshotPermissionError, SnapshotIOError or
+        SnapshotExportError when the file cannot be written.
+        """
+        try:
+            path = snapshot.check_backup_options(file_name, allow_concurrent_writes)
+            return snapshot.backup(self._backend, path, allow_concurrent_writes, self._store.serializer.name)
+        except BaseException as exc:
+            raise self._failure(exc, "backup")  # noqa: B904
+
+    def restore(self, file_name: str | os.PathLike[str] | None = None, max_entries: int = 0, max_bytes: int = 0) -> RestoreSummary:
+        """Replace the whole dataset with the snapshot ``file_name``; a :class:`RestoreSummary`.
+
+        All or nothing: on any error the data is exactly as before. The
+        budgets (0 means no cap; bytes count key plus value lengths) are
+        checked against the snapshot before anything is applied. Writers
+        fail fast with RestoreInProgressError meanwhile; ``random_key`` sees
+        the restored keys at once. ``file_name`` defaults as for ``backup``.
+
+        Raises RestoreOptionsRequiredError for options it cannot use,
+        SnapshotNotFoundError, SnapshotPermissionError, SnapshotReadError (a
+        truncated, altered, foreign or unknown-version file),
+        SnapshotBudgetExceededError, SnapshotIOError, and
+        BackupInProgressError or RestoreInProgressError while another backup
+        or restore runs.
+        """
+        try:
+            path = snapshot.check_restore_options(file_name, max_entries, max_bytes)
+            return snapshot.restore(self._backend, path, max_entries, max_bytes)
+        except BaseException as exc:
+            raise self._failure(exc, "restore")  # noqa: B904
+
     # -- lifecycle ------------------------------------------------------------
 
     def close(self) -> None:
@@ -551,6 +600,8 @@ _OPERATIONS: Final = (
     "list",
     "random_key",
     "rebuild_key_list",
+    "backup",
+    "restore",
 )
 """The operations a reporting store times, by name."""
 

@@ -1,0 +1,654 @@
+"""Snapshots: the file format, and backup and restore of a store through it.
+
+One format serves both backends, so a memory store's backup seeds a disk
+store and back. All numbers are little-endian, so a file is portable across
+machines. A file is laid out as::
+
+    header   magic b"\\x89LKV\\r\\n\\x1a\\n" (8 bytes), format version (u16),
+             header size (u16), flags (u32, 0), entries (u64),
+             data bytes (u64, key + value lengths summed),
+             created at (i64, ns since the Unix epoch),
+             metadata length (u16), metadata (UTF-8 JSON object:
+             source_backend, serialization, created_by),
+             CRC-32 of all the header bytes before it (u32)
+    blocks   tag b"BLK\\0", entry count n >= 1 (u32), payload size (u32),
+             n (key length, value length) pairs (u32 each),
+             payload: key 0, value 0, key 1, value 1, ...
+    trailer  tag b"END\\0", entries (u64), data bytes (u64),
+             SHA-256 of every byte from the end of the header up to here (32 bytes)
+
+Keys ascend strictly in byte order across the whole file. The magic catches
+files of another format and the usual transfer damage (a text-mode copy
+rewrites ``\\r\\n``); the header checksum lets restore trust the header's
+figures for its budget check before reading further; the trailer's digest
+and figures catch any altered byte and any truncation. A reader refuses a
+version it does not know rather than guess.
+
+Restore streams the blocks into the backend's all-or-nothing ``replace_all``
+and holds each block back until the next one is read, so the trailer is
+verified before the last block is handed over: a damaged file fails the
+restore before the store changes.
+
+Failures map to the catalogue by cause, the same way for every file this
+module touches: permission (``EACCES``, ``EPERM``, ``EROFS``) is
+SnapshotPermissionError; a missing file to read (``ENOENT``, ``ENOTDIR``)
+is SnapshotNotFoundError; a device fault (``ENOSPC``, ``EDQUOT``, ``EFBIG``,
+``EIO``) is SnapshotIOError; any other failure to create, fill or rename a
+backup's temp file is SnapshotExportError, and any other failure to read is
+SnapshotIOError, except a directory where a file should be, which is
+SnapshotReadError. Contents that are not a valid snapshot are
+SnapshotReadError.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import secrets
+import struct
+import sys
+import time
+import zlib
+from array import array
+from bisect import bisect_right
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
+from itertools import accumulate, chain, islice
+from operator import lt
+from typing import IO, TYPE_CHECKING, Any, Final
+
+import orjson
+
+from ._cooperative import CHUNK, pause
+from .backends.base import MAX_KEY_BYTES
+from .errors import (
+    BackupOptionsRequiredError,
+    KVError,
+    RestoreOptionsRequiredError,
+    SnapshotBudgetExceededError,
+    SnapshotExportError,
+    SnapshotIOError,
+    SnapshotNotFoundError,
+    SnapshotPermissionError,
+    SnapshotReadError,
+)
+from .results import BackupSummary, RestoreSummary
+
+if TYPE_CHECKING:
+    from .backends.base import Backend
+
+__all__ = [
+    "DEFAULT_SNAPSHOT_FILE",
+    "FORMAT_VERSION",
+    "Progress",
+    "SnapshotInfo",
+    "SnapshotReader",
+    "SnapshotWriter",
+    "backup",
+    "check_backup_options",
+    "check_restore_options",
+    "inspect",
+    "restore",
+]
+
+DEFAULT_SNAPSHOT_FILE: Final = "locust-kv.snapshot"
+"""The file ``backup`` and ``restore`` use when given none, in the working directory."""
+
+FORMAT_VERSION: Final = 1
+MAGIC: Final = b"\x89LKV\r\n\x1a\n"
+
+_HEADER: Final = struct.Struct("<8sHHIQQqH")  # up to and including the metadata length
+_CRC: Final = struct.Struct("<I")
+_BLOCK: Final = struct.Struct("<4sII")
+_TRAILER: Final = struct.Struct("<4sQQ")
+_BLOCK_TAG: Final = b"BLK\x00"
+_TRAILER_TAG: Final = b"END\x00"
+_DIGEST_SIZE: Final = 32
+_MAX_HEADER: Final = 0xFFFF
+_MAX_BLOCK_ENTRIES: Final = 1 << 20
+
+BLOCK_BYTES: Final = 4 << 20
+"""A block's payload stops growing past this size (unless one entry is larger)."""
+
+BEST_EFFORT_WARNING: Final = (
+    "concurrent writes were allowed: entries written while the backup ran may or may not be in it, "
+    "so it is not a point-in-time copy"
+)
+
+Progress = Callable[[int], None]
+"""Called with the number of entries handled so far, after each block."""
+
+_LITTLE_ENDIAN: Final = sys.byteorder == "little"
+
+
+# ---------------------------------------------------------------------------
+# Errors by cause.
+
+_PERMISSION: Final = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
+_DEVICE: Final = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
+_MISSING: Final = frozenset({errno.ENOENT, errno.ENOTDIR})
+
+
+def _os_failure(exc: OSError, doing: str, path: str | os.PathLike[str], writing: bool) -> KVError:
+    """The catalogued error for ``exc``, raised while ``doing`` something to ``path``."""
+    code = exc.errno
+    if code in _PERMISSION:
+        cls: type[KVError] = SnapshotPermissionError
+    elif code in _DEVICE:
+        cls = SnapshotIOError
+    elif writing:
+        cls = SnapshotExportError
+    elif code in _MISSING:
+        cls = SnapshotNotFoundError
+    elif code == errno.EISDIR:
+        cls = SnapshotReadError
+    else:
+        cls = SnapshotIOError
+    reason = exc.strerror or str(exc)
+    code_name = errno.errorcode.get(code, str(code)) if code else "no errno"
+    error = cls(f"{doing} {os.fspath(path)}: {reason} ({code_name})")
+    error.__cause__ = exc
+    return error
+
+
+def _offload(function: Callable[..., Any], *args: Any) -> Any:
+    """Run a blocking call (fsync) in gevent's threadpool when called from a greenlet, so the hub keeps running."""
+    gevent = sys.modules.get("gevent")
+    if gevent is not None:
+        from gevent._hub_local import get_hub_if_exists
+
+        hub = get_hub_if_exists()
+        if hub is not None and gevent.getcurrent() is not hub:
+            return hub.threadpool.apply(function, args)
+    return function(*args)
+
+
+# ---------------------------------------------------------------------------
+# Options.
+
+
+def _check_path(file_name: object, error: type[KVError]) -> str | os.PathLike[str]:
+    if file_name is None:
+        return DEFAULT_SNAPSHOT_FILE
+    if not isinstance(file_name, (str, os.PathLike)):
+        raise error(f"file_name must be a str or path-like, not {type(file_name).__name__}")
+    text = os.fspath(file_name)
+    if not isinstance(text, str):
+        raise error(f"file_name must name a path as str, not {type(text).__name__}")
+    if not text or "\x00" in text:
+        raise error("file_name must be a non-empty path without NUL characters")
+    return file_name
+
+
+def check_backup_options(file_name: object, allow_concurrent_writes: object) -> str | os.PathLike[str]:
+    """The path to back up to; BackupOptionsRequiredError for options ``backup`` cannot use."""
+    path = _check_path(file_name, BackupOptionsRequiredError)
+    if not isinstance(allow_concurrent_writes, bool):
+        raise BackupOptionsRequiredError(
+            f"allow_concurrent_writes must be a bool, not {type(allow_concurrent_writes).__name__}"
+        )
+    return path
+
+
+def check_restore_options(file_name: object, max_entries: object, max_bytes: object) -> str | os.PathLike[str]:
+    """The path to restore from; RestoreOptionsRequiredError for options ``restore`` cannot use."""
+    path = _check_path(file_name, RestoreOptionsRequiredError)
+    for name, cap in (("max_entries", max_entries), ("max_bytes", max_bytes)):
+        if type(cap) is not int and (not isinstance(cap, int) or isinstance(cap, bool)):
+            raise RestoreOptionsRequiredError(f"{name} must be an int (0 for no cap), not {type(cap).__name__}")
+        if cap < 0:
+            raise RestoreOptionsRequiredError(f"{name} must be >= 0 (0 for no cap), not {cap}")
+    return path
+
+
+# ---------------------------------------------------------------------------
+# Writing.
+
+
+def _lengths_bytes(lengths: array) -> bytes:
+    if not _LITTLE_ENDIAN:
+        lengths = array("I", lengths)
+        lengths.byteswap()
+    return lengths.tobytes()
+
+
+class SnapshotWriter:
+    """Writes a snapshot to an open binary file positioned at its start.
+
+    Call :meth:`add` with batches of ``(key, value)`` bytes pairs in strictly
+    ascending key order (the caller's promise; backends and the importer
+    keep it), then :meth:`finish`, which completes the file and patches the
+    header's figures. The file must be seekable.
+    """
+
+    def __init__(self, out: IO[bytes], source_backend: str, serialization: str) -> None:
+        self._out = out
+        self._digest = hashlib.sha256()
+        self.entries = 0
+        self.data_bytes = 0
+        self.created_at_ns = time.time_ns()
+        self._metadata = orjson.dumps(
+            {"source_backend": source_backend, "serialization": serialization, "created_by": _created_by()},
+            option=orjson.OPT_SORT_KEYS,
+        )
+        out.write(self._header())
+        self.file_bytes = _HEADER.size + len(self._metadata) + _CRC.size
+
+    def _header(self) -> bytes:
+        size = _HEADER.size + len(self._metadata) + _CRC.size
+        head = _HEADER.pack(
+            MAGIC,
+            FORMAT_VERSION,
+            size,
+            0,
+            self.entries,
+            self.data_bytes,
+            self.created_at_ns,
+            len(self._metadata),
+        ) + self._metadata
+        return head + _CRC.pack(zlib.crc32(head))
+
+    def add(self, batch: list[tuple[bytes, bytes]]) -> None:
+        """Append ``batch`` (ascending keys, each after every key already added) as one or more blocks."""
+        if not batch:
+            return
+        lengths = array("I", map(len, chain.from_iterable(batch)))
+        total = sum(lengths)
+        if total <= BLOCK_BYTES:
+            self._block(batch, lengths, total)
+            return
+        # Split so that no block's payload (which a reader holds whole) grows without bound.
+        ends = list(accumulate(map(int.__add__, lengths[0::2], lengths[1::2])))
+        start = 0
+        while start < len(batch):
+            base = ends[start - 1] if start else 0
+            stop = max(bisect_right(ends, base + BLOCK_BYTES), start + 1)
+            part = batch[start:stop]
+            self._block(part, lengths[2 * start : 2 * stop], ends[stop - 1] - base)
+            start = stop
+
+    def _block(self, batch: list[tuple[bytes, bytes]], lengths: array, total: int) -> None:
+        pieces = (
+            _BLOCK.pack(_BLOCK_TAG, len(batch), total),
+            _lengths_bytes(lengths),
+            b"".join(chain.from_iterable(batch)),
+        )
+        write = self._out.write
+        update = self._digest.update
+        for piece in pieces:
+            update(piece)
+            write(piece)
+        self.entries += len(batch)
+        self.data_bytes += total
+        self.file_bytes += sum(map(len, pieces))
+
+    def finish(self) -> int:
+        """Write the trailer, patch the header's figures and flush; the file's size in bytes."""
+        tail = _TRAILER.pack(_TRAILER_TAG, self.entries, self.data_bytes)
+        self._digest.update(tail)
+        self._out.write(tail + self._digest.digest())
+        self._out.seek(0)
+        self._out.write(self._header())
+        self._out.flush()
+        self.file_bytes += len(tail) + _DIGEST_SIZE
+        return self.file_bytes
+
+
+def _created_by() -> str:
+    from . import __version__
+
+    return f"locust-kv {__version__}"
+
+
+class _AtomicFile:
+    """A temp file beside ``path`` that replaces ``path`` only when :meth:`commit` succeeds.
+
+    The temp file is fsynced before the rename and the directory after it, so
+    after a crash the path holds either the old file or the whole new one.
+    Anything that goes wrong before the rename removes the temp file.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.path.abspath(os.fspath(path))
+        self.directory, name = os.path.split(self.path)
+        try:
+            os.makedirs(self.directory, exist_ok=True)
+        except OSError as exc:
+            raise _os_failure(exc, "cannot create the snapshot directory", self.directory, writing=True) from None
+        for _ in range(100):
+            self.temp_path = os.path.join(self.directory, f".{name}.{secrets.token_hex(4)}.tmp")
+            try:
+                # 0o666 under the umask, as for any file the user creates; O_EXCL never reuses a name.
+                fd = os.open(self.temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+                break
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                raise _os_failure(exc, "cannot create a temp file for the snapshot in", self.directory, True) from None
+        else:  # pragma: no cover - 100 collisions of 32 random bits
+            raise SnapshotExportError(f"cannot find a free temp file name in {self.directory}")
+        self.file: IO[bytes] = open(fd, "wb", buffering=1 << 20)  # noqa: SIM115 - closed in commit/abort
+
+    def commit(self) -> None:
+        """Flush, fsync, close and rename the temp file into place, then fsync the directory."""
+        doing = "cannot write the snapshot temp file"
+        try:
+            self.file.flush()
+            _offload(os.fsync, self.file.fileno())
+            self.file.close()
+            doing = "cannot rename the snapshot temp file to"
+            os.replace(self.temp_path, self.path)
+        except OSError as exc:
+            self.abort()
+            target = self.path if doing.endswith("to") else self.temp_path
+            raise _os_failure(exc, doing, target, writing=True) from None
+        try:
+            fd = os.open(self.directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+            try:
+                _offload(os.fsync, fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise _os_failure(exc, "snapshot renamed but its directory could not be synced:", self.directory, True) from None
+
+    def abort(self) -> None:
+        """Close and remove the temp file; never raises."""
+        try:
+            self.file.close()
+        except OSError:
+            pass
+        try:
+            os.unlink(self.temp_path)
+        except OSError:
+            pass
+
+
+def write_snapshot(
+    path: str | os.PathLike[str],
+    batches: Iterable[list[tuple[bytes, bytes]]],
+    source_backend: str,
+    serialization: str,
+    progress: Progress | None = None,
+) -> tuple[int, int]:
+    """Write the entries of ``batches`` (ascending keys) atomically to ``path``; (entries, file bytes).
+
+    Pauses for other greenlets between batches. Raises SnapshotPermissionError,
+    SnapshotIOError or SnapshotExportError (see the module docstring), and
+    whatever iterating ``batches`` raises; on any failure ``path`` is as before.
+    """
+    target = _AtomicFile(path)
+    try:
+        writer = SnapshotWriter(target.file, source_backend, serialization)
+        for batch in batches:
+            writer.add(batch)
+            if progress is not None:
+                progress(writer.entries)
+            pause()
+        file_bytes = writer.finish()
+    except OSError as exc:
+        target.abort()
+        raise _os_failure(exc, "cannot write the snapshot temp file", target.temp_path, writing=True) from None
+    except BaseException:
+        target.abort()
+        raise
+    target.commit()
+    return writer.entries, file_bytes
+
+
+# ---------------------------------------------------------------------------
+# Reading.
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    """What a snapshot's header says; ``verified`` once every block and the trailer were checked."""
+
+    path: str
+    format_version: int
+    created_at_ns: int
+    source_backend: str
+    serialization: str
+    created_by: str
+    entries: int
+    data_bytes: int
+    file_bytes: int
+    verified: bool
+
+
+class SnapshotReader:
+    """Reads and verifies a snapshot file. Use as a context manager.
+
+    Opening reads and checks the header (magic, version, flags, header
+    checksum), so :attr:`info` is known before any entry is read. Raises
+    SnapshotNotFoundError, SnapshotPermissionError, SnapshotIOError and
+    SnapshotReadError.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        try:
+            self._file: IO[bytes] = open(path, "rb")  # noqa: SIM115 - closed by close()
+        except OSError as exc:
+            raise _os_failure(exc, "cannot open snapshot", path, writing=False) from None
+        try:
+            self._size = os.fstat(self._file.fileno()).st_size
+            self.info = self._read_header()
+        except BaseException:
+            self._file.close()
+            raise
+
+    def __enter__(self) -> SnapshotReader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def _refuse(self, why: str) -> SnapshotReadError:
+        return SnapshotReadError(f"{self.path} is not a valid locust-kv snapshot: {why}")
+
+    def _read(self, size: int, what: str) -> bytes:
+        try:
+            data = self._file.read(size)
+        except OSError as exc:
+            raise _os_failure(exc, "cannot read snapshot", self.path, writing=False) from None
+        if len(data) != size:
+            raise self._refuse(f"truncated (file ends inside the {what})")
+        return data
+
+    def _read_header(self) -> SnapshotInfo:
+        head = self._file.read(_HEADER.size)
+        if head[: len(MAGIC)] != MAGIC:
+            if len(head) >= 4 and head[:4] == MAGIC[:4]:
+                raise self._refuse("its magic bytes were altered (a text-mode copy rewrites line ends)")
+            raise self._refuse("wrong magic bytes (another kind of file)")
+        if len(head) < _HEADER.size:
+            raise self._refuse("truncated (file ends inside the header)")
+        _, version, size, flags, entries, data_bytes, created_at_ns, meta_len = _HEADER.unpack(head)
+        if version != FORMAT_VERSION:
+            raise self._refuse(f"format version {version}; this locust-kv reads version {FORMAT_VERSION}")
+        if size != _HEADER.size + meta_len + _CRC.size:
+            raise self._refuse("inconsistent header size")
+        rest = self._read(meta_len + _CRC.size, "header")
+        metadata = rest[:meta_len]
+        (crc,) = _CRC.unpack_from(rest, meta_len)
+        if zlib.crc32(head + metadata) != crc:
+            raise self._refuse("header checksum mismatch (the file was altered)")
+        if flags != 0:
+            raise self._refuse(f"unknown flags {flags:#x}")
+        try:
+            meta = orjson.loads(metadata)
+        except orjson.JSONDecodeError:
+            meta = None
+        if not isinstance(meta, dict):
+            raise self._refuse("header metadata is not a JSON object")
+        self._header_size = size
+        return SnapshotInfo(
+            path=self.path,
+            format_version=version,
+            created_at_ns=created_at_ns,
+            source_backend=str(meta.get("source_backend", "")),
+            serialization=str(meta.get("serialization", "")),
+            created_by=str(meta.get("created_by", "")),
+            entries=entries,
+            data_bytes=data_bytes,
+            file_bytes=self._size,
+            verified=False,
+        )
+
+    def blocks(self) -> Iterator[list[tuple[bytes, bytes]]]:
+        """Every block's entries in file order; verifies the trailer after the last block.
+
+        Raises SnapshotReadError as soon as something is wrong: a malformed
+        block, keys out of order, more entries or bytes than the header says,
+        a truncated file, a digest mismatch, bytes after the trailer.
+        """
+        info = self.info
+        digest = hashlib.sha256()
+        entries = data_bytes = 0
+        position = self._header_size
+        last_key = b""
+        while True:
+            tag_and_sizes = self._read(_BLOCK.size, "block header")
+            tag, count, payload_size = _BLOCK.unpack(tag_and_sizes)
+            if tag == _TRAILER_TAG:
+                break
+            if tag != _BLOCK_TAG:
+                raise self._refuse(f"bad block tag at byte {position}")
+            if not 0 < count <= _MAX_BLOCK_ENTRIES or 8 * count + payload_size > self._size - position:
+                raise self._refuse(f"impossible block sizes at byte {position} (truncated or altered)")
+            raw_lengths = self._read(8 * count, "block")
+            payload = self._read(payload_size, "block")
+            digest.update(tag_and_sizes)
+            digest.update(raw_lengths)
+            digest.update(payload)
+
+            lengths = array("I")
+            lengths.frombytes(raw_lengths)
+            if not _LITTLE_ENDIAN:
+                lengths.byteswap()
+            key_lengths = lengths[0::2]
+            if sum(lengths) != payload_size or min(key_lengths) < 1 or max(key_lengths) > MAX_KEY_BYTES:
+                raise self._refuse(f"block at byte {position} has inconsistent lengths")
+            offsets = list(accumulate(lengths, initial=0))
+            parts = map(payload.__getitem__, map(slice, offsets, islice(offsets, 1, None)))
+            batch = list(zip(parts, parts))
+            keys = [key for key, _ in batch]
+            if keys[0] <= last_key or not all(map(lt, keys, islice(keys, 1, None))):
+                raise self._refuse("keys are not in strictly ascending order")
+            last_key = keys[-1]
+            position += _BLOCK.size + len(raw_lengths) + payload_size
+            entries += count
+            data_bytes += payload_size
+            if entries > info.entries or data_bytes > info.data_bytes:
+                # The header's figures were what restore checked its budget against.
+                raise self._refuse("it holds more entries or bytes than its header says")
+            yield batch
+
+        rest = self._read(_TRAILER.size - _BLOCK.size + _DIGEST_SIZE, "trailer")
+        tail = tag_and_sizes + rest[: _TRAILER.size - _BLOCK.size]
+        digest.update(tail)
+        _, trailer_entries, trailer_bytes = _TRAILER.unpack(tail)
+        if rest[-_DIGEST_SIZE:] != digest.digest():
+            raise self._refuse("checksum mismatch (the file was altered or damaged)")
+        if (trailer_entries, trailer_bytes) != (entries, data_bytes) or (entries, data_bytes) != (
+            info.entries,
+            info.data_bytes,
+        ):
+            raise self._refuse("entry or byte counts disagree between header, trailer and contents")
+        if self._file.read(1):
+            raise self._refuse("unexpected bytes after the trailer")
+        self.info = replace(info, verified=True)
+
+
+def inspect(path: str | os.PathLike[str], progress: Progress | None = None) -> SnapshotInfo:
+    """Read and verify the whole snapshot at ``path``; its figures, with ``verified`` True.
+
+    Raises SnapshotNotFoundError, SnapshotPermissionError, SnapshotIOError or
+    SnapshotReadError.
+    """
+    with SnapshotReader(path) as reader:
+        done = 0
+        for batch in reader.blocks():
+            done += len(batch)
+            if progress is not None:
+                progress(done)
+            pause()
+        return reader.info
+
+
+def _held_back(blocks: Iterator[list[tuple[bytes, bytes]]], progress: Progress | None) -> Iterator[list[tuple[bytes, bytes]]]:
+    """The blocks, each yielded only once the next is read; the last only once the trailer is verified."""
+    pending: list[tuple[bytes, bytes]] | None = None
+    done = 0
+    for batch in blocks:
+        if pending is not None:
+            yield pending
+            done += len(pending)
+            if progress is not None:
+                progress(done)
+        pending = batch
+    if pending is not None:
+        yield pending
+        if progress is not None:
+            progress(done + len(pending))
+
+
+# ---------------------------------------------------------------------------
+# Backup and restore of a backend.
+
+
+def backup(
+    backend: Backend,
+    path: str | os.PathLike[str],
+    allow_concurrent_writes: bool,
+    serialization: str,
+    progress: Progress | None = None,
+) -> BackupSummary:
+    """Write every entry of ``backend`` to a snapshot at ``path``, atomically.
+
+    Arguments are already checked (:func:`check_backup_options`). The
+    backend's reader decides what writers see meanwhile; it is released as
+    soon as the last entry is read, before the file is synced and renamed.
+    """
+    reader = backend.begin_backup(allow_concurrent_writes)
+    try:
+
+        def batches() -> Iterator[list[tuple[bytes, bytes]]]:
+            yield from reader.batches(CHUNK)
+            reader.close()
+
+        entries, file_bytes = write_snapshot(path, batches(), backend.kind, serialization, progress)
+    finally:
+        reader.close()
+    best_effort = not reader.point_in_time
+    return BackupSummary(entries, file_bytes, best_effort, BEST_EFFORT_WARNING if best_effort else "")
+
+
+def restore(
+    backend: Backend,
+    path: str | os.PathLike[str],
+    max_entries: int,
+    max_bytes: int,
+    progress: Progress | None = None,
+) -> RestoreSummary:
+    """Replace every entry of ``backend`` with the snapshot at ``path``, all or nothing.
+
+    Arguments are already checked (:func:`check_restore_options`). The
+    budgets (0: no cap) are checked against the header before the backend is
+    touched; the contents are verified while they stream into the backend,
+    which keeps its old data if anything fails.
+    """
+    with SnapshotReader(path) as reader:
+        info = reader.info
+        for cap, figure, what in ((max_entries, info.entries, "entries"), (max_bytes, info.data_bytes, "bytes")):
+            if cap and figure > cap:
+                raise SnapshotBudgetExceededError(
+                    f"snapshot holds {figure} {'key+value bytes' if what == 'bytes' else 'entries'}; "
+                    f"max_{what} is {cap}; nothing was restored"
+                )
+        total = backend.replace_all(_held_back(reader.blocks(), progress))
+    return RestoreSummary(total)

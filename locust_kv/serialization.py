@@ -60,35 +60,46 @@ def _has_non_finite(value: Any) -> bool:
     return False
 
 
+def _json_dumps(
+    value: Any, _dumps: Any = orjson.dumps, _default: Any = _refuse, _option: int = _JSON_OPTIONS
+) -> bytes:
+    try:
+        data: bytes = _dumps(value, _default, _option)
+    except orjson.JSONEncodeError as exc:
+        if isinstance(exc.__cause__, _Unsupported):
+            raise UnsupportedValueTypeError(
+                f"json serialization cannot store a value of type {exc.__cause__}"
+            ) from exc
+        raise SerializerError(f"json encoding failed: {exc}") from exc
+    # orjson writes NaN and infinities as null; refuse them rather than
+    # store a value that reads back different. Scalars skip the search.
+    kind = type(value)
+    if kind is float:
+        if not math.isfinite(value):
+            raise SerializerError("json encoding failed: NaN and infinity have no JSON form")
+    elif kind is not str and kind is not int and b"null" in data and _has_non_finite(value):
+        raise SerializerError("json encoding failed: NaN and infinity have no JSON form")
+    return data
+
+
+def _json_loads(data: bytes, _loads: Any = orjson.loads) -> Any:
+    try:
+        return _loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise SerializerError(f"stored value is not valid JSON: {exc}") from exc
+
+
 class JsonSerializer(Serializer):
     """JSON through orjson: dict, list (and tuple, read back as list), str, int, float, bool, None.
 
-    Integers must fit in signed 64-bit; NaN and infinities are refused because
-    JSON has no spelling for them.
+    Integers must fit in 64 bits; NaN and infinities are refused because
+    JSON has no spelling for them. Object keys are sorted, so equal dicts
+    serialize to equal bytes.
     """
 
     name = "json"
-
-    def dumps(self, value: Any) -> bytes:
-        try:
-            data = orjson.dumps(value, default=_refuse, option=_JSON_OPTIONS)
-        except orjson.JSONEncodeError as exc:
-            if isinstance(exc.__cause__, _Unsupported):
-                raise UnsupportedValueTypeError(
-                    f"json serialization cannot store a value of type {exc.__cause__}"
-                ) from exc
-            raise SerializerError(f"json encoding failed: {exc}") from exc
-        # orjson writes NaN and infinities as null; refuse them rather than
-        # store a value that reads back different.
-        if b"null" in data and _has_non_finite(value):
-            raise SerializerError("json encoding failed: NaN and infinity have no JSON form")
-        return data
-
-    def loads(self, data: bytes) -> Any:
-        try:
-            return orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise SerializerError(f"stored value is not valid JSON: {exc}") from exc
+    dumps = staticmethod(_json_dumps)
+    loads = staticmethod(_json_loads)
 
 
 class StringSerializer(Serializer):

@@ -42,20 +42,24 @@ def apply_increment(current: bytes | None, delta: int) -> tuple[int, bytes]:
     """
     if current is None:
         value = delta
+    elif current.isdigit():  # the common case: ASCII digits only
+        value = int(current) + delta
     else:
-        text = current
-        if len(text) >= 2 and text[0] == 0x22 and text[-1] == 0x22:  # a JSON string: "42"
-            text = text[1:-1]
-        try:
-            # int() also accepts "1_000", " 7 " and non-ASCII digits; insist on plain decimal.
-            if not text or not text.lstrip(b"-").isdigit() or text.count(b"-") > 1:
-                raise ValueError
-            value = int(text) + delta
-        except ValueError:
-            raise ValueParseError("stored value is not an integer counter") from None
-    if value < INT64_MIN or value > INT64_MAX:
-        raise ValueParseError("increment result is outside signed 64-bit range; nothing was written")
-    return value, b"%d" % value
+        value = _parse_counter(current) + delta
+    if INT64_MIN <= value <= INT64_MAX:
+        return value, b"%d" % value
+    raise ValueParseError("increment result is outside signed 64-bit range; nothing was written")
+
+
+def _parse_counter(stored: bytes) -> int:
+    text = stored
+    if len(text) >= 2 and text[0] == 0x22 and text[-1] == 0x22:  # a JSON string: "42"
+        text = text[1:-1]
+    digits = text[1:] if text[:1] == b"-" else text
+    # bytes.isdigit() is ASCII-only; int() alone would also take "1_000", " 7 " and "+7".
+    if not digits.isdigit():
+        raise ValueParseError("stored value is not an integer counter")
+    return int(text)
 
 
 def prefix_end(prefix: bytes) -> bytes | None:

@@ -89,7 +89,10 @@ __all__ = [
     "check_backup_options",
     "check_restore_options",
     "inspect",
+    "map_os_error",
     "restore",
+    "write_file",
+    "write_snapshot",
 ]
 
 DEFAULT_SNAPSHOT_FILE: Final = "locust-kv.snapshot"
@@ -130,8 +133,12 @@ _DEVICE: Final = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
 _MISSING: Final = frozenset({errno.ENOENT, errno.ENOTDIR})
 
 
-def _os_failure(exc: OSError, doing: str, path: str | os.PathLike[str], writing: bool) -> KVError:
-    """The catalogued error for ``exc``, raised while ``doing`` something to ``path``."""
+def map_os_error(exc: OSError, doing: str, path: str | os.PathLike[str], writing: bool) -> KVError:
+    """The catalogued error for ``exc``, raised while ``doing`` something to ``path`` (see the module docstring).
+
+    ``writing`` is True for a file being created, False for one being read.
+    Raise it ``from exc``.
+    """
     code = exc.errno
     if code in _PERMISSION:
         cls: type[KVError] = SnapshotPermissionError
@@ -147,9 +154,7 @@ def _os_failure(exc: OSError, doing: str, path: str | os.PathLike[str], writing:
         cls = SnapshotIOError
     reason = exc.strerror or str(exc)
     code_name = errno.errorcode.get(code, str(code)) if code else "no errno"
-    error = cls(f"{doing} {os.fspath(path)}: {reason} ({code_name})")
-    error.__cause__ = exc
-    return error
+    return cls(f"{doing} {os.fspath(path)}: {reason} ({code_name})")
 
 
 def _offload(function: Callable[..., Any], *args: Any) -> Any:
@@ -302,11 +307,14 @@ def _created_by() -> str:
 
 
 class _AtomicFile:
-    """A temp file beside ``path`` that replaces ``path`` only when :meth:`commit` succeeds.
+    """A temp file beside ``path`` that replaces ``path`` only if the ``with`` block succeeds.
 
-    The temp file is fsynced before the rename and the directory after it, so
-    after a crash the path holds either the old file or the whole new one.
-    Anything that goes wrong before the rename removes the temp file.
+    ``with _AtomicFile(path) as file:`` gives the temp file, opened for
+    buffered binary writing. On a clean exit it is flushed, fsynced, renamed
+    over ``path``, and the directory is fsynced, so after a crash the path
+    holds either the old file or the whole new one. On any exception the
+    temp file is removed; an OSError is raised as its catalogued error.
+    Missing directories are created.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -315,44 +323,51 @@ class _AtomicFile:
         try:
             os.makedirs(self.directory, exist_ok=True)
         except OSError as exc:
-            raise _os_failure(exc, "cannot create the snapshot directory", self.directory, writing=True) from None
-        for _ in range(100):
+            raise map_os_error(exc, "cannot create the directory", self.directory, writing=True) from exc
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+        while True:
             self.temp_path = os.path.join(self.directory, f".{name}.{secrets.token_hex(4)}.tmp")
             try:
                 # 0o666 under the umask, as for any file the user creates; O_EXCL never reuses a name.
-                fd = os.open(self.temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+                fd = os.open(self.temp_path, flags, 0o666)
                 break
             except FileExistsError:
                 continue
             except OSError as exc:
-                raise _os_failure(exc, "cannot create a temp file for the snapshot in", self.directory, True) from None
-        else:  # pragma: no cover - 100 collisions of 32 random bits
-            raise SnapshotExportError(f"cannot find a free temp file name in {self.directory}")
-        self.file: IO[bytes] = open(fd, "wb", buffering=1 << 20)  # noqa: SIM115 - closed in commit/abort
+                raise map_os_error(exc, "cannot create a temp file in", self.directory, writing=True) from exc
+        self.file: IO[bytes] = open(fd, "wb", buffering=1 << 20)  # noqa: SIM115 - closed on exit
 
-    def commit(self) -> None:
-        """Flush, fsync, close and rename the temp file into place, then fsync the directory."""
-        doing = "cannot write the snapshot temp file"
+    def __enter__(self) -> IO[bytes]:
+        return self.file
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if exc is not None:
+            self._abort()
+            if isinstance(exc, OSError):
+                raise map_os_error(exc, "cannot write the temp file", self.temp_path, writing=True) from exc
+            return
         try:
             self.file.flush()
             _offload(os.fsync, self.file.fileno())
             self.file.close()
-            doing = "cannot rename the snapshot temp file to"
+        except OSError as error:
+            self._abort()
+            raise map_os_error(error, "cannot write the temp file", self.temp_path, writing=True) from error
+        try:
             os.replace(self.temp_path, self.path)
-        except OSError as exc:
-            self.abort()
-            target = self.path if doing.endswith("to") else self.temp_path
-            raise _os_failure(exc, doing, target, writing=True) from None
+        except OSError as error:
+            self._abort()
+            raise map_os_error(error, "cannot rename the temp file to", self.path, writing=True) from error
         try:
             fd = os.open(self.directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
             try:
                 _offload(os.fsync, fd)
             finally:
                 os.close(fd)
-        except OSError as exc:
-            raise _os_failure(exc, "snapshot renamed but its directory could not be synced:", self.directory, True) from None
+        except OSError as error:
+            raise map_os_error(error, "renamed into place, but cannot sync the directory", self.directory, True) from error
 
-    def abort(self) -> None:
+    def _abort(self) -> None:
         """Close and remove the temp file; never raises."""
         try:
             self.file.close()
@@ -364,6 +379,22 @@ class _AtomicFile:
             pass
 
 
+def write_file(path: str | os.PathLike[str], chunks: Iterable[bytes]) -> int:
+    """Write ``chunks`` atomically to ``path`` (a temp file renamed into place); the bytes written.
+
+    Pauses for other greenlets between chunks. Raises SnapshotPermissionError,
+    SnapshotIOError or SnapshotExportError (see the module docstring), and
+    whatever iterating ``chunks`` raises; on any failure ``path`` is as before.
+    """
+    written = 0
+    with _AtomicFile(path) as file:
+        for chunk in chunks:
+            file.write(chunk)
+            written += len(chunk)
+            pause()
+    return written
+
+
 def write_snapshot(
     path: str | os.PathLike[str],
     batches: Iterable[list[tuple[bytes, bytes]]],
@@ -373,26 +404,16 @@ def write_snapshot(
 ) -> tuple[int, int]:
     """Write the entries of ``batches`` (ascending keys) atomically to ``path``; (entries, file bytes).
 
-    Pauses for other greenlets between batches. Raises SnapshotPermissionError,
-    SnapshotIOError or SnapshotExportError (see the module docstring), and
-    whatever iterating ``batches`` raises; on any failure ``path`` is as before.
+    Pauses for other greenlets between batches. Raises as :func:`write_file`.
     """
-    target = _AtomicFile(path)
-    try:
-        writer = SnapshotWriter(target.file, source_backend, serialization)
+    with _AtomicFile(path) as file:
+        writer = SnapshotWriter(file, source_backend, serialization)
         for batch in batches:
             writer.add(batch)
             if progress is not None:
                 progress(writer.entries)
             pause()
         file_bytes = writer.finish()
-    except OSError as exc:
-        target.abort()
-        raise _os_failure(exc, "cannot write the snapshot temp file", target.temp_path, writing=True) from None
-    except BaseException:
-        target.abort()
-        raise
-    target.commit()
     return writer.entries, file_bytes
 
 
@@ -430,7 +451,7 @@ class SnapshotReader:
         try:
             self._file: IO[bytes] = open(path, "rb")  # noqa: SIM115 - closed by close()
         except OSError as exc:
-            raise _os_failure(exc, "cannot open snapshot", path, writing=False) from None
+            raise map_os_error(exc, "cannot open snapshot", path, writing=False) from exc
         try:
             self._size = os.fstat(self._file.fileno()).st_size
             self.info = self._read_header()
@@ -454,7 +475,7 @@ class SnapshotReader:
         try:
             data = self._file.read(size)
         except OSError as exc:
-            raise _os_failure(exc, "cannot read snapshot", self.path, writing=False) from None
+            raise map_os_error(exc, "cannot read snapshot", self.path, writing=False) from exc
         if len(data) != size:
             raise self._refuse(f"truncated (file ends inside the {what})")
         return data
@@ -642,6 +663,7 @@ def restore(
     touched; the contents are verified while they stream into the backend,
     which keeps its old data if anything fails.
     """
+    replace_all = backend.replace_all  # first, so that a closed handle fails before the file is read
     with SnapshotReader(path) as reader:
         info = reader.info
         for cap, figure, what in ((max_entries, info.entries, "entries"), (max_bytes, info.data_bytes, "bytes")):
@@ -650,5 +672,5 @@ def restore(
                     f"snapshot holds {figure} {'key+value bytes' if what == 'bytes' else 'entries'}; "
                     f"max_{what} is {cap}; nothing was restored"
                 )
-        total = backend.replace_all(_held_back(reader.blocks(), progress))
+        total = replace_all(_held_back(reader.blocks(), progress))
     return RestoreSummary(total)

@@ -1,0 +1,222 @@
+"""Backup and restore under real concurrent greenlets: what writers see, and that the hub keeps running."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import gevent
+import pytest
+
+from locust_kv import KV
+from locust_kv.errors import BackupInProgressError, KVError, RestoreInProgressError
+from locust_kv.snapshot import write_snapshot
+
+SEEDED = 60_000  # six blocks: a backup or restore pauses several times
+
+
+def _seed(kv: KV, path: Path, count: int = SEEDED) -> dict[str, Any]:
+    """Fill ``kv`` through a restore of ``count`` entries (fast); what it holds."""
+    entries = [(b"seed:%07d" % i, b"%d" % i) for i in range(count)]
+    write_snapshot(path, (entries[i : i + 10_000] for i in range(0, count, 10_000)), "memory", "json")
+    kv.restore(path)
+    return {key.decode(): int(value) for key, value in entries}
+
+
+def _contents(kv: KV) -> dict[str, Any]:
+    return {entry.key: entry.value for entry in kv.scan().entries}
+
+
+class _Writers:
+    """Greenlets writing until stopped; what each attempt gave."""
+
+    def __init__(self, kv: KV, count: int = 10) -> None:
+        self.kv = kv
+        self.successes = 0
+        self.refusals: dict[str, int] = {}
+        self.unexpected: list[BaseException] = []
+        self._stop = False
+        self._greenlets = [gevent.spawn(self._write, n) for n in range(count)]
+
+    def _write(self, n: int) -> None:
+        # The keys written sort last, so a strict backup reads them after every pause of its own.
+        key = f"seed:{SEEDED - 1 - n:07d}"
+        i = 0
+        while not self._stop:
+            try:
+                if i % 2:
+                    self.kv.set(key, -i)
+                else:
+                    self.kv.increment_by(f"writer:{n}", 1)
+                self.successes += 1
+            except KVError as exc:
+                self.refusals[exc.name] = self.refusals.get(exc.name, 0) + 1
+            except BaseException as exc:  # reported by the test
+                self.unexpected.append(exc)
+                return
+            i += 1
+            gevent.sleep(0)
+
+    def stop(self) -> None:
+        self._stop = True
+        gevent.joinall(self._greenlets, timeout=10)
+        assert not self.unexpected
+
+
+def _while(work: Callable[[], Any], kv: KV) -> tuple[Any, _Writers]:
+    """Run ``work`` in a greenlet while writers hammer ``kv``; its result and the writers' record until it returned."""
+    record: list[tuple[int, dict[str, int]]] = []
+
+    def run() -> Any:
+        result = work()
+        record.append((writers.successes, dict(writers.refusals)))  # no yield since work() returned
+        return result
+
+    running = gevent.spawn(run)
+    gevent.sleep(0)  # the work starts and pauses after its first chunk
+    writers = _Writers(kv)
+    result = running.get(timeout=60)
+    writers.stop()
+    writers.successes, writers.refusals = record[0]
+    return result, writers
+
+
+def test_strict_backup_is_point_in_time(kv: KV, tmp_path: Path) -> None:
+    """Memory: writers fail fast with BackupInProgressError. Disk: writers go on; the copy is one LMDB snapshot."""
+    before = _seed(kv, tmp_path / "seed.kv")
+
+    summary, writers = _while(lambda: kv.backup(tmp_path / "strict.kv"), kv)
+
+    assert summary.best_effort is False and summary.warning == ""
+    if kv.backend == "memory":
+        # Refused while the entries are read; free again while the file is synced and renamed.
+        assert writers.refusals.get("BackupInProgressError", 0) > 0
+    else:
+        assert writers.refusals == {}
+        assert writers.successes > 0
+    kv.set("after", 1)  # writers are free again
+    kv.restore(tmp_path / "strict.kv")
+    assert _contents(kv) == before
+
+
+def test_backup_allowing_concurrent_writes_never_blocks_writers(kv: KV, tmp_path: Path) -> None:
+    before = _seed(kv, tmp_path / "seed.kv")
+
+    summary, writers = _while(lambda: kv.backup(tmp_path / "loose.kv", allow_concurrent_writes=True), kv)
+
+    assert writers.refusals == {}
+    assert writers.successes > 0
+    assert summary.best_effort is (kv.backend == "memory")
+    assert bool(summary.warning) is summary.best_effort
+    kv.restore(tmp_path / "loose.kv")
+    after = _contents(kv)
+    # Every seeded key is there, with its seeded value or one a writer stored; only writer counters are new.
+    assert set(before) <= set(after)
+    assert all(after[k] == v or (isinstance(after[k], int) and after[k] <= 0) for k, v in before.items())
+    assert all(k.startswith("writer:") for k in set(after) - set(before))
+
+
+def test_a_second_backup_while_one_runs_is_refused(kv: KV, tmp_path: Path) -> None:
+    _seed(kv, tmp_path / "seed.kv")
+    for allow in (False, True):
+        first = gevent.spawn(kv.backup, tmp_path / "first.kv", allow_concurrent_writes=allow)
+        gevent.sleep(0)
+        with pytest.raises(BackupInProgressError):
+            kv.backup(tmp_path / "second.kv", allow_concurrent_writes=True)
+        with pytest.raises(BackupInProgressError):
+            kv.restore(tmp_path / "seed.kv")
+        assert first.get(timeout=60).total_entries == SEEDED
+    assert not (tmp_path / "second.kv").exists()
+
+
+def test_writers_during_restore_fail_fast_and_the_result_is_the_snapshot(kv: KV, tmp_path: Path) -> None:
+    expected = _seed(kv, tmp_path / "seed.kv")
+    kv.clear()
+    kv.set("old", 1)
+
+    summary, writers = _while(lambda: kv.restore(tmp_path / "seed.kv"), kv)
+
+    assert summary.total_entries == SEEDED
+    assert writers.refusals.get("RestoreInProgressError", 0) > 0
+    # Writers that got through did so once the new data was in place (while the old was being freed).
+    after = _contents(kv)
+    assert "old" not in after
+    assert all(after[k] == v or after[k] <= 0 for k, v in expected.items())
+    assert sum(v for k, v in after.items() if k.startswith("writer:")) <= writers.successes
+    assert {k for k in after if k not in expected} <= {f"writer:{n}" for n in range(10)}
+
+
+def test_backup_during_restore_is_refused(kv: KV, tmp_path: Path) -> None:
+    _seed(kv, tmp_path / "seed.kv")
+    restoring = gevent.spawn(kv.restore, tmp_path / "seed.kv")
+    gevent.sleep(0)
+    with pytest.raises(RestoreInProgressError):
+        kv.backup(tmp_path / "during.kv")
+    with pytest.raises(RestoreInProgressError):
+        kv.restore(tmp_path / "seed.kv")
+    assert restoring.get(timeout=60).total_entries == SEEDED
+
+
+# ---------------------------------------------------------------------------
+# The hub keeps running.
+
+MILLION = 1_000_000
+MAX_GAP = 0.050
+
+
+@pytest.fixture(scope="module")
+def million_snapshot(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A snapshot of 1,000,000 entries with 100-byte values."""
+    path = tmp_path_factory.mktemp("million") / "million.kv"
+    value = b'"' + b"v" * 98 + b'"'
+
+    def batches() -> Any:
+        for start in range(0, MILLION, 10_000):
+            yield [(b"key:%09d" % i, value) for i in range(start, start + 10_000)]
+
+    write_snapshot(path, batches(), "memory", "json")
+    return path
+
+
+class _Heartbeat:
+    """A greenlet that ticks every 5 ms and records the longest gap between its ticks."""
+
+    def __init__(self) -> None:
+        self.max_gap = 0.0
+        self._greenlet = gevent.spawn(self._beat)
+        gevent.sleep(0.02)
+        self.max_gap = 0.0
+
+    def _beat(self) -> None:
+        last = time.perf_counter()
+        while True:
+            gevent.sleep(0.005)
+            now = time.perf_counter()
+            self.max_gap = max(self.max_gap, now - last)
+            last = now
+
+    def stop(self) -> float:
+        self._greenlet.kill()
+        return self.max_gap
+
+
+def test_a_million_entries_never_freeze_the_hub(kv: KV, million_snapshot: Path, tmp_path: Path) -> None:
+    heartbeat = _Heartbeat()
+    started = time.perf_counter()
+    assert kv.restore(million_snapshot).total_entries == MILLION
+    restore_gap = heartbeat.stop()
+    restore_seconds = time.perf_counter() - started
+
+    heartbeat = _Heartbeat()
+    started = time.perf_counter()
+    assert kv.backup(tmp_path / "copy.kv").total_entries == MILLION
+    backup_gap = heartbeat.stop()
+    backup_seconds = time.perf_counter() - started
+
+    report = (
+        f"restore {restore_seconds:.2f}s (longest hub gap {restore_gap * 1000:.0f} ms), "
+        f"backup {backup_seconds:.2f}s (longest hub gap {backup_gap * 1000:.0f} ms)"
+    )
+    assert restore_gap <= MAX_GAP and backup_gap <= MAX_GAP, report

@@ -16,7 +16,7 @@ belongs to one recovery group (``err.group``), which says what to do about it:
     │   │   UnsupportedValueTypeError, SerializerError
     │   ├── BackupOptionsRequiredError, RestoreOptionsRequiredError,
     │   │   SnapshotBudgetExceededError, SnapshotNotFoundError,
-    │   │   SnapshotReadError
+    │   │   SnapshotReadError, SnapshotImportError
     │   └── StoreClosedError, DatabaseNotOpenError
     ├── configuration: fix options, paths or permissions
     │   ├── InvalidBackendError, InvalidSerializationError,
@@ -79,6 +79,7 @@ __all__ = [
     "SnapshotBudgetExceededError",
     "SnapshotExportError",
     "SnapshotIOError",
+    "SnapshotImportError",
     "SnapshotNotFoundError",
     "SnapshotPermissionError",
     "SnapshotReadError",
@@ -271,6 +272,13 @@ class SnapshotReadError(KVError):
 
     group = ErrorGroup.USER
     default_message = "snapshot file is unreadable"
+
+
+class SnapshotImportError(KVError):
+    """``locust-kv snapshot import`` found bad rows in its JSONL or CSV source (each is reported with its line)."""
+
+    group = ErrorGroup.USER
+    default_message = "the import source has bad rows; nothing was written"
 
 
 class StoreClosedError(KVError):

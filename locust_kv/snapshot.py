@@ -636,15 +636,22 @@ def backup(
     soon as the last entry is read, before the file is synced and renamed.
     """
     reader = backend.begin_backup(allow_concurrent_writes)
-    try:
+    released = False
 
-        def batches() -> Iterator[list[tuple[bytes, bytes]]]:
-            yield from reader.batches(CHUNK)
+    def release() -> None:
+        nonlocal released
+        if not released:
+            released = True
             reader.close()
 
+    def batches() -> Iterator[list[tuple[bytes, bytes]]]:
+        yield from reader.batches(CHUNK)
+        release()  # writers held back by a strict backup go on while the file is synced and renamed
+
+    try:
         entries, file_bytes = write_snapshot(path, batches(), backend.kind, serialization, progress)
     finally:
-        reader.close()
+        release()
     best_effort = not reader.point_in_time
     return BackupSummary(entries, file_bytes, best_effort, BEST_EFFORT_WARNING if best_effort else "")
 

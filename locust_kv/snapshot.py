@@ -555,12 +555,12 @@ class SnapshotReader:
             if sum(lengths) != payload_size or min(key_lengths) < 1 or max(key_lengths) > MAX_KEY_BYTES:
                 raise self._refuse(f"block at byte {position} has inconsistent lengths")
             offsets = list(accumulate(lengths, initial=0))
-            parts = map(payload.__getitem__, map(slice, offsets, islice(offsets, 1, None)))
-            batch = list(zip(parts, parts))
-            keys = [key for key, _ in batch]
+            parts = [payload[start:end] for start, end in zip(offsets, islice(offsets, 1, None))]
+            keys = parts[0::2]
             if keys[0] <= last_key or not all(map(lt, keys, islice(keys, 1, None))):
                 raise self._refuse("keys are not in strictly ascending order")
             last_key = keys[-1]
+            batch = list(zip(keys, parts[1::2]))
             position += _BLOCK.size + len(raw_lengths) + payload_size
             entries += count
             data_bytes += payload_size

@@ -1,0 +1,215 @@
+"""The web UI's KV tab and key browser (master or standalone process only).
+
+Locust 2.47's UI is a prebuilt React app. Its supported extension points are
+``template_args["extended_tabs"]`` and ``["extended_tables"]`` (a tab that
+shows one table) with the rows added to ``/stats/requests`` as
+``extended_stats``, ``["extended_csv_files"]`` (links on the Download Data
+tab) and extra Flask routes. The plugin uses all of them:
+
+- a **KV** tab: backend, location, serialization, key count, size on disk,
+  reporting, and the address of the key browser;
+- a **KV timings (µs)** tab: the microsecond summary of ``--kv-report``;
+- a key browser page at ``<web base path>/kv``, linked from the Download Data
+  tab: look up one key, page through the keys of a prefix (the store's scan
+  cursors), refresh the counts;
+- JSON under ``<web base path>/kv/api/``: ``summary``, ``key?key=``,
+  ``keys?prefix=&cursor=&limit=``.
+
+The React tab renders table cells as plain text, which is why lookup and
+paging live on their own page.
+
+The browser's reads go through the base :class:`~locust_kv.store.KV` methods,
+which are never timed, so a person browsing keys never shows in the load
+test's statistics.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib.resources import files
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from flask import Blueprint, Response, jsonify, request
+
+from ..errors import KVError
+from ..store import KV
+from .timings import COLUMNS
+
+if TYPE_CHECKING:
+    from locust.web import WebUI
+
+    from .lifecycle import Attachment
+
+__all__ = ["PAGE_LIMIT", "install"]
+
+TAB = "kv"
+TIMINGS_TAB = "kv_timings"
+PAGE_LIMIT = 50
+"""Keys per page of the browser (``limit`` may ask for up to 1,000)."""
+MAX_LIMIT = 1000
+PREVIEW_CHARS = 200
+"""Characters of a value shown in a page of keys; a lookup shows the whole value."""
+
+
+def install(attachment: Attachment, web_ui: WebUI) -> None:
+    """Add the KV tabs, the key browser and its JSON routes to Locust's web UI."""
+    base = _base_path(web_ui)
+    blueprint = Blueprint("locust_kv", __name__, url_prefix=f"{base}/kv")
+    guard = web_ui.auth_required_if_enabled
+
+    def kv() -> KV:
+        assert attachment.kv is not None
+        return attachment.kv
+
+    @blueprint.route("")
+    @guard
+    def page() -> Response:
+        html = files(__package__).joinpath("kv.html").read_text(encoding="utf-8")
+        return Response(html, mimetype="text/html")
+
+    @blueprint.route("/api/summary")
+    @guard
+    def summary() -> Response:
+        return _answer(lambda: summary_of(kv(), attachment.settings.report))
+
+    @blueprint.route("/api/key")
+    @guard
+    def lookup() -> Response:
+        key = request.args.get("key", "")
+
+        def find() -> dict[str, Any]:
+            try:
+                value = KV.get(kv(), key)
+            except KVError as error:
+                if error.name != "KeyNotFoundError":
+                    raise
+                return {"key": key, "found": False}
+            return {"key": key, "found": True, "value": _text(value, kv().serialization)}
+
+        return _answer(find)
+
+    @blueprint.route("/api/keys")
+    @guard
+    def keys() -> Response:
+        prefix = request.args.get("prefix", "")
+        cursor = request.args.get("cursor", "")
+        try:
+            limit = min(max(int(request.args.get("limit", PAGE_LIMIT)), 1), MAX_LIMIT)
+        except ValueError:
+            limit = PAGE_LIMIT
+
+        def scan() -> dict[str, Any]:
+            page = KV.scan(kv(), prefix=prefix, limit=limit, cursor=cursor)
+            entries = []
+            for entry in page.entries:
+                text = _text(entry.value, kv().serialization)
+                entries.append({"key": entry.key, "value": text[:PREVIEW_CHARS], "truncated": len(text) > PREVIEW_CHARS})
+            return {"prefix": prefix, "entries": entries, "cursor": page.cursor, "done": page.done}
+
+        return _answer(scan)
+
+    web_ui.app.register_blueprint(blueprint)
+
+    args = web_ui.template_args
+    args["extended_tabs"] = [
+        *args.get("extended_tabs", []),
+        {"title": "KV", "key": TAB},
+        {"title": "KV timings (µs)", "key": TIMINGS_TAB},
+    ]
+    args["extended_tables"] = [
+        *args.get("extended_tables", []),
+        {"key": TAB, "structure": [{"key": "field", "title": "Store"}, {"key": "value", "title": "Value"}]},
+        {"key": TIMINGS_TAB, "structure": [{"key": key, "title": title} for key, title in COLUMNS]},
+    ]
+    args["extended_csv_files"] = [
+        *args.get("extended_csv_files", []),
+        {"href": f"{base}/kv", "title": "KV store browser (look up keys, page by prefix)"},
+    ]
+
+    @web_ui.app.after_request
+    def add_kv_rows(response: Response) -> Response:
+        if request.endpoint != "locust.request_stats" or response.status_code != 200:
+            return response
+        report = response.get_json()
+        try:
+            store_rows = _store_rows(summary_of(kv(), attachment.settings.report), f"{request.host_url.rstrip('/')}{base}/kv")
+        except KVError as error:
+            store_rows = [{"field": "Error", "value": str(error)}]
+        timing_rows = attachment.timings.rows() or [
+            {"operation": "(no KV operations timed: start Locust with --kv-report)"}
+        ]
+        extended = [e for e in report.get("extended_stats", []) if e.get("key") not in (TAB, TIMINGS_TAB)]
+        extended += [{"key": TAB, "data": store_rows}, {"key": TIMINGS_TAB, "data": timing_rows}]
+        report["extended_stats"] = extended
+        response.set_data(orjson.dumps(report))
+        return response
+
+
+def _base_path(web_ui: WebUI) -> str:
+    """Locust's --web-base-path, read off the route of its index page ("" when none)."""
+    for rule in web_ui.app.url_map.iter_rules():
+        if rule.endpoint == "locust.index":
+            return rule.rule.rstrip("/")
+    return ""
+
+
+def summary_of(kv: KV, reporting: bool) -> dict[str, Any]:
+    """What the KV tab and the browser show about the store."""
+    return {
+        "backend": kv.backend,
+        "location": kv.location,
+        "serialization": kv.serialization,
+        "keys": KV.size(kv),
+        "size_bytes": _bytes_on_disk(kv.location) if kv.backend == "disk" else None,
+        "reporting": reporting,
+    }
+
+
+def _store_rows(summary: dict[str, Any], browser_url: str) -> list[dict[str, Any]]:
+    size = summary["size_bytes"]
+    return [
+        {"field": "Backend", "value": summary["backend"]},
+        {"field": "Location", "value": summary["location"]},
+        {"field": "Serialization", "value": summary["serialization"]},
+        {"field": "Keys", "value": summary["keys"]},
+        {"field": "Size on disk", "value": "in process memory" if size is None else _human_bytes(size)},
+        {"field": "Operations reported (--kv-report)", "value": "yes" if summary["reporting"] else "no"},
+        {"field": "Key browser", "value": browser_url},
+    ]
+
+
+def _answer(work: Any) -> Response:
+    try:
+        return jsonify(work())
+    except KVError as error:
+        response = jsonify({"error": error.name, "message": str(error)})
+        response.status_code = 400 if error.group.value == "user error" else 500
+        return response
+
+
+def _text(value: Any, serialization: str) -> str:
+    """A stored value as text: JSON under json (strings quoted), the text itself under string."""
+    if serialization == "json":
+        return orjson.dumps(value).decode()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "backslashreplace")
+    return str(value)
+
+
+def _bytes_on_disk(location: str) -> int:
+    if os.path.isdir(location):
+        return sum(entry.stat().st_size for entry in os.scandir(location) if entry.is_file())
+    try:
+        return os.path.getsize(location)
+    except OSError:
+        return 0
+
+
+def _human_bytes(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"

@@ -1,0 +1,122 @@
+"""Helpers for the Locust plugin tests: real ``locust`` processes, headless, on loopback.
+
+Nothing here imports Locust: importing it would monkey-patch the whole pytest
+process with gevent, and the other suites test real OS threads. Locust only
+ever runs in child processes.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+LOCUSTFILES = Path(__file__).parent / "locustfiles"
+RUN_TIMEOUT = 120
+"""Seconds a locust process may take before the test fails; runs take a few seconds."""
+
+requires_disk = pytest.mark.skipif(
+    importlib.util.find_spec("locust_kv.backends.disk") is None, reason="the disk backend is not available"
+)
+
+
+@dataclass
+class Result:
+    returncode: int
+    output: str
+    """stdout and stderr, interleaved."""
+
+    def lines_with(self, text: str) -> list[str]:
+        return [line for line in self.output.splitlines() if text in line]
+
+
+def clean_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """os.environ without LOCUST_* variables (a developer's settings must not leak in), plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOCUST_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra or {})
+    return env
+
+
+def locust_command(locustfile: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", "locust", "-f", str(LOCUSTFILES / locustfile), *args]
+
+
+def run_locust(
+    locustfile: str, *args: str, cwd: Path, env: Mapping[str, str] | None = None, timeout: float = RUN_TIMEOUT
+) -> Result:
+    """Run one locust process to its end."""
+    done = subprocess.run(
+        locust_command(locustfile, *args),
+        cwd=cwd,
+        env=clean_environment(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    return Result(done.returncode, done.stdout)
+
+
+def start_locust(locustfile: str, *args: str, cwd: Path, env: Mapping[str, str] | None = None) -> subprocess.Popen[str]:
+    """Start a locust process; finish it with :func:`finish`."""
+    return subprocess.Popen(
+        locust_command(locustfile, *args),
+        cwd=cwd,
+        env=clean_environment(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def finish(processes: Iterable[subprocess.Popen[str]], timeout: float = RUN_TIMEOUT) -> list[Result]:
+    """Wait for every process; kill them all if one overruns the timeout."""
+    processes = list(processes)
+    results = []
+    try:
+        for process in processes:
+            output, _ = process.communicate(timeout=timeout)
+            results.append(Result(process.returncode, output))
+    except subprocess.TimeoutExpired:
+        for process in processes:
+            process.kill()
+            process.communicate()
+        raise
+    return results
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def read_values(out: Path) -> dict[int, list[int]]:
+    """The counter values each process's users got, from the counters locustfile's logs, by pid."""
+    by_pid: dict[int, list[int]] = {}
+    for log in out.glob("values-*.txt"):
+        pid = int(log.name.split("-")[1])
+        lines = log.read_text().split()
+        assert "missing-seed" not in lines, f"a user of {pid} started before the restore"
+        by_pid.setdefault(pid, []).extend(int(v) for v in lines)
+    return by_pid
+
+
+def read_json(path: Path) -> object:
+    return json.loads(path.read_text())
+
+
+def describe(*results: Result) -> str:
+    """Every process's output, for an assertion message."""
+    return "\n".join(f"--- exit {r.returncode} ---\n{r.output[-6000:]}" for r in results)

@@ -1,0 +1,255 @@
+"""Run the e2e scenarios as real headless Locust runs; report which failed and why.
+
+    python e2e/run.py                          # every scenario on every topology
+    python e2e/run.py --backend memory         # memory only; --backend disk: disk, standalone and --processes 2
+    python e2e/run.py job_queue flash_sale     # some scenarios
+    python e2e/run.py --topology disk-2p       # one topology (repeatable)
+    E2E_BREAK=1 python e2e/run.py              # every scenario commits its deliberate bug: every run must FAIL
+
+Each run is its own ``locust`` process (with ``--processes 2``, a master and
+two workers) in a fresh work directory holding its disk store, snapshots,
+log and statistics. Runs go ``--jobs`` at a time. A run passes when Locust
+exits 0 and the scenario's check wrote a passing verdict; otherwise the
+runner says why: the violated invariant, else the first failure or error
+Locust recorded, else the end of the log. The exit status is 1 if any run
+failed. Failed runs keep their work directory for inspection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+RUN_TIMEOUT = 120.0
+"""Seconds after which a run is killed and reported as failed."""
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One locustfile of this directory and how to run it."""
+
+    name: str
+    users: int = 30
+    run_time: str = "3s"
+    prepare: tuple[tuple[str, ...], ...] = ()
+    """Commands run in the work directory before Locust starts."""
+    options: tuple[str, ...] = ()
+    """Extra Locust options."""
+
+
+@dataclass(frozen=True)
+class Topology:
+    name: str
+    backend: str
+    processes: int = 0
+
+
+TOPOLOGIES = (
+    Topology("memory", "memory"),
+    Topology("disk", "disk"),
+    Topology("disk-2p", "disk", processes=2),
+)
+
+SCENARIOS = (
+    Scenario("rate_limiter"),
+    Scenario("job_queue", users=40),
+    Scenario("flash_sale"),
+    Scenario("blue_green"),
+    Scenario("session_gc", users=40),
+    Scenario("scan_paging", users=40),
+    Scenario("feature_flags"),
+    Scenario("backup_restore"),
+    Scenario(
+        "seeding",
+        prepare=(
+            (sys.executable, str(HERE / "accounts.py"), "accounts.jsonl"),
+            (sys.executable, "-m", "locust_kv.cli", "snapshot", "import", "accounts.jsonl", "-o", "accounts.snapshot", "--no-progress"),
+        ),
+        options=("--kv-restore-from", "accounts.snapshot", "--kv-restore-max-entries", "10000"),
+    ),
+    Scenario("shared_counters"),
+)
+
+
+@dataclass
+class Result:
+    scenario: str
+    topology: str
+    passed: bool
+    reason: str
+    seconds: float
+    exit_code: int | None
+    facts: dict[str, Any] = field(default_factory=dict)
+    workdir: str = ""
+
+
+def locust_command(scenario: Scenario, topology: Topology) -> list[str]:
+    command = [
+        sys.executable, "-m", "locust",
+        "-f", str(HERE / f"{scenario.name}.py"),
+        "--headless", "-u", str(scenario.users), "-r", str(scenario.users), "-t", scenario.run_time,
+        "--stop-timeout", "10",
+        "--kv-backend", topology.backend,
+        "--csv", "stats", "--only-summary",
+    ]  # fmt: skip
+    if topology.backend == "disk":
+        command += ["--kv-path", "store.lmdb"]
+    if topology.processes:
+        port = str(_free_port())  # runs go side by side: each master needs its own port
+        command += [
+            "--processes", str(topology.processes),
+            "--master-bind-host", "127.0.0.1", "--master-bind-port", port,
+            "--master-host", "127.0.0.1", "--master-port", port,
+        ]  # fmt: skip
+    return command + list(scenario.options)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def run_one(scenario: Scenario, topology: Topology, root: Path) -> Result:
+    workdir = root / f"{scenario.name}-{topology.name}"
+    workdir.mkdir()
+    env = dict(os.environ, E2E_VERDICT=str(workdir / "verdict.json"), E2E_WORKDIR=str(workdir), PYTHONUNBUFFERED="1")
+    started = time.monotonic()
+
+    def result(passed: bool, reason: str, exit_code: int | None, facts: dict[str, Any] | None = None) -> Result:
+        return Result(scenario.name, topology.name, passed, reason, time.monotonic() - started, exit_code, facts or {}, str(workdir))
+
+    log_path = workdir / "locust.log"
+    with open(log_path, "wb") as log:
+        for step in scenario.prepare:
+            done = subprocess.run(step, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=RUN_TIMEOUT)
+            if done.returncode != 0:
+                return result(False, f"preparing failed: {' '.join(step)} exited {done.returncode}", None)
+        process = subprocess.Popen(
+            locust_command(scenario, topology), cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            exit_code = process.wait(timeout=RUN_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            return result(False, f"timed out after {RUN_TIMEOUT:.0f} s", None)
+    verdict = _read_json(workdir / "verdict.json")
+    facts = dict(verdict.get("facts", {})) if verdict else {}
+    facts.update(_request_counts(workdir))
+    if verdict is None:
+        return result(False, f"no verdict (locust exited {exit_code}): {_locust_failure(workdir, log_path)}", exit_code, facts)
+    if not verdict["passed"]:
+        failures = verdict["failures"]
+        more = f" (+{len(failures) - 1} more)" if len(failures) > 1 else ""
+        return result(False, failures[0] + more, exit_code, facts)
+    if exit_code != 0:
+        return result(False, f"the invariant held but locust exited {exit_code}: {_locust_failure(workdir, log_path)}", exit_code, facts)
+    return result(True, "", exit_code, facts)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    try:
+        with open(path, newline="", encoding="utf-8") as file:
+            return list(csv.DictReader(file))
+    except OSError:
+        return []
+
+
+def _request_counts(workdir: Path) -> dict[str, int]:
+    """HTTP requests, from Locust's own statistics (KV operations are not reported as requests)."""
+    for row in _rows(workdir / "stats_stats.csv"):
+        if row.get("Name") == "Aggregated" and int(row["Request Count"]):
+            return {"http_requests": int(row["Request Count"])}
+    return {}
+
+
+def _locust_failure(workdir: Path, log_path: Path) -> str:
+    """The first failure or error Locust recorded, else the last error lines of its log."""
+    for row in _rows(workdir / "stats_failures.csv"):
+        return f"{row['Occurrences']} x {row['Method']} {row['Name']}: {row['Error']}"
+    for row in _rows(workdir / "stats_exceptions.csv"):
+        return f"{row['Count']} x exception: {row['Message']}"
+    lines = log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+    errors = [line for line in lines if "ERROR" in line or "Error" in line]
+    return " | ".join((errors or lines)[-3:]) or "no output"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("scenarios", nargs="*", metavar="SCENARIO", help="scenarios to run (default: all): " + ", ".join(s.name for s in SCENARIOS))
+    parser.add_argument("--backend", choices=("memory", "disk", "all"), default="all", help="memory: standalone; disk: standalone and --processes 2 (default: all)")
+    parser.add_argument("--topology", action="append", choices=[t.name for t in TOPOLOGIES], help="run only these topologies (overrides --backend)")
+    parser.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 2, help="runs at a time (default: CPU count)")
+    parser.add_argument("--report", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument("--keep", action="store_true", help="keep the work directories of passed runs too")
+    args = parser.parse_args(argv)
+
+    by_name = {s.name: s for s in SCENARIOS}
+    unknown = [name for name in args.scenarios if name not in by_name]
+    if unknown:
+        parser.error(f"unknown scenario(s): {', '.join(unknown)}")
+    scenarios = [by_name[name] for name in args.scenarios] or list(SCENARIOS)
+    if args.topology:
+        topologies = [t for t in TOPOLOGIES if t.name in args.topology]
+    else:
+        topologies = [t for t in TOPOLOGIES if args.backend in ("all", t.backend)]
+    # Multi-process runs first: they take longest, so the pool ends with short runs.
+    runs = sorted(((s, t) for s in scenarios for t in topologies), key=lambda run: -run[1].processes)
+
+    root = Path(tempfile.mkdtemp(prefix="locust-kv-e2e-"))
+    if os.environ.get("E2E_BREAK") == "1":
+        print("E2E_BREAK=1: every scenario commits its deliberate bug, so every run should FAIL", flush=True)
+    print(f"e2e: {len(runs)} runs ({len(scenarios)} scenarios x {', '.join(t.name for t in topologies)}), "
+          f"{args.jobs} at a time, in {root}", flush=True)  # fmt: skip
+    started = time.monotonic()
+    results: list[Result] = []
+
+    def run_and_print(run: tuple[Scenario, Topology]) -> Result:
+        result = run_one(*run, root)
+        if result.passed:
+            detail = " ".join(f"{k}={v}" for k, v in result.facts.items() if k != "kv_backend")
+        else:
+            detail = result.reason
+        print(f"{'PASS' if result.passed else 'FAIL'}  {result.scenario:<16} {result.topology:<8} {result.seconds:5.1f}s  {detail}", flush=True)
+        if not args.keep and result.passed:
+            shutil.rmtree(result.workdir, ignore_errors=True)
+        return result
+
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        results = list(pool.map(run_and_print, runs))
+
+    failed = [r for r in results if not r.passed]
+    print(f"\ne2e: {len(results) - len(failed)} passed, {len(failed)} failed in {time.monotonic() - started:.1f}s")
+    for r in failed:
+        print(f"FAILED {r.scenario} [{r.topology}]: {r.reason}\n       log: {r.workdir}/locust.log")
+    if args.report:
+        Path(args.report).write_text(json.dumps([asdict(r) for r in results], indent=2), encoding="utf-8")
+    if not failed and not args.keep:
+        shutil.rmtree(root, ignore_errors=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -253,6 +253,13 @@ def test_percentiles_and_merging_worker_reports() -> None:
     assert total["operation"] == "Aggregated" and total["count"] == 101
 
 
+def test_percentiles_never_exceed_the_maximum() -> None:
+    timings = Timings()
+    timings.record("random_key", 318.8e-6, failed=False)
+    (row, _) = timings.rows()
+    assert row["p99"] == row["max"] == 318.8
+
+
 # -- web UI ------------------------------------------------------------------------
 
 

@@ -7,8 +7,9 @@ microsecond buckets, merges the workers' histograms on the master (they
 travel with Locust's regular worker reports), and prints a summary at the end
 of the run.
 
-Buckets: exact below 1,000 µs, then three significant digits (1,230 µs,
-45,600 µs...), so a percentile is within 0.5 % of the true value.
+Buckets: whole microseconds below 1,000 µs, then three significant digits
+(1,230 µs, 45,600 µs...): a percentile is within 0.5 µs of the measured
+value below 1 ms and within 0.5 % above, and never more than the maximum.
 """
 
 from __future__ import annotations
@@ -77,14 +78,15 @@ class OperationTimings:
         for bucket, n in other.buckets.items():
             self.buckets[bucket] = self.buckets.get(bucket, 0) + n
 
-    def percentile(self, fraction: float) -> int:
-        """The smallest bucket at or below which ``fraction`` of the operations fall."""
+    def percentile(self, fraction: float) -> float:
+        """The smallest bucket at or below which ``fraction`` of the operations fall, at most the maximum."""
         wanted = fraction * self.count
         seen = 0
         for bucket in sorted(self.buckets):
             seen += self.buckets[bucket]
             if seen >= wanted:
-                return bucket
+                # A bucket is a rounded duration; never report more than was measured.
+                return min(bucket, round(self.max_us, 1))
         return 0
 
     def row(self, operation: str) -> dict[str, Any]:
@@ -156,12 +158,13 @@ class Timings:
 
     def table(self) -> list[str]:
         """The summary as console lines."""
+        rows = self.rows()
         lines = ["KV operations (microseconds; locust_kv --kv-report)"]
-        widths = [max(18, *(len(r["operation"]) for r in self.rows()))] + [9] * (len(COLUMNS) - 1)
+        widths = [max(18, *(len(r["operation"]) for r in rows))] + [9] * (len(COLUMNS) - 1)
         header = [title for _, title in COLUMNS]
         lines.append(_format_line(header, widths))
         lines.append("-" * (sum(widths) + len(widths) - 1))
-        for row in self.rows():
+        for row in rows:
             if row["operation"] == "Aggregated":
                 lines.append("-" * (sum(widths) + len(widths) - 1))
             lines.append(_format_line([row[key] for key, _ in COLUMNS], widths))
@@ -188,6 +191,6 @@ def _format_line(cells: Iterable[Any], widths: list[int]) -> str:
 
 
 def _number(value: Any) -> str:
-    if isinstance(value, float):
+    if isinstance(value, float) and not value.is_integer():
         return f"{value:.1f}"
-    return str(value)
+    return str(int(value)) if isinstance(value, float) else str(value)

@@ -198,12 +198,18 @@ def _text(value: Any, serialization: str) -> str:
 
 
 def _bytes_on_disk(location: str) -> int:
-    if os.path.isdir(location):
-        return sum(entry.stat().st_size for entry in os.scandir(location) if entry.is_file())
+    """Bytes the store's file really occupies: LMDB's file is sparse, its length is the map size."""
     try:
-        return os.path.getsize(location)
+        if os.path.isdir(location):
+            return sum(_allocated(entry.stat()) for entry in os.scandir(location) if entry.is_file())
+        return _allocated(os.stat(location))
     except OSError:
         return 0
+
+
+def _allocated(stat: os.stat_result) -> int:
+    blocks = getattr(stat, "st_blocks", None)
+    return stat.st_size if blocks is None else blocks * 512
 
 
 def _human_bytes(size: int) -> str:

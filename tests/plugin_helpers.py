@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 LOCUSTFILES = Path(__file__).parent / "locustfiles"
+REPOSITORY = Path(__file__).parent.parent
 RUN_TIMEOUT = 120
 """Seconds a locust process may take before the test fails; runs take a few seconds."""
 
@@ -47,6 +48,7 @@ def clean_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 def locust_command(locustfile: str, *args: str) -> list[str]:
+    """``locust -f`` a file of tests/locustfiles (or any path) with ``args``."""
     return [sys.executable, "-m", "locust", "-f", str(LOCUSTFILES / locustfile), *args]
 
 

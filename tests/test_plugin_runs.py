@@ -17,6 +17,7 @@ import pytest
 from locust_kv import open_kv
 
 from .plugin_helpers import (
+    REPOSITORY,
     describe,
     finish,
     free_port,
@@ -318,3 +319,20 @@ def test_master_and_two_workers_share_the_masters_store(tmp_path: Path, out: Pat
     assert snapshot_entries(backup)["hits"] == final
     for worker in results[1:]:
         assert worker.lines_with("locust_kv: using the master's store"), describe(worker)
+
+
+# ---------------------------------------------------------------------------
+# The README's demo.
+
+
+@requires_disk
+@pytest.mark.parametrize("topology", [[], ["--processes", "2"]], ids=["standalone", "processes-2"])
+def test_demo_runs_and_its_books_add_up(tmp_path: Path, topology: list[str]) -> None:
+    result = run_locust(
+        str(REPOSITORY / "examples" / "demo.py"), "--headless", "-u", "20", "-r", "20", "-t", "2s", *topology,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, describe(result)
+    assert len(result.lines_with("demo: all 4 checks passed")) == 1, describe(result)
+    assert result.lines_with("KV operations (microseconds")
+    assert (tmp_path / ".locust-kv.lmdb").exists()  # the plugin's default store: disk, in the working directory

@@ -180,10 +180,24 @@ def _assert_one_line(result, name: str) -> None:  # type: ignore[no-untyped-def]
         (["--kv-backend", "memory", "--kv-restore-max-entries", "5"], "InvalidOptionsError"),
         (["--kv-backend", "memory", "--kv-restore-max-bytes", "lots"], "InvalidOptionsError"),
         (["--kv-backend", "memory", "--kv-restore-from", "missing.snapshot"], "SnapshotNotFoundError"),
+        pytest.param(["--kv-path", "."], "DiskPathError", marks=requires_disk),
+        pytest.param(["--kv-path", "not-lmdb.txt"], "DiskStoreOpenError", marks=requires_disk),
+        pytest.param(["--kv-path", ".", "--processes", "2"], "DiskPathError", marks=requires_disk),
     ],
 )
 def test_configuration_error_stops_the_run_with_one_line(tmp_path: Path, args: list[str], name: str) -> None:
+    (tmp_path / "not-lmdb.txt").write_text("a text file, not an LMDB store\n" * 100)
     _assert_one_line(run_locust("failing.py", *HEADLESS, *args, cwd=tmp_path), name)
+
+
+@requires_disk
+def test_options_conflicting_with_the_locustfiles_own_store_stop_the_run(tmp_path: Path, out: Path) -> None:
+    store = tmp_path / "store.lmdb"
+    result = run_locust(
+        "counters.py", *HEADLESS, "--kv-path", str(store), "--kv-serialization", "string",
+        cwd=tmp_path, env={"KV_TEST_OUT": str(out), "KV_TEST_MODULE_PATH": str(store)},  # opened there with json
+    )
+    _assert_one_line(result, "KVOptionsConflictError")
 
 
 def test_restore_over_budget_stops_the_run_with_one_line(tmp_path: Path) -> None:
@@ -305,10 +319,13 @@ def test_master_and_two_workers_share_the_masters_store(tmp_path: Path, out: Pat
         "--kv-backup-to", str(backup),
         cwd=tmp_path, env=env,
     )
-    # The workers name no store: they take the master's options when the test starts.
+    # The workers name no store and run from another directory, where the default store
+    # would be another file: they take the master's store when the test starts.
+    elsewhere = tmp_path / "workers"
+    elsewhere.mkdir()
     workers = [
         start_locust("counters.py", "--worker", "--master-host", "127.0.0.1", "--master-port", str(port),
-                     cwd=tmp_path, env=env)
+                     cwd=elsewhere, env=env)
         for _ in range(2)
     ]
     results = finish([master, *workers])

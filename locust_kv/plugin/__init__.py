@@ -147,10 +147,10 @@ _IMPORT_PID = os.getpid()
 """The process that imported the locustfile; ``--processes`` forks its workers from it."""
 
 _SAME_IN_EVERY_PROCESS = frozenset(
-    {"InvalidBackendError", "InvalidOptionsError", "InvalidSerializationError", "KVOptionsConflictError",
-     "MemoryBackendNotSharedError"}
+    {"DiskPathError", "InvalidBackendError", "InvalidOptionsError", "InvalidSerializationError",
+     "KVOptionsConflictError", "MemoryBackendNotSharedError"}
 )
-"""Errors a forked worker meets exactly as its master does, before touching any file."""
+"""Errors a forked worker meets exactly as its master does: they depend on the options alone."""
 
 
 def _on_init(environment: Environment, **_kwargs: Any) -> None:

@@ -122,6 +122,10 @@ class Attachment:
             )
         self.kv = open_kv(**self.settings.store_options())
         try:
+            # A backend may open its files on first use; use it now, so that a bad path or a
+            # foreign file stops the run here rather than in the first user's task.
+            KV.size(self.kv)
+            self._pin_location()
             if self.role != "standalone":
                 _refuse_memory_stores()
             if self.coordinates:
@@ -132,6 +136,20 @@ class Attachment:
             self.kv = None
             raise
         return self.kv
+
+    def _pin_location(self) -> None:
+        """Record the disk store's absolute path as the path option.
+
+        A relative ``--kv-path`` (or the default) would name another file in
+        a worker started from another directory; the master's options reach
+        the workers with the absolute path instead.
+        """
+        if self.kv.backend != "disk":
+            return
+        self.settings = self.settings.replace(path=self.kv.location)
+        options = self.environment.parsed_options
+        if options is not None and hasattr(options, settings_module.option("path").dest):
+            setattr(options, settings_module.option("path").dest, self.kv.location)
 
     def _prepare(self) -> None:
         kv, settings = self.kv, self.settings
@@ -178,16 +196,18 @@ class Attachment:
 
     def _follow_master(self, wanted: Settings) -> None:
         """Take the master's options, which Locust copied over this worker's own."""
-        if wanted.store_options() != self.settings.store_options():
-            described = ", ".join(f"{k}={v!r}" for k, v in wanted.store_options().items())
-            logger.info("locust_kv: using the master's store (%s)", described)
+        reopen = wanted.store_options() != self.settings.store_options()
+        self.settings = wanted
+        if reopen:
             previous = self.kv
             self.kv = open_kv(**wanted.store_options())
             if previous is not None:
                 set_reporter(previous, None)
                 previous.close()
             self._release_users_lock()
-        self.settings = wanted
+            self._pin_location()
+            described = ", ".join(f"{k}={v!r}" for k, v in wanted.store_options().items())
+            logger.info("locust_kv: using the master's store (%s)", described)
         self._apply_reporting()
 
     def _keep_startup_options(self, wanted: Settings) -> None:

@@ -18,8 +18,7 @@ from locust.argument_parser import get_parser
 from locust.env import Environment
 from locust.event import Events
 
-import locust_kv.plugin as plugin
-from locust_kv import open_kv
+from locust_kv import open_kv, plugin
 from locust_kv.errors import (
     DatabaseNotOpenError,
     InvalidOptionsError,

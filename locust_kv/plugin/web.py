@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from flask import Blueprint, Response, jsonify, request
 
-from ..errors import KVError
+from ..errors import ErrorGroup, KeyNotFoundError, KVError
 from ..store import KV
 from .timings import COLUMNS
 
@@ -81,9 +81,7 @@ def install(attachment: Attachment, web_ui: WebUI) -> None:
         def find() -> dict[str, Any]:
             try:
                 value = KV.get(kv(), key)
-            except KVError as error:
-                if error.name != "KeyNotFoundError":
-                    raise
+            except KeyNotFoundError:
                 return {"key": key, "found": False}
             return {"key": key, "found": True, "value": _text(value, kv().serialization)}
 
@@ -104,7 +102,8 @@ def install(attachment: Attachment, web_ui: WebUI) -> None:
             entries = []
             for entry in page.entries:
                 text = _text(entry.value, kv().serialization)
-                entries.append({"key": entry.key, "value": text[:PREVIEW_CHARS], "truncated": len(text) > PREVIEW_CHARS})
+                truncated = len(text) > PREVIEW_CHARS
+                entries.append({"key": entry.key, "value": text[:PREVIEW_CHARS], "truncated": truncated})
             return {"prefix": prefix, "entries": entries, "cursor": page.cursor, "done": page.done}
 
         return _answer(scan)
@@ -132,13 +131,13 @@ def install(attachment: Attachment, web_ui: WebUI) -> None:
         if request.endpoint != "locust.request_stats" or response.status_code != 200:
             return response
         report = response.get_json()
+        reporting = attachment.settings.report
         try:
-            store_rows = _store_rows(summary_of(kv(), attachment.settings.report), f"{request.host_url.rstrip('/')}{base}/kv")
+            store_rows = _store_rows(summary_of(kv(), reporting), f"{request.host_url.rstrip('/')}{base}/kv")
         except KVError as error:
             store_rows = [{"field": "Error", "value": str(error)}]
-        timing_rows = attachment.timings.rows() or [
-            {"operation": "(no KV operations timed: start Locust with --kv-report)"}
-        ]
+        idle = "(no KV operation yet)" if reporting else "(reporting is off: start Locust with --kv-report)"
+        timing_rows = attachment.timings.rows() or [{"operation": idle}]
         extended = [e for e in report.get("extended_stats", []) if e.get("key") not in (TAB, TIMINGS_TAB)]
         extended += [{"key": TAB, "data": store_rows}, {"key": TIMINGS_TAB, "data": timing_rows}]
         report["extended_stats"] = extended
@@ -184,7 +183,7 @@ def _answer(work: Any) -> Response:
         return jsonify(work())
     except KVError as error:
         response = jsonify({"error": error.name, "message": str(error)})
-        response.status_code = 400 if error.group.value == "user error" else 500
+        response.status_code = 400 if error.group is ErrorGroup.USER else 500
         return response
 
 

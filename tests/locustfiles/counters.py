@@ -31,7 +31,7 @@ class Counter(User):
     def on_start(self):
         self.kv = module_kv if module_kv is not None else self.environment.kv
         self.done = 0
-        self.log = open(os.path.join(OUT, f"values-{os.getpid()}-{id(self)}.txt"), "a", buffering=1)
+        self.log = open(os.path.join(OUT, f"values-{os.getpid()}-{id(self)}.txt"), "a", buffering=1)  # noqa: SIM115 - closed in on_stop
         if os.environ.get("KV_TEST_EXPECT_SEED") and not self.kv.exists("seed"):
             self.log.write("missing-seed\n")
 

@@ -1,0 +1,1544 @@
+"""The disk backend: one LMDB environment shared by every process on the host.
+
+The store is one LMDB file (``subdir=False``) with its lock file beside it
+(``<path>-lock``) and a small side file of locust_kv's own (``<path>-kvlock``).
+Every operation is one LMDB transaction, so it is atomic with respect to every
+greenlet, thread and process that opens the same path: LMDB lets one writer at
+a time commit, across processes, and readers see a snapshot without waiting.
+
+Layout. The main (unnamed) database holds two records, the format version and
+the *state*; six named databases hold the data in two generations (0 and 1):
+
+* ``locust_kv.data.<g>``: key -> value, the user's entries.
+* ``locust_kv.slots.<g>``: slot (8-byte big-endian) -> key, a dense array
+  ``0..n-1`` of every key, so that ``random_key()`` is one lookup.
+* ``locust_kv.slotof.<g>``: key -> slot, to swap-remove a deleted key.
+
+The state, ``b"<g>:<index>:<restorer>"``, names the live generation, the
+index status (``v`` valid, ``n`` none, ``b<token>`` being rebuilt) and the pid
+of a process replacing the dataset (0 when none). Every transaction reads it
+first (one lookup in a one-page database) and compares it with what this
+process last saw, so a clear, restore or rebuild done by another process is
+noticed at once. A restore fills the other generation in short transactions,
+then flips the state in one short transaction.
+
+Index costs. Only inserting a new key or deleting one touches the index (two
+or three more B-tree updates in the same transaction); overwriting a key does
+not. The index belongs to the store file: clearing, restoring or creating the
+store with ``track_keys=True`` gives it an index, with ``track_keys=False``
+none; while it has one, every writer maintains it, and ``rebuild_key_list()``
+builds it. ``random_key()`` without a prefix reads two index entries with the
+index (each a B-tree lookup, 3 or 4 pages deep at a million keys) and walks
+every key without it; see :meth:`DiskBackend.random_key` for prefixes.
+
+Fork. Nothing LMDB survives ``fork()``: the environment is opened lazily by
+the first operation in each process. A fork hook (registered once) drops, in
+the child, every reference to inherited transactions before closing the
+inherited environment, so that the parent's reader slots stay untouched, and
+the next operation opens the child's own environment.
+
+Greenlets. No transaction ever spans a greenlet switch, except the read
+transaction of a running backup (readers never block anyone). Long work
+(rebuilding the index, filling a restore, sampling without an index) runs in
+transactions of a few milliseconds with :func:`~locust_kv._cooperative.pause`
+between them. ``clear()`` is one short transaction: LMDB frees a database's
+pages by walking only its branch pages.
+
+Growth. The map starts at ``map_size`` (1 GiB by default; on 64-bit Linux it
+only reserves address space, and the file is sparse) and doubles when a write
+needs more room, up to ``max_map_size`` and the free disk space. Resizing runs
+under an exclusive lock on the side file, which also records the size the
+processes agreed on: every process opens or adopts at least that size, so no
+process ever maps, and with ``writemap`` truncates, the file smaller than
+another one uses (the cause of the corruption in py-lmdb issue 269).
+
+Errors. Every :class:`lmdb.Error` is mapped by :data:`LMDB_ERRORS` and the
+failing operation's family to a catalogued error, with the cause chained.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import secrets
+import weakref
+from bisect import bisect_left
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from itertools import islice
+from random import random
+from time import perf_counter
+from typing import Any, Final, NamedTuple
+
+import lmdb
+from gevent.monkey import get_original
+
+from .._cooperative import pause
+from ..errors import (
+    BackupInProgressError,
+    BucketNotFoundError,
+    DiskPathError,
+    DiskStoreDeleteError,
+    DiskStoreExistsError,
+    DiskStoreFullError,
+    DiskStoreIndexError,
+    DiskStoreOpenError,
+    DiskStoreReadError,
+    DiskStoreScanError,
+    DiskStoreSizeError,
+    DiskStoreWriteError,
+    InvalidOptionsError,
+    KeyListRebuildError,
+    KVError,
+    RestoreInProgressError,
+    StoreClosedError,
+)
+from ..options import reject_unknown
+from .base import Backend, BackupReader, apply_increment, prefix_end
+
+__all__ = ["DEFAULT_MAP_SIZE", "DEFAULT_PATH", "LMDB_ERRORS", "DiskBackend", "DiskSpec", "configure"]
+
+DEFAULT_PATH: Final = ".locust-kv.lmdb"
+"""The store's file when ``open_kv`` gets no ``path``: in the working directory."""
+
+DEFAULT_MAP_SIZE: Final = 1 << 30
+"""The initial map: 1 GiB of address space (the file is sparse)."""
+
+_MIN_MAP_SIZE: Final = 1 << 16
+_DEFAULT_MAX_READERS: Final = 126
+
+# ---------------------------------------------------------------------------
+# The file layout.
+
+_FORMAT_KEY: Final = b"locust_kv.format"
+_FORMAT: Final = b"1"
+_STATE_KEY: Final = b"locust_kv.state"
+_DB_NAMES: Final = tuple(
+    (b"locust_kv.data.%d" % g, b"locust_kv.slots.%d" % g, b"locust_kv.slotof.%d" % g) for g in (0, 1)
+)
+_MAX_DBS: Final = 8
+
+_VALID: Final = b"v"
+_NONE: Final = b"n"
+_BUILDING: Final = b"b"  # followed by the builder's token
+
+_SLICE_SECONDS: Final = 0.004
+"""How long one transaction of long work runs before it commits and pauses."""
+
+_WALK_CHUNK: Final = 20_000
+"""Keys read per transaction when sampling by walking the keys."""
+
+_PROBE_KEYS: Final = 64
+"""A prefix range this small is sampled by reading it whole."""
+
+_REJECTION_TRIES: Final = 64
+"""Random slots tried for a key with the prefix before walking the prefix range."""
+
+_ATTEMPTS: Final = 8
+"""Map adoptions or growths one operation may go through before it gives up."""
+
+_RESTORE_ROWS: Final = 2_000
+"""Entries written per restore transaction (a few milliseconds)."""
+
+_WALK: Final = object()
+"""Returned by a sampling probe when only walking the keys can answer."""
+
+_PAGE_SIZE: Final = os.sysconf("SC_PAGE_SIZE")
+
+# The real OS lock and sleep, even when gevent has patched them: they guard
+# sections that never yield, against OS threads of this process.
+_allocate_lock = get_original("_thread", "allocate_lock")
+_real_sleep = get_original("time", "sleep")
+
+# Byte offsets of the locks in the side file (the first 8 bytes hold the agreed map size).
+_RESIZE_LOCK: Final = 64
+_BACKUP_LOCK: Final = 65
+_RESTORE_LOCK: Final = 66
+
+
+class _State(NamedTuple):
+    """The decoded state record."""
+
+    generation: int
+    index: bytes
+    restorer: int
+
+    @classmethod
+    def decode(cls, raw: bytes | None) -> _State:
+        if raw is None:
+            raise BucketNotFoundError("the disk store's state record is missing (a foreign or damaged file)")
+        try:
+            generation, index, restorer = raw.split(b":")
+            state = cls(int(generation), index, int(restorer))
+        except ValueError:
+            raise BucketNotFoundError("the disk store's state record is damaged") from None
+        if state.generation not in (0, 1):
+            raise BucketNotFoundError("the disk store's state record is damaged")
+        return state
+
+    def encode(self) -> bytes:
+        return b"%d:%s:%d" % (self.generation, self.index, self.restorer)
+
+    @property
+    def maintained(self) -> bool:
+        """Whether writers keep the index up to date (valid, or being built)."""
+        return self.index == _VALID or self.index.startswith(_BUILDING)
+
+
+# ---------------------------------------------------------------------------
+# Errors: one table at the boundary.
+
+_FAMILY: Final = None
+"""In :data:`LMDB_ERRORS`: the failing operation's own error."""
+
+LMDB_ERRORS: Final[dict[str, type[KVError] | None]] = {
+    # Map full, and no growth left (the cap, or the disk); ENOSPC.
+    "MapFullError": DiskStoreFullError,
+    "DiskError": DiskStoreFullError,
+    # A named database that is missing, or is not one: a foreign or damaged file.
+    "NotFoundError": BucketNotFoundError,
+    "IncompatibleError": BucketNotFoundError,
+    "BadDbiError": BucketNotFoundError,
+    # Everything else is the failing operation's error (DiskStoreOpenError while opening).
+    "Error": _FAMILY,
+    "KeyExistsError": _FAMILY,
+    "PageNotFoundError": _FAMILY,
+    "CorruptedError": _FAMILY,
+    "PanicError": _FAMILY,
+    "VersionMismatchError": _FAMILY,
+    "InvalidError": _FAMILY,
+    "DbsFullError": _FAMILY,
+    "ReadersFullError": _FAMILY,
+    "TlsFullError": _FAMILY,
+    "TxnFullError": _FAMILY,
+    "CursorFullError": _FAMILY,
+    "PageFullError": _FAMILY,
+    "MapResizedError": _FAMILY,
+    "BadRslotError": _FAMILY,
+    "BadTxnError": _FAMILY,
+    "BadValsizeError": _FAMILY,
+    "ReadonlyError": _FAMILY,
+    "InvalidParameterError": _FAMILY,
+    "LockError": _FAMILY,
+    "MemoryError": _FAMILY,
+    "ProblemError": _FAMILY,
+    "BadChecksumError": _FAMILY,
+    "CryptoFailError": _FAMILY,
+    "EnvEncryptionError": _FAMILY,
+}
+"""Every :class:`lmdb.Error` class, by name, to the catalogued error it becomes.
+
+Keyed by name so that the table also reads on py-lmdb versions that lack the
+LMDB 1.0 classes; a test checks that every subclass of the installed version
+is listed.
+"""
+
+
+class _Family(NamedTuple):
+    error: type[KVError]
+    what: str
+
+
+_OPEN = _Family(DiskStoreOpenError, "could not open the disk store")
+_READ = _Family(DiskStoreReadError, "disk store read failed")
+_EXISTS = _Family(DiskStoreExistsError, "disk store exists check failed")
+_WRITE = _Family(DiskStoreWriteError, "disk store write failed")
+_DELETE = _Family(DiskStoreDeleteError, "disk store delete failed")
+_SCAN = _Family(DiskStoreScanError, "disk store scan failed")
+_SIZE = _Family(DiskStoreSizeError, "disk store size query failed")
+_INDEX = _Family(DiskStoreIndexError, "disk store random key lookup failed")
+_REBUILD = _Family(KeyListRebuildError, "key index rebuild failed")
+
+
+def map_lmdb_error(exc: lmdb.Error, family: _Family) -> KVError:
+    """The catalogued error for ``exc`` raised during an operation of ``family``.
+
+    The text names the LMDB error and its reason, never the key.
+    """
+    target: type[KVError] | None = _FAMILY
+    for cls in type(exc).__mro__:
+        if cls.__name__ in LMDB_ERRORS and issubclass(cls, lmdb.Error):
+            target = LMDB_ERRORS[cls.__name__]
+            break
+    error_class = family.error if target is None else target
+    return error_class(f"{family.what}: {type(exc).__name__}: {exc}")
+
+
+def _os_error(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+# ---------------------------------------------------------------------------
+# The side file: cross-process locks and the agreed map size.
+
+
+class _SideFile:
+    """``<path>-kvlock``, shared by the processes of one store.
+
+    Its first 8 bytes hold the map size the processes agreed on; byte-range
+    POSIX locks on it serialise resizes and mark a running backup or restore.
+    POSIX locks belong to the process, are released when it dies, and are not
+    inherited by a forked child, so each process keeps one descriptor per
+    store for its lifetime (closing any descriptor of the file would drop all
+    of the process's locks on it). The flags say what this process runs.
+    """
+
+    _open: dict[str, _SideFile] = {}
+
+    def __init__(self, store_path: str, fd: int) -> None:
+        self.store_path = store_path
+        self.fd = fd
+        self.users = 0
+        self.backup_owner: object | None = None
+        self.restoring = False
+        # Threads of this process resize one at a time: POSIX locks do not exclude them.
+        self.guard = _allocate_lock()
+
+    def after_fork_in_child(self) -> None:
+        """The child holds none of the parent's locks, and runs none of its backups or restores."""
+        self.backup_owner = None
+        self.restoring = False
+        self.guard = _allocate_lock()
+
+    @classmethod
+    def acquire(cls, store_path: str) -> _SideFile:
+        side = cls._open.get(store_path)
+        if side is None:
+            path = store_path + "-kvlock"
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            except OSError as exc:
+                raise DiskStoreOpenError(f"could not open the disk store's lock file {path}: {_os_error(exc)}") from exc
+            side = cls._open[store_path] = cls(store_path, fd)
+        side.users += 1
+        return side
+
+    def release(self) -> None:
+        self.users -= 1
+        self.close_if_unused()
+
+    def close_if_unused(self) -> None:
+        """Close the descriptor once no backend uses it and no backup or restore holds a lock on it."""
+        if self.users > 0 or self.backup_owner is not None or self.restoring:
+            return
+        if _SideFile._open.get(self.store_path) is self:
+            del _SideFile._open[self.store_path]
+            os.close(self.fd)
+
+    def try_lock(self, offset: int) -> bool:
+        """Take the lock at ``offset`` without waiting; whether it was free."""
+        try:
+            fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, offset)
+        except OSError as exc:
+            if exc.errno in (errno.EAGAIN, errno.EACCES):
+                return False
+            raise
+        return True
+
+    def unlock(self, offset: int) -> None:
+        fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, offset)
+
+    def held_elsewhere(self, offset: int) -> bool:
+        """Whether another process holds the lock at ``offset`` (this one must not)."""
+        if self.try_lock(offset):
+            self.unlock(offset)
+            return False
+        return True
+
+    @contextmanager
+    def exclusive(self, offset: int) -> Iterator[None]:
+        """Hold the lock at ``offset``, waiting for it (resizes take milliseconds)."""
+        fcntl.lockf(self.fd, fcntl.LOCK_EX, 1, offset)
+        try:
+            yield
+        finally:
+            self.unlock(offset)
+
+    def agreed_size(self) -> int:
+        return int.from_bytes(os.pread(self.fd, 8, 0).ljust(8, b"\0"), "big")
+
+    def agree(self, size: int) -> None:
+        os.pwrite(self.fd, size.to_bytes(8, "big"), 0)
+
+
+# ---------------------------------------------------------------------------
+# Fork safety.
+
+_live: weakref.WeakSet[DiskBackend] = weakref.WeakSet()
+_fork_hook_registered = False
+
+
+def _track(backend: DiskBackend) -> None:
+    global _fork_hook_registered
+    if not _fork_hook_registered:
+        os.register_at_fork(after_in_child=_forget_inherited_environments)
+        _fork_hook_registered = True
+    _live.add(backend)
+
+
+def _forget_inherited_environments() -> None:
+    """In a forked child: stop using every environment and lock the parent owns."""
+    for side in list(_SideFile._open.values()):
+        side.after_fork_in_child()
+    for backend in list(_live):
+        backend._forget_inherited()
+
+
+# ---------------------------------------------------------------------------
+# The backend.
+
+_NO_STATE: Final = object()
+"""Never equal to a state record: forces the slow path until a view is adopted."""
+
+
+class _View:
+    """What one state record means for an operation: which databases, which index work.
+
+    Immutable, and swapped as a whole, so that a thread never pairs one
+    state with another state's databases.
+    """
+
+    __slots__ = ("data", "indexed", "maintain", "raw", "slotof", "slots", "state", "writable")
+
+    def __init__(self, raw: Any, state: _State | None, dbs: tuple[tuple[Any, Any, Any], ...]) -> None:
+        self.raw = raw
+        self.state = state
+        if state is None:
+            self.writable: Any = _NO_STATE
+            self.data = self.slots = self.slotof = None
+            self.maintain = self.indexed = False
+            return
+        # Writes go ahead while the store has this state, unless it names a restorer.
+        self.writable = raw if state.restorer == 0 else _NO_STATE
+        self.data, self.slots, self.slotof = dbs[state.generation]
+        self.maintain = state.maintained
+        self.indexed = state.index == _VALID
+
+
+_CLOSED_VIEW: Final = _View(_NO_STATE, None, ())
+
+
+class DiskBackend(Backend):
+    """A store in an LMDB file, shared by every process that opens its path. See the module docstring."""
+
+    kind = "disk"
+
+    def __init__(self, spec: DiskSpec) -> None:
+        self.location = spec.path
+        self._spec = spec
+        self._track_keys = spec.track_keys
+        self._closed = False
+        self._env: lmdb.Environment | None = None
+        self._begin: Callable[..., lmdb.Transaction] = self._lazy_begin
+        self._open_lock = _allocate_lock()
+        self._map_size = 0
+        self._resizes = 0
+        self._dbs: tuple[tuple[Any, Any, Any], ...] = ()
+        self._view = _CLOSED_VIEW
+        self._backup_reader: _DiskBackupReader | None = None
+        self._side = _SideFile.acquire(spec.path)
+        try:
+            # Fail at open_kv, not at first use, on a store that cannot be opened.
+            self._open_env()
+            self._close_env()
+        except BaseException:
+            self._side.release()
+            raise
+        _track(self)
+
+    # -- the environment ----------------------------------------------------
+
+    def _lazy_begin(self, *args: Any) -> lmdb.Transaction:
+        with self._open_lock:
+            env = self._env
+            if env is None:
+                env = self._open_env()
+        return env.begin(*args)
+
+    def _open_env(self) -> lmdb.Environment:
+        if self._closed:
+            raise StoreClosedError("the store handle is closed")
+        spec = self._spec
+        side = self._side
+        try:
+            with side.guard, side.exclusive(_RESIZE_LOCK):
+                size = max(spec.map_size, side.agreed_size(), self._file_size())
+                env = lmdb.open(
+                    spec.path,
+                    map_size=size,
+                    subdir=False,
+                    max_dbs=_MAX_DBS,
+                    max_readers=spec.max_readers,
+                    writemap=spec.writemap,
+                    sync=spec.durable,
+                    metasync=spec.durable,
+                    max_spare_txns=0,
+                )
+                if size > side.agreed_size():
+                    side.agree(size)
+        except lmdb.Error as exc:
+            raise map_lmdb_error(exc, _OPEN) from exc
+        except OSError as exc:
+            raise DiskStoreOpenError(f"could not open the disk store {spec.path}: {_os_error(exc)}") from exc
+        try:
+            env.reader_check()  # reclaim the reader slots of killed processes
+            self._dbs, state = self._open_databases(env)
+            self._map_size = env.info()["map_size"]
+        except BaseException:
+            env.close()
+            raise
+        self._env = env
+        self._begin = env.begin
+        self._adopt(state)
+        return env
+
+    def _open_databases(self, env: lmdb.Environment) -> tuple[tuple[tuple[Any, Any, Any], ...], bytes]:
+        """Create or check the layout, in one write transaction; the handles and the state."""
+        try:
+            with env.begin(write=True) as txn:
+                fmt = txn.get(_FORMAT_KEY)
+                if fmt is None:
+                    if txn.cursor().first():
+                        raise BucketNotFoundError(
+                            f"{self._spec.path} is an LMDB file but not a locust_kv store (its databases are missing)"
+                        )
+                    dbs = tuple(tuple(env.open_db(name, txn=txn) for name in names) for names in _DB_NAMES)
+                    txn.put(_FORMAT_KEY, _FORMAT)
+                    txn.put(_STATE_KEY, _State(0, _VALID if self._track_keys else _NONE, 0).encode())
+                elif fmt != _FORMAT:
+                    raise DiskStoreOpenError(f"disk store format {fmt!r} is not supported (this version reads {_FORMAT!r})")
+                else:
+                    dbs = tuple(tuple(env.open_db(name, txn=txn, create=False) for name in names) for names in _DB_NAMES)
+                state = txn.get(_STATE_KEY)
+                _State.decode(state)
+        except lmdb.Error as exc:
+            raise map_lmdb_error(exc, _OPEN) from exc
+        return dbs, state  # type: ignore[return-value]
+
+    def _close_env(self) -> None:
+        env, self._env = self._env, None
+        self._begin = self._lazy_begin
+        self._view = _CLOSED_VIEW
+        self._dbs = ()
+        if env is not None:
+            env.close()
+
+    def _file_size(self) -> int:
+        try:
+            return os.stat(self._spec.path).st_size if self._spec.writemap else 0
+        except FileNotFoundError:
+            return 0
+
+    def _forget_inherited(self) -> None:
+        """After fork, in the child: drop the parent's environment without touching its reader slots.
+
+        py-lmdb does not abort a transaction that a forked child merely
+        dereferences, but ``env.close()`` aborts every transaction still
+        alive, and aborting a read transaction frees its reader slot in the
+        shared lock file: the parent's slot. So the only transaction that may
+        be alive here, a backup's, is dereferenced first.
+        """
+        self._open_lock = _allocate_lock()
+        reader, self._backup_reader = self._backup_reader, None
+        if reader is not None:
+            reader._detach()
+        self._close_env()
+
+    # -- state ------------------------------------------------------------------
+
+    def _adopt(self, raw: bytes | None) -> _View:
+        """The view of the state record ``raw``, which becomes the one the fast paths compare with."""
+        view = self._view = _View(raw, _State.decode(raw), self._dbs)
+        return view
+
+    def _check_writable(self, txn: lmdb.Transaction, raw: bytes | None) -> _View:
+        """In a write transaction whose state changed: adopt it, or refuse during a restore."""
+        view = self._adopt(raw)
+        state = view.state
+        assert state is not None
+        if state.restorer == 0:
+            return view
+        if self._side.restoring or self._side.held_elsewhere(_RESTORE_LOCK):
+            raise RestoreInProgressError("a restore is in progress; retry when it completes")
+        # The restoring process died (its lock is free): drop its half-filled generation.
+        self._drop_generation(txn, 1 - state.generation)
+        return self._put_state(txn, state._replace(restorer=0))
+
+    def _put_state(self, txn: lmdb.Transaction, state: _State) -> _View:
+        raw = state.encode()
+        txn.put(_STATE_KEY, raw)
+        return self._adopt(raw)
+
+    def _drop_generation(self, txn: lmdb.Transaction, generation: int) -> None:
+        # Frees the pages by walking branch pages only: milliseconds for a million keys.
+        for db in self._dbs[generation]:
+            txn.drop(db, delete=False)
+
+    def _set_index_status(self, txn: lmdb.Transaction, index: bytes) -> _View:
+        return self._put_state(txn, _State.decode(txn.get(_STATE_KEY))._replace(index=index))
+
+    # -- transactions --------------------------------------------------------------
+
+    def _read(self, family: _Family, op: Callable[..., Any], *args: Any) -> Any:
+        """``op(txn, view, *args)`` in a read transaction, following map growth and state changes."""
+        for attempt in range(_ATTEMPTS):
+            resizes = self._resizes
+            try:
+                txn = self._begin()
+            except lmdb.Error as exc:
+                self._recover(family, exc, attempt, resizes)
+                continue
+            try:
+                raw = txn.get(_STATE_KEY)
+                view = self._view
+                if raw != view.raw:
+                    view = self._adopt(raw)
+                return op(txn, view, *args)
+            except lmdb.Error as exc:
+                if self._resizes == resizes:  # else another thread's resize ended the transaction: retry
+                    raise map_lmdb_error(exc, family) from exc
+            finally:
+                txn.abort()
+        raise family.error(f"{family.what}: the map was resized too many times in a row")
+
+    def _write(self, family: _Family, op: Callable[..., Any], *args: Any) -> Any:
+        """``op(txn, view, *args)`` in a write transaction, committed; refused during a restore; grows the map."""
+        for attempt in range(_ATTEMPTS):
+            resizes = self._resizes
+            try:
+                txn = self._begin(None, None, True)
+            except lmdb.Error as exc:
+                self._recover(family, exc, attempt, resizes)
+                continue
+            try:
+                raw = txn.get(_STATE_KEY)
+                view = self._view
+                if raw != view.writable:
+                    view = self._check_writable(txn, raw)
+                result = op(txn, view, *args)
+                txn.commit()
+                return result
+            except lmdb.Error as exc:
+                txn.abort()
+                self._recover(family, exc, attempt, resizes)
+            except BaseException:
+                txn.abort()
+                raise
+        raise family.error(f"{family.what}: the map was resized too many times in a row")
+
+    def _write_unchecked(self, family: _Family, op: Callable[..., Any], *args: Any) -> Any:
+        """As :meth:`_write`, for the steps of a restore or rebuild, which check the state themselves."""
+        for attempt in range(_ATTEMPTS):
+            resizes = self._resizes
+            try:
+                txn = self._begin(None, None, True)
+            except lmdb.Error as exc:
+                self._recover(family, exc, attempt, resizes)
+                continue
+            try:
+                raw = txn.get(_STATE_KEY)
+                view = self._view
+                if raw != view.raw:
+                    view = self._adopt(raw)
+                result = op(txn, view, *args)
+                txn.commit()
+                return result
+            except lmdb.Error as exc:
+                txn.abort()
+                self._recover(family, exc, attempt, resizes)
+            except BaseException:
+                txn.abort()
+                raise
+        raise family.error(f"{family.what}: the map was resized too many times in a row")
+
+    def _recover(self, family: _Family, exc: lmdb.Error, attempt: int, resizes: int) -> None:
+        """Make the next attempt possible after ``exc``, or raise its catalogued error."""
+        if isinstance(exc, lmdb.MapResizedError):
+            self._resize(family, False, resizes)
+        elif isinstance(exc, lmdb.MapFullError):
+            self._resize(family, True, resizes)
+        elif isinstance(exc, lmdb.ReadersFullError) and attempt == 0 and self._env is not None:
+            self._env.reader_check()
+        elif self._resizes == resizes:  # else another thread's resize ended the transaction: retry
+            raise map_lmdb_error(exc, family) from exc
+
+    # -- growth --------------------------------------------------------------------------
+
+    def _resize(self, family: _Family, grow: bool, resizes: int) -> None:
+        """Adopt the size another process grew the map to, or grow it.
+
+        No transaction of this greenlet is open. ``set_mapsize`` ends every
+        transaction of the process, so a running backup stops with an error.
+        """
+        side = self._side
+        with side.guard:
+            env = self._env
+            if env is None or self._resizes != resizes:
+                return  # closed, or another thread resized since the attempt began: retry
+            try:
+                with side.exclusive(_RESIZE_LOCK):
+                    agreed = side.agreed_size()
+                    target = max(agreed, self._file_size())
+                    if target <= self._map_size:
+                        if grow:
+                            target = self._next_map_size()
+                        elif self._spec.writemap:
+                            target = self._map_size
+                        else:
+                            target = 0  # the size LMDB's meta page records, or the data's if larger
+                    self._interrupt_backup()
+                    _set_mapsize(env, target)
+                    self._map_size = env.info()["map_size"]
+                    self._resizes += 1
+                    if self._map_size > agreed:
+                        side.agree(self._map_size)
+            except lmdb.Error as exc:
+                # A failed remap leaves the environment unusable: the next operation reopens it.
+                self._discard_env()
+                if isinstance(exc, lmdb.MemoryError):
+                    raise DiskStoreFullError(f"the disk store's map cannot grow: {exc}") from exc
+                raise map_lmdb_error(exc, family) from exc
+            except OSError as exc:
+                raise family.error(f"{family.what}: resizing the map failed: {_os_error(exc)}") from exc
+
+    def _next_map_size(self) -> int:
+        """Double the map, within ``max_map_size`` and the disk's free space; DiskStoreFullError if it cannot grow."""
+        spec = self._spec
+        current = self._map_size
+        target = current * 2
+        limit = "its size"
+        if spec.max_map_size is not None and target > spec.max_map_size:
+            target, limit = spec.max_map_size, f"max_map_size={spec.max_map_size}"
+        stat = os.statvfs(os.path.dirname(spec.path))
+        room = os.stat(spec.path).st_blocks * 512 + stat.f_bavail * stat.f_frsize
+        if target > room:
+            target, limit = room, f"the free disk space ({stat.f_bavail * stat.f_frsize} bytes)"
+        target -= target % _PAGE_SIZE
+        if target <= current:
+            raise DiskStoreFullError(f"the disk store is full: its map of {current} bytes cannot grow beyond {limit}")
+        return target
+
+    def _discard_env(self) -> None:
+        self._interrupt_backup()
+        try:
+            self._close_env()
+        except lmdb.Error:
+            self._env = None
+            self._begin = self._lazy_begin
+            self._view = _CLOSED_VIEW
+
+    def _interrupt_backup(self) -> None:
+        if self._backup_reader is not None:
+            self._backup_reader._interrupt()
+
+    # -- single-key operations ------------------------------------------------------------
+    # Each inlines the common case: one transaction, and the state is the one
+    # this process last saw. Anything else (first use, another state, a full
+    # or resized map, a refused write) goes through _read or _write, which run
+    # the same step function again from the start. Calling those directly
+    # costs about 350 ns more per operation.
+
+    def get(self, key: bytes) -> bytes | None:
+        try:
+            txn = self._begin()
+            try:
+                view = self._view
+                if txn.get(_STATE_KEY) == view.raw:
+                    return txn.get(key, None, view.data)  # type: ignore[no-any-return]
+            finally:
+                txn.abort()
+        except lmdb.Error:
+            pass
+        return self._read(_READ, self._get_in, key)  # type: ignore[no-any-return]
+
+    def _get_in(self, txn: lmdb.Transaction, view: _View, key: bytes) -> bytes | None:
+        return txn.get(key, None, view.data)  # type: ignore[no-any-return]
+
+    def exists(self, key: bytes) -> bool:
+        try:
+            txn = self._begin()
+            try:
+                view = self._view
+                if txn.get(_STATE_KEY) == view.raw:
+                    return txn.get(key, None, view.data) is not None
+            finally:
+                txn.abort()
+        except lmdb.Error:
+            pass
+        return self._read(_EXISTS, self._get_in, key) is not None
+
+    def set(self, key: bytes, value: bytes) -> None:
+        try:
+            txn = self._begin(None, None, True)
+        except lmdb.Error:
+            txn = None
+        if txn is not None:
+            try:
+                view = self._view
+                if txn.get(_STATE_KEY) == view.writable:
+                    self._set_in(txn, view, key, value)
+                    txn.commit()
+                    return
+            except lmdb.Error:
+                pass
+            finally:
+                txn.abort()  # after a commit: does nothing
+        self._write(_WRITE, self._set_in, key, value)
+
+    def _set_in(self, txn: lmdb.Transaction, view: _View, key: bytes, value: bytes) -> None:
+        if view.maintain:
+            if txn.replace(key, value, view.data) is None:
+                self._index_add(txn, view, key)
+        else:
+            txn.put(key, value, True, True, False, view.data)
+
+    def delete(self, key: bytes) -> bool:
+        try:
+            txn = self._begin(None, None, True)
+        except lmdb.Error:
+            txn = None
+        if txn is not None:
+            try:
+                view = self._view
+                if txn.get(_STATE_KEY) == view.writable:
+                    result = self._delete_in(txn, view, key)
+                    txn.commit()
+                    return result
+            except lmdb.Error:
+                pass
+            finally:
+                txn.abort()  # after a commit: does nothing
+        return self._write(_DELETE, self._delete_in, key)  # type: ignore[no-any-return]
+
+    def _delete_in(self, txn: lmdb.Transaction, view: _View, key: bytes) -> bool:
+        if not txn.delete(key, b"", view.data):
+            return False
+        if view.maintain:
+            self._index_remove(txn, view, key)
+        return True
+
+    def increment_by(self, key: bytes, delta: int) -> int:
+        try:
+            txn = self._begin(None, None, True)
+        except lmdb.Error:
+            txn = None
+        if txn is not None:
+            try:
+                view = self._view
+                if txn.get(_STATE_KEY) == view.writable:
+                    result = self._increment_in(txn, view, key, delta)
+                    txn.commit()
+                    return result
+            except lmdb.Error:
+                pass
+            finally:
+                txn.abort()  # after a commit: does nothing
+        return self._write(_WRITE, self._increment_in, key, delta)  # type: ignore[no-any-return]
+
+    def _increment_in(self, txn: lmdb.Transaction, view: _View, key: bytes, delta: int) -> int:
+        data = view.data
+        current = txn.get(key, None, data)
+        value, encoded = apply_increment(current, delta)
+        txn.put(key, encoded, True, True, False, data)
+        if current is None and view.maintain:
+            self._index_add(txn, view, key)
+        return value
+
+    def get_or_set(self, key: bytes, value: bytes) -> tuple[bytes, bool]:
+        try:
+            txn = self._begin(None, None, True)
+        except lmdb.Error:
+            txn = None
+        if txn is not None:
+            try:
+                view = self._view
+                if txn.get(_STATE_KEY) == view.writable:
+                    result = self._get_or_set_in(txn, view, key, value)
+                    txn.commit()
+                    return result
+            except lmdb.Error:
+                pass
+            finally:
+                txn.abort()  # after a commit: does nothing
+        return self._write(_WRITE, self._get_or_set_in, key, value)  # type: ignore[no-any-return]
+
+    def _get_or_set_in(self, txn: lmdb.Transaction, view: _View, key: bytes, value: bytes) -> tuple[bytes, bool]:
+        data = view.data
+        current = txn.get(key, None, data)
+        if current is not None:
+            return current, True
+        txn.put(key, value, True, True, False, data)
+        if view.maintain:
+            self._index_add(txn, view, key)
+        return value, False
+
+    def swap(self, key: bytes, value: bytes) -> bytes | None:
+        try:
+            txn = self._begin(None, None, True)
+        except lmdb.Error:
+            txn = None
+        if txn is not None:
+            try:
+                view = self._view
+                if txn.get(_STATE_KEY) == view.writable:
+                    result = self._swap_in(txn, view, key, value)
+                    txn.commit()
+                    return result
+            except lmdb.Error:
+                pass
+            finally:
+                txn.abort()  # after a commit: does nothing
+        return self._write(_WRITE, self._swap_in, key, value)  # type: ignore[no-any-return]
+
+    def _swap_in(self, txn: lmdb.Transaction, view: _View, key: bytes, value: bytes) -> bytes | None:
+        previous = txn.replace(key, value, view.data)
+        if previous is None and view.maintain:
+            self._index_add(txn, view, key)
+        return previous  # type: ignore[no-any-return]
+
+    def compare_and_swap(self, key: bytes, old: bytes | None, new: bytes) -> bool:
+        try:
+            txn = self._begin(None, None, True)
+        except lmdb.Error:
+            txn = None
+        if txn is not None:
+            try:
+                view = self._view
+                if txn.get(_STATE_KEY) == view.writable:
+                    result = self._compare_and_swap_in(txn, view, key, old, new)
+                    txn.commit()
+                    return result
+            except lmdb.Error:
+                pass
+            finally:
+                txn.abort()  # after a commit: does nothing
+        return self._write(_WRITE, self._compare_and_swap_in, key, old, new)  # type: ignore[no-any-return]
+
+    def _compare_and_swap_in(self, txn: lmdb.Transaction, view: _View, key: bytes, old: bytes | None, new: bytes) -> bool:
+        data = view.data
+        current = txn.get(key, None, data)
+        if current != old:
+            return False
+        txn.put(key, new, True, True, False, data)
+        if current is None and view.maintain:
+            self._index_add(txn, view, key)
+        return True
+
+    def compare_and_delete(self, key: bytes, old: bytes) -> bool:
+        try:
+            txn = self._begin(None, None, True)
+        except lmdb.Error:
+            txn = None
+        if txn is not None:
+            try:
+                view = self._view
+                if txn.get(_STATE_KEY) == view.writable:
+                    result = self._compare_and_delete_in(txn, view, key, old)
+                    txn.commit()
+                    return result
+            except lmdb.Error:
+                pass
+            finally:
+                txn.abort()  # after a commit: does nothing
+        return self._write(_DELETE, self._compare_and_delete_in, key, old)  # type: ignore[no-any-return]
+
+    def _compare_and_delete_in(self, txn: lmdb.Transaction, view: _View, key: bytes, old: bytes) -> bool:
+        data = view.data
+        if txn.get(key, None, data) != old:
+            return False
+        txn.delete(key, b"", data)
+        if view.maintain:
+            self._index_remove(txn, view, key)
+        return True
+
+    # -- the key index ----------------------------------------------------------------------
+
+    def _index_add(self, txn: lmdb.Transaction, view: _View, key: bytes) -> None:
+        """Give the new ``key`` the next slot (append to the dense array)."""
+        slots = txn.cursor(view.slots)
+        count = int.from_bytes(slots.key(), "big") + 1 if slots.last() else 0
+        slot = count.to_bytes(8, "big")
+        if not txn.put(key, slot, True, False, False, view.slotof):
+            # Already indexed: only a damaged index can say so. Stop trusting it.
+            self._set_index_status(txn, _NONE)
+            return
+        slots.put(slot, key, False, True, True)
+
+    def _index_remove(self, txn: lmdb.Transaction, view: _View, key: bytes) -> None:
+        """Free ``key``'s slot by moving the last key into it (swap-remove)."""
+        slot = txn.pop(key, view.slotof)
+        if slot is None:
+            if view.indexed:  # an unindexed key is normal only while the index is being built
+                self._set_index_status(txn, _NONE)
+            return
+        slots = txn.cursor(view.slots)
+        if not slots.last():
+            self._set_index_status(txn, _NONE)
+            return
+        if slots.key() != slot:
+            moved = slots.value()
+            slots.delete()
+            txn.put(slot, moved, True, True, False, view.slots)
+            txn.put(moved, slot, True, True, False, view.slotof)
+        else:
+            slots.delete()
+
+    # -- whole-store operations ------------------------------------------------------------------
+
+    def clear(self) -> None:
+        self._write(_DELETE, self._clear_in)
+
+    def _clear_in(self, txn: lmdb.Transaction, view: _View) -> None:
+        for db in (view.data, view.slots, view.slotof):
+            txn.drop(db, delete=False)
+        self._set_index_status(txn, _VALID if self._track_keys else _NONE)
+
+    def size(self) -> int:
+        return self._read(_SIZE, self._size_in)  # type: ignore[no-any-return]
+
+    def _size_in(self, txn: lmdb.Transaction, view: _View) -> int:
+        return txn.stat(view.data)["entries"]  # type: ignore[no-any-return]
+
+    def scan(self, prefix: bytes, start: bytes, limit: int) -> tuple[list[tuple[bytes, bytes]], bool]:
+        return self._read(_SCAN, self._scan_in, prefix, start, limit)  # type: ignore[no-any-return]
+
+    def _scan_in(
+        self, txn: lmdb.Transaction, view: _View, prefix: bytes, start: bytes, limit: int
+    ) -> tuple[list[tuple[bytes, bytes]], bool]:
+        cursor = txn.cursor(view.data)
+        if not cursor.set_range(max(prefix, start)):
+            return [], False
+        end = prefix_end(prefix)
+        wanted = limit + 1 if limit > 0 else -1
+        rows: list[tuple[bytes, bytes]] = []
+        for row in cursor.iternext():
+            key = row[0]
+            if (key >= end) if end is not None else (prefix and not key.startswith(prefix)):
+                break
+            rows.append(row)
+            if len(rows) == wanted:
+                rows.pop()
+                return rows, True
+        return rows, False
+
+    # -- random keys ---------------------------------------------------------------------------
+
+    def random_key(self, prefix: bytes) -> bytes | None:
+        """A uniform key among those with ``prefix``.
+
+        Costs, with n keys in the store and k of them matching:
+
+        * no prefix, with the index: two index reads (the last slot, a random
+          slot), whatever n.
+        * a prefix with at most 64 matching keys: one cursor read of them.
+        * a prefix with more, with the index: random slots until one matches,
+          at most 64 tries (expected n/k); if none does, as without the index.
+        * without the index (or for a rare prefix): every matching key is
+          read, 20,000 per transaction with a pause between: O(k), O(n)
+          without a prefix. Uniform over the keys read; under concurrent
+          writes, over keys that existed while their chunk was read.
+        """
+        if not prefix:
+            try:
+                txn = self._begin()
+                try:
+                    view = self._view
+                    if txn.get(_STATE_KEY) == view.raw and view.indexed:
+                        found = _random_slot(txn, view)
+                        if found is not _WALK:
+                            return found  # type: ignore[return-value]
+                finally:
+                    txn.abort()
+            except lmdb.Error:
+                pass
+        found = self._read(_INDEX, self._random_probe, prefix)
+        if found is _WALK:
+            return self._random_walk(prefix)
+        return found  # type: ignore[no-any-return]
+
+    def _random_probe(self, txn: lmdb.Transaction, view: _View, prefix: bytes) -> bytes | None | object:
+        """Sample in one short read; _WALK when only walking the keys can answer."""
+        if not prefix:
+            return _random_slot(txn, view) if view.indexed else _WALK
+        # A small prefix range: read it whole.
+        cursor = txn.cursor(view.data)
+        if not cursor.set_range(prefix):
+            return None
+        head = list(islice(cursor.iternext(keys=True, values=False), _PROBE_KEYS + 1))
+        head = head[: _matching(head, prefix)]
+        if len(head) <= _PROBE_KEYS:
+            return head[int(random() * len(head))] if head else None
+        if view.indexed:
+            # Uniform over the index, kept only when it has the prefix: uniform over the prefix.
+            slots = txn.cursor(view.slots)
+            if slots.last():
+                count = int.from_bytes(slots.key(), "big") + 1
+                for _ in range(_REJECTION_TRIES):
+                    if slots.set_key(int(random() * count).to_bytes(8, "big")):
+                        key = slots.value()
+                        if key.startswith(prefix):
+                            return key  # type: ignore[no-any-return]
+        return _WALK
+
+    def _random_walk(self, prefix: bytes) -> bytes | None:
+        """Sample by reading every matching key, a chunk per transaction, pausing between chunks.
+
+        One pass of weighted reservoir sampling: each chunk's keys replace the
+        choice with probability (chunk size / keys seen), so the result is
+        uniform over the keys read, in O(1) memory.
+        """
+        chosen: bytes | None = None
+        seen = 0
+        after: bytes | None = None
+        while True:
+            chunk, done = self._read(_INDEX, self._walk_chunk, prefix, after)
+            if chunk:
+                seen += len(chunk)
+                if random() * seen < len(chunk):
+                    chosen = chunk[int(random() * len(chunk))]
+                after = chunk[-1]
+            if done:
+                return chosen
+            pause()
+
+    def _walk_chunk(
+        self, txn: lmdb.Transaction, view: _View, prefix: bytes, after: bytes | None
+    ) -> tuple[list[bytes], bool]:
+        cursor = txn.cursor(view.data)
+        if not cursor.set_range(prefix if after is None else after + b"\x00"):
+            return [], True
+        keys = list(islice(cursor.iternext(keys=True, values=False), _WALK_CHUNK))
+        matching = _matching(keys, prefix)
+        return keys[:matching], matching < len(keys) or len(keys) < _WALK_CHUNK
+
+    def rebuild_key_list(self) -> None:
+        """Build the index from the data, a slice per transaction; writers keep it up meanwhile.
+
+        The index is emptied and marked as being built (``b<token>``); from
+        then on every writer maintains it, and the builder adds each key it
+        finds unindexed. When the builder has seen every key the index is
+        marked valid. A clear, a restore or another rebuild replaces the
+        token, and this builder stops: the index they leave is complete.
+        """
+        token = _BUILDING + secrets.token_hex(4).encode()
+        owner = _pid()
+        generation = self._write(_REBUILD, self._start_rebuild, token)
+        after: bytes | None = None
+        while True:
+            progress = self._write_unchecked(_REBUILD, self._rebuild_slice, token, owner, generation, after)
+            if progress is None:
+                return
+            after = progress
+            pause()
+
+    def _start_rebuild(self, txn: lmdb.Transaction, view: _View, token: bytes) -> int:
+        txn.drop(view.slots, delete=False)
+        txn.drop(view.slotof, delete=False)
+        return self._set_index_status(txn, token).state.generation  # type: ignore[union-attr]
+
+    def _rebuild_slice(
+        self, txn: lmdb.Transaction, view: _View, token: bytes, owner: int, generation: int, after: bytes | None
+    ) -> bytes | None:
+        """Index the keys after ``after`` for a few milliseconds; the last key seen, or None when finished."""
+        state = view.state
+        assert state is not None
+        if state.index != token or state.generation != generation or _pid() != owner:
+            return None  # a clear, a restore or another rebuild took over (or this is a forked copy)
+        cursor = txn.cursor(view.data)
+        if not (cursor.first() if after is None else cursor.set_range(after + b"\x00")):
+            self._set_index_status(txn, _VALID)
+            return None
+        slots = txn.cursor(view.slots)
+        slotof = view.slotof
+        count = int.from_bytes(slots.key(), "big") + 1 if slots.last() else 0
+        deadline = perf_counter() + _SLICE_SECONDS
+        put = txn.put
+        for n, key in enumerate(cursor.iternext(keys=True, values=False), 1):
+            slot = count.to_bytes(8, "big")
+            if put(key, slot, True, False, False, slotof):
+                slots.put(slot, key, False, True, True)
+                count += 1
+            if not n & 255 and perf_counter() > deadline:
+                return key  # type: ignore[no-any-return]
+        self._set_index_status(txn, _VALID)
+        return None
+
+    # -- snapshots -----------------------------------------------------------------------------
+
+    def begin_backup(self, allow_concurrent_writes: bool) -> BackupReader:
+        """A point-in-time reader in both modes: one LMDB read transaction; writers go on."""
+        side = self._side
+        if side.backup_owner is not None or not side.try_lock(_BACKUP_LOCK):
+            raise BackupInProgressError("another backup is in progress")
+        side.backup_owner = self
+        try:
+            reader = self._read(_SCAN, self._start_backup)
+        except BaseException:
+            self._end_backup(None)
+            raise
+        self._backup_reader = reader
+        return reader  # type: ignore[no-any-return]
+
+    def _start_backup(self, txn: lmdb.Transaction, view: _View) -> _DiskBackupReader:
+        env = self._env
+        assert env is not None
+        # The reader's own transaction, which outlives this one; its snapshot names its generation.
+        snapshot = env.begin()
+        try:
+            state = _State.decode(snapshot.get(_STATE_KEY))
+            if state.restorer and (self._side.restoring or self._side.held_elsewhere(_RESTORE_LOCK)):
+                raise RestoreInProgressError("a restore is in progress; retry when it completes")
+            return _DiskBackupReader(self, snapshot, self._dbs[state.generation][0])
+        except BaseException:
+            snapshot.abort()
+            raise
+
+    def _end_backup(self, reader: _DiskBackupReader | None) -> None:
+        if self._backup_reader is reader:
+            self._backup_reader = None
+        side = self._side
+        if side.backup_owner is self:
+            side.backup_owner = None
+            side.unlock(_BACKUP_LOCK)
+            side.close_if_unused()
+
+    def replace_all(self, batches: Iterator[list[tuple[bytes, bytes]]]) -> int:
+        """Fill the other generation in short transactions, then flip the state in one.
+
+        Writers in every process see the restore flag and fail fast; readers
+        keep the live generation until the flip. If ``batches`` raises, the
+        half-filled generation is dropped and the live one was never touched.
+        """
+        side = self._side
+        if side.backup_owner is not None or side.held_elsewhere(_BACKUP_LOCK):
+            raise BackupInProgressError("a backup is in progress; retry when it completes")
+        if side.restoring or not side.try_lock(_RESTORE_LOCK):
+            raise RestoreInProgressError("a restore is in progress; retry when it completes")
+        side.restoring = True
+        owner = _pid()
+        staging: int | None = None
+        try:
+            staging = self._write_unchecked(_WRITE, self._start_restore, owner)
+            for batch in batches:
+                for start in range(0, len(batch), _RESTORE_ROWS):
+                    rows = batch[start : start + _RESTORE_ROWS]
+                    self._write_unchecked(_WRITE, self._restore_rows, owner, staging, rows)
+                    pause()
+            return self._write_unchecked(_WRITE, self._finish_restore, owner, staging)  # type: ignore[no-any-return]
+        except BaseException:
+            if staging is not None and _pid() == owner:
+                try:
+                    self._write_unchecked(_WRITE, self._abandon_restore, owner)
+                except KVError:
+                    pass  # the flag stays; once the lock below is free, the next writer drops the generation
+            raise
+        finally:
+            if _pid() == owner:
+                side.restoring = False
+                side.unlock(_RESTORE_LOCK)
+                side.close_if_unused()
+
+    def _start_restore(self, txn: lmdb.Transaction, view: _View, owner: int) -> int:
+        state = view.state
+        assert state is not None
+        # This process holds the restore lock, so a restorer recorded here died; its generation goes too.
+        staging = 1 - state.generation
+        self._drop_generation(txn, staging)
+        self._put_state(txn, state._replace(restorer=owner))
+        return staging
+
+    def _restore_rows(
+        self, txn: lmdb.Transaction, view: _View, owner: int, staging: int, rows: list[tuple[bytes, bytes]]
+    ) -> None:
+        _check_restorer(view, owner)
+        data, slots_db, slotof = self._dbs[staging]
+        cursor = txn.cursor(data)
+        ascending = (not cursor.last() or rows[0][0] > cursor.key()) and all(
+            rows[i][0] < rows[i + 1][0] for i in range(len(rows) - 1)
+        )
+        if not self._track_keys:
+            if ascending:
+                cursor.putmulti(rows, append=True)
+            else:
+                for key, value in rows:
+                    txn.put(key, value, True, True, False, data)
+            return
+        slots = txn.cursor(slots_db)
+        count = int.from_bytes(slots.key(), "big") + 1 if slots.last() else 0
+        if ascending:
+            # Snapshots come in key order: append to every database, no searches.
+            cursor.putmulti(rows, append=True)
+            numbered = [((count + i).to_bytes(8, "big"), key) for i, (key, _) in enumerate(rows)]
+            slots.putmulti(numbered, append=True)
+            txn.cursor(slotof).putmulti([(key, slot) for slot, key in numbered], append=True)
+            return
+        for key, value in rows:
+            if txn.replace(key, value, data) is None:
+                slot = count.to_bytes(8, "big")
+                txn.put(key, slot, True, True, False, slotof)
+                slots.put(slot, key, False, True, True)
+                count += 1
+
+    def _finish_restore(self, txn: lmdb.Transaction, view: _View, owner: int, staging: int) -> int:
+        state = _check_restorer(view, owner)
+        self._drop_generation(txn, state.generation)
+        self._put_state(txn, _State(staging, _VALID if self._track_keys else _NONE, 0))
+        return txn.stat(self._dbs[staging][0])["entries"]  # type: ignore[no-any-return]
+
+    def _abandon_restore(self, txn: lmdb.Transaction, view: _View, owner: int) -> None:
+        state = view.state
+        if state is None or state.restorer != owner:
+            return
+        self._drop_generation(txn, 1 - state.generation)
+        self._put_state(txn, state._replace(restorer=0))
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        reader = self._backup_reader
+        if reader is not None:
+            reader.close()
+        with self._open_lock:
+            self._close_env()
+        _live.discard(self)
+        self._side.release()
+
+
+def _pid() -> int:
+    return os.getpid()
+
+
+def _set_mapsize(env: lmdb.Environment, size: int) -> None:
+    """``env.set_mapsize(size)``, waiting out write transactions of other OS threads.
+
+    py-lmdb refuses to resize while any thread has a write transaction open
+    and leaves the environment usable; a failed remap leaves it unusable
+    (``info()`` fails too), and that error is raised. Greenlets never get
+    here with a write transaction open: none spans a switch.
+    """
+    for _ in range(2_000):
+        try:
+            env.set_mapsize(size)
+            return
+        except lmdb.Error:
+            env.info()  # raises if the environment is no longer usable
+            _real_sleep(0.0005)
+    env.set_mapsize(size)
+
+
+def _random_slot(txn: lmdb.Transaction, view: _View) -> bytes | None | object:
+    """A uniform key from the (valid) index; _WALK if the index has holes."""
+    slots = txn.cursor(view.slots)
+    if not slots.last():
+        return None
+    count = int.from_bytes(slots.key(), "big") + 1
+    for _ in range(4):
+        if slots.set_key(int(random() * count).to_bytes(8, "big")):
+            return slots.value()  # type: ignore[no-any-return]
+    return _WALK
+
+
+def _check_restorer(view: _View, owner: int) -> _State:
+    state = view.state
+    if state is None or state.restorer != owner or _pid() != owner:
+        raise RestoreInProgressError("the restore lost its claim on the store (the process forked)")
+    return state
+
+
+def _matching(keys: list[bytes], prefix: bytes) -> int:
+    """How many of the ascending ``keys`` (all >= ``prefix``) start with ``prefix``."""
+    if not prefix:
+        return len(keys)
+    end = prefix_end(prefix)
+    if end is None:
+        return next((i for i, key in enumerate(keys) if not key.startswith(prefix)), len(keys))
+    return bisect_left(keys, end)
+
+
+class _DiskBackupReader(BackupReader):
+    """Every entry of one LMDB snapshot, read batch by batch across greenlet switches.
+
+    Only this object refers to the read transaction: no cursor or transaction
+    lives in a local variable across a ``yield``, so that a forked child can
+    drop it (see :meth:`DiskBackend._forget_inherited`).
+    """
+
+    point_in_time = True
+
+    def __init__(self, backend: DiskBackend, txn: lmdb.Transaction, data: Any) -> None:
+        self._backend = backend
+        self._txn: lmdb.Transaction | None = txn
+        self._data = data
+        self._why_stopped = ""
+        self._closed = False
+
+    def batches(self, batch_size: int) -> Iterator[list[tuple[bytes, bytes]]]:
+        after: bytes | None = None
+        while True:
+            batch = self._batch(after, max(1, batch_size))
+            if not batch:
+                return
+            yield batch
+            after = batch[-1][0]
+
+    def _batch(self, after: bytes | None, size: int) -> list[tuple[bytes, bytes]]:
+        txn = self._txn
+        if txn is None:
+            raise DiskStoreScanError(self._why_stopped or "the backup reader is closed")
+        try:
+            cursor = txn.cursor(self._data)
+            if not (cursor.first() if after is None else cursor.set_range(after + b"\x00")):
+                return []
+            return list(islice(cursor.iternext(), size))
+        except lmdb.Error as exc:
+            raise map_lmdb_error(exc, _SCAN) from exc
+
+    def _interrupt(self) -> None:
+        """The map is about to be resized, which ends every transaction of the process."""
+        txn, self._txn = self._txn, None
+        if txn is not None:
+            txn.abort()
+            self._why_stopped = "the backup stopped: the store's map grew while it was read; retry the backup"
+
+    def _detach(self) -> None:
+        """In a forked child: forget the parent's transaction without aborting it."""
+        self._txn = None
+        self._why_stopped = "the backup stopped: the process forked while it ran"
+        self._closed = True
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        txn, self._txn = self._txn, None
+        if txn is not None:
+            txn.abort()
+        self._backend._end_backup(self)
+
+
+# ---------------------------------------------------------------------------
+# Options.
+
+
+@dataclass(frozen=True)
+class DiskSpec:
+    """Options of the disk backend. Two specs with the same path denote one store."""
+
+    path: str
+    track_keys: bool = True
+    durable: bool = False
+    writemap: bool = True
+    map_size: int = DEFAULT_MAP_SIZE
+    max_map_size: int | None = None
+    max_readers: int = _DEFAULT_MAX_READERS
+    kind: str = "disk"
+
+    @property
+    def identity(self) -> tuple[str, str]:
+        return ("disk", self.path)
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "backend": "disk",
+            "path": self.path,
+            "track_keys": self.track_keys,
+            "durable": self.durable,
+            "writemap": self.writemap,
+            "map_size": self.map_size,
+            "max_map_size": self.max_map_size,
+            "max_readers": self.max_readers,
+        }
+
+    def create(self) -> DiskBackend:
+        return DiskBackend(self)
+
+
+def configure(
+    path: object,
+    track_keys: bool,
+    *,
+    durable: object = False,
+    writemap: object = True,
+    map_size: object = DEFAULT_MAP_SIZE,
+    max_map_size: object = None,
+    max_readers: object = _DEFAULT_MAX_READERS,
+    **options: object,
+) -> DiskSpec:
+    """The disk backend's spec: validate the options and resolve the path.
+
+    Options:
+        durable: fsync every commit (LMDB ``sync=True, metasync=True``).
+            Off by default: a killed process loses nothing committed, an OS
+            crash or power loss may lose recent commits or, with
+            ``writemap``, damage the file.
+        writemap: write through a writable memory map (about 3x faster
+            writes). On by default. With it, a disk that fills up under the
+            store can kill the process with SIGBUS instead of raising
+            DiskStoreFullError; the map grows only within the free space.
+        map_size: the initial map in bytes (rounded up to whole pages).
+        max_map_size: the largest the map may grow to; None: the disk's free space.
+        max_readers: LMDB reader slots, shared by every process (only the
+            first process to open the store sets it).
+
+    Creates the path's missing directories. Raises DiskPathError for a path
+    that is a directory or whose directory cannot be created, and
+    InvalidOptionsError for unknown options or values of the wrong type.
+    """
+    reject_unknown("disk", options)
+    for name, value in (("durable", durable), ("writemap", writemap)):
+        if not isinstance(value, bool):
+            raise InvalidOptionsError(f"{name} must be a bool, not {type(value).__name__}")
+    size = _size_option("map_size", map_size)
+    cap = None if max_map_size is None else _size_option("max_map_size", max_map_size)
+    if cap is not None and cap < size:
+        raise InvalidOptionsError(f"max_map_size ({cap}) must be at least map_size ({size})")
+    if type(max_readers) is not int or not 1 <= max_readers <= 65_536:
+        raise InvalidOptionsError("max_readers must be an int between 1 and 65536")
+    return DiskSpec(
+        path=_resolve_path(path),
+        track_keys=track_keys,
+        durable=durable,  # type: ignore[arg-type]
+        writemap=writemap,  # type: ignore[arg-type]
+        map_size=size,
+        max_map_size=cap,
+        max_readers=max_readers,
+    )
+
+
+def _size_option(name: str, value: object) -> int:
+    if type(value) is not int:
+        raise InvalidOptionsError(f"{name} must be an int number of bytes, not {type(value).__name__}")
+    if value < _MIN_MAP_SIZE or value > 1 << 50:
+        raise InvalidOptionsError(f"{name} must be between {_MIN_MAP_SIZE} and {1 << 50} bytes")
+    page = os.sysconf("SC_PAGE_SIZE")
+    return -(-value // page) * page
+
+
+def _resolve_path(path: object) -> str:
+    """The store's absolute real path; its directory is created."""
+    if path is None:
+        path = DEFAULT_PATH
+    try:
+        raw = os.fspath(path)  # type: ignore[call-overload]
+    except TypeError:
+        raise InvalidOptionsError(f"path must be a str or path-like, not {type(path).__name__}") from None
+    if not isinstance(raw, str):
+        raise InvalidOptionsError("path must be a str or a path-like of str, not bytes")
+    if not raw or "\0" in raw:
+        raise DiskPathError("the disk store path is empty or contains a NUL character")
+    full = os.path.abspath(raw)
+    if os.path.isdir(full):
+        raise DiskPathError(f"{full} is a directory; the disk store is a file (give a file name inside it)")
+    try:
+        os.makedirs(os.path.dirname(full), exist_ok=True)
+    except OSError as exc:
+        raise DiskPathError(f"cannot create the directory of the disk store {full}: {_os_error(exc)}") from exc
+    real = os.path.realpath(full)
+    if os.path.isdir(real):
+        raise DiskPathError(f"{full} leads to a directory; the disk store is a file")
+    return real

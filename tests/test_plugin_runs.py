@@ -28,7 +28,7 @@ from .plugin_helpers import (
     start_locust,
 )
 
-HEADLESS = ("--headless", "-u", "4", "-r", "4", "-t", "3s")
+HEADLESS = ("--headless", "-u", "4", "-r", "100", "-t", "2s")
 _names = itertools.count()
 
 

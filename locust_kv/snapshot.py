@@ -72,6 +72,7 @@ from .errors import (
     SnapshotNotFoundError,
     SnapshotPermissionError,
     SnapshotReadError,
+    UnexpectedStoreOutputError,
 )
 from .results import BackupSummary, RestoreSummary
 
@@ -668,7 +669,8 @@ def restore(
     Arguments are already checked (:func:`check_restore_options`). The
     budgets (0: no cap) are checked against the header before the backend is
     touched; the contents are verified while they stream into the backend,
-    which keeps its old data if anything fails.
+    which keeps its old data if anything fails. The summary counts the
+    entries restored.
     """
     replace_all = backend.replace_all  # first, so that a closed handle fails before the file is read
     with SnapshotReader(path) as reader:
@@ -679,5 +681,9 @@ def restore(
                     f"snapshot holds {figure} {'key+value bytes' if what == 'bytes' else 'entries'}; "
                     f"max_{what} is {cap}; nothing was restored"
                 )
-        total = replace_all(_held_back(reader.blocks(), progress))
-    return RestoreSummary(total)
+        replace_all(_held_back(reader.blocks(), progress))
+        if not reader.info.verified:
+            raise UnexpectedStoreOutputError("the backend stopped reading the snapshot before its end")
+        # The snapshot's verified count: the backend's own count may already
+        # include writes made once the new data was in place.
+        return RestoreSummary(reader.info.entries)

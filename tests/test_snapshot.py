@@ -167,12 +167,13 @@ def test_backup_creates_missing_directories(kv: KV, tmp_path: Path) -> None:
 
 
 def test_backup_replaces_an_earlier_snapshot_and_leaves_no_temp_file(kv: KV, tmp_path: Path) -> None:
+    snapshots = tmp_path / "snapshots"
     kv.set("a", 1)
-    kv.backup(tmp_path / "s.kv")
+    kv.backup(snapshots / "s.kv")
     kv.set("b", 2)
-    kv.backup(tmp_path / "s.kv")
-    assert os.listdir(tmp_path) == ["s.kv"]
-    assert inspect(tmp_path / "s.kv").entries == 2
+    kv.backup(snapshots / "s.kv")
+    assert os.listdir(snapshots) == ["s.kv"]
+    assert inspect(snapshots / "s.kv").entries == 2
 
 
 def test_info_reports_the_header(kv: KV, tmp_path: Path) -> None:
@@ -395,14 +396,15 @@ def test_budgets_are_checked_before_anything_is_applied(kv: KV, tmp_path: Path) 
 
 def test_backup_onto_a_directory_is_an_export_error(kv: KV, tmp_path: Path) -> None:
     kv.set("a", 1)
-    (tmp_path / "taken").mkdir()
+    snapshots = tmp_path / "snapshots"
+    (snapshots / "taken").mkdir(parents=True)
     with pytest.raises(SnapshotExportError) as caught:
-        kv.backup(tmp_path / "taken")
+        kv.backup(snapshots / "taken")
     assert isinstance(caught.value.__cause__, IsADirectoryError)
-    assert os.listdir(tmp_path) == ["taken"]  # no temp file left
-    (tmp_path / "plain-file").write_text("x")
+    assert os.listdir(snapshots) == ["taken"]  # no temp file left
+    (snapshots / "plain-file").write_text("x")
     with pytest.raises(SnapshotExportError):
-        kv.backup(tmp_path / "plain-file" / "below.kv")  # fails before a single entry is read
+        kv.backup(snapshots / "plain-file" / "below.kv")  # fails before a single entry is read
     kv.set("writable-after", True)  # each failed strict backup released the writers
 
 

@@ -27,6 +27,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -224,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"e2e: {len(runs)} runs ({len(scenarios)} scenarios x {', '.join(t.name for t in topologies)}), "
           f"{args.jobs} at a time, in {root}", flush=True)  # fmt: skip
     started = time.monotonic()
-    results: list[Result] = []
+    printing = threading.Lock()
 
     def run_and_print(run: tuple[Scenario, Topology]) -> Result:
         result = run_one(*run, root)
@@ -232,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
             detail = " ".join(f"{k}={v}" for k, v in result.facts.items() if k != "kv_backend")
         else:
             detail = result.reason
-        print(f"{'PASS' if result.passed else 'FAIL'}  {result.scenario:<16} {result.topology:<8} {result.seconds:5.1f}s  {detail}", flush=True)
+        with printing:
+            print(f"{'PASS' if result.passed else 'FAIL'}  {result.scenario:<16} {result.topology:<8} {result.seconds:5.1f}s  {detail}", flush=True)
         if not args.keep and result.passed:
             shutil.rmtree(result.workdir, ignore_errors=True)
         return result

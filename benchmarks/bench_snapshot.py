@@ -59,21 +59,23 @@ def main() -> None:
         root = Path(scratch)
         seed = root / "seed.kv"
         cases: dict[tuple[str, str], list[float]] = {}
-        batches = list(_batches(args.entries, args.value_size))
+
+        def measure(backend: str, operation: str, action: Callable[[], object]) -> None:
+            cases.setdefault((backend, operation), []).append(_timed(action))
+
+        entries = list(_batches(args.entries, args.value_size))
         for _ in range(args.rounds):
-            cases.setdefault(("format", "write"), []).append(
-                _timed(lambda: write_snapshot(seed, batches, "memory", "json"))
-            )
-            cases.setdefault(("format", "read"), []).append(_timed(lambda: _read_all(seed)))
-        del batches
+            measure("format", "write", lambda: write_snapshot(seed, entries, "memory", "json"))
+            measure("format", "read", lambda: _read_all(seed))
+        entries.clear()
         file_bytes = seed.stat().st_size
 
         for backend in args.backends.split(","):
             kv = open_kv(backend=backend, path=str(root / f"{backend}.lmdb"))
             try:
                 for _ in range(args.rounds):
-                    cases.setdefault((backend, "restore"), []).append(_timed(lambda: kv.restore(seed)))
-                    cases.setdefault((backend, "backup"), []).append(_timed(lambda: kv.backup(root / "out.kv")))
+                    measure(backend, "restore", lambda kv=kv: kv.restore(seed))
+                    measure(backend, "backup", lambda kv=kv: kv.backup(root / "out.kv"))
                 assert kv.size() == args.entries
             finally:
                 kv.close()

@@ -26,8 +26,8 @@ from typing import IO, Any, Final
 import orjson
 
 from . import __version__, snapshot
-from .backends.base import MAX_KEY_BYTES
 from ._cooperative import CHUNK
+from .backends.base import MAX_KEY_BYTES
 from .errors import KVError, SerializerError, SnapshotImportError, UnknownError
 from .options import configure_backend
 from .serialization import get_serializer
@@ -113,18 +113,22 @@ class _BadRows:
             stream.write(f"... and {len(self.rows) - _MAX_REPORTED_ROWS} more bad row(s)\n")
 
 
+class _BadRow(Exception):
+    """Why one row of an import source cannot be stored."""
+
+
 def _check_key(key: object) -> bytes:
-    """The key's bytes; ValueError with a reason for a key the store would refuse."""
+    """The key's bytes; _BadRow for a key the store would refuse."""
     if not isinstance(key, str):
-        raise ValueError(f'"key" must be a string, not {type(key).__name__}')
+        raise _BadRow(f'"key" must be a string, not {type(key).__name__}')
     if not key:
-        raise ValueError('"key" is empty')
+        raise _BadRow('"key" is empty')
     try:
         data = key.encode()
     except UnicodeEncodeError:
-        raise ValueError('"key" is not encodable as UTF-8') from None
+        raise _BadRow('"key" is not encodable as UTF-8') from None
     if len(data) > MAX_KEY_BYTES:
-        raise ValueError(f'"key" is longer than {MAX_KEY_BYTES} bytes of UTF-8')
+        raise _BadRow(f'"key" is longer than {MAX_KEY_BYTES} bytes of UTF-8')
     return data
 
 
@@ -204,9 +208,9 @@ def import_source(source: str, source_format: str, serialization: str) -> list[t
         try:
             raw_key = _check_key(key)
             if serialization == "string" and not isinstance(value, str):
-                raise ValueError(f'"value" must be a string under string serialization, not {type(value).__name__}')
+                raise _BadRow(f'"value" must be a string under string serialization, not {type(value).__name__}')
             raw_value = serializer.dumps(value)
-        except (ValueError, KVError) as exc:
+        except (_BadRow, KVError) as exc:
             bad.add(number, exc.message if isinstance(exc, KVError) else str(exc))
             continue
         if raw_key in entries:

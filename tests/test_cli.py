@@ -7,12 +7,12 @@ import os
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+import tomllib
 
 from locust_kv import open_kv
 from locust_kv.cli import ProgressBar

@@ -9,16 +9,12 @@ root ignore permission bits (EACCES).
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import gzip
 import os
 import resource
 import signal
 import struct
-import subprocess
-import sys
-import textwrap
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -43,10 +39,17 @@ from locust_kv.errors import (
     StoreClosedError,
 )
 from locust_kv.serialization import get_serializer
+from locust_kv.snapshot import (
+    DEFAULT_SNAPSHOT_FILE,
+    FORMAT_VERSION,
+    inspect,
+    map_os_error,
+    write_snapshot,
+)
 from locust_kv.store import set_reporter
-from locust_kv.snapshot import DEFAULT_SNAPSHOT_FILE, FORMAT_VERSION, inspect, map_os_error, write_snapshot
 
 from .conftest import BACKENDS
+from .disk_helpers import run_python
 
 VALUES: dict[str, Any] = {
     "user:1": {"name": "Ada", "roles": ["admin", "dev"], "age": 36},
@@ -438,37 +441,6 @@ def test_a_failed_backup_leaves_the_earlier_snapshot_intact(tmp_path: Path) -> N
         kv.close()
 
 
-_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH, _CAP_FOWNER = 1, 2, 3
-_PR_CAPBSET_DROP = 24
-
-
-def _without_root_file_powers() -> None:
-    """In the child before exec: drop the capabilities that let root ignore permission bits."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    for capability in (_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH, _CAP_FOWNER):
-        if libc.prctl(_PR_CAPBSET_DROP, capability, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
-
-
-def _run_unprivileged(script: str) -> str:
-    """Run ``script`` in a Python child subject to permission bits; its stdout."""
-    if os.geteuid() == 0:
-        preexec: Callable[[], None] | None = _without_root_file_powers
-    else:
-        preexec = None
-    done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script)],
-        preexec_fn=preexec,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=Path(__file__).resolve().parent.parent,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
-
-
 def test_permission_denied_is_snapshot_permission_error(tmp_path: Path) -> None:
     """A real EACCES: a read-only directory to back up into, an unreadable file to restore."""
     readonly = tmp_path / "readonly"
@@ -478,7 +450,7 @@ def test_permission_denied_is_snapshot_permission_error(tmp_path: Path) -> None:
     secret.chmod(0o000)
     readonly.chmod(0o555)
     try:
-        out = _run_unprivileged(
+        out = run_python(
             f"""
             from locust_kv import open_kv
             from locust_kv.errors import KVError
@@ -491,7 +463,8 @@ def test_permission_denied_is_snapshot_permission_error(tmp_path: Path) -> None:
                 except KVError as err:
                     print(err.name, type(err.__cause__).__name__)
             print(kv.get("a"))
-            """
+            """,
+            unprivileged=True,
         )
     finally:
         readonly.chmod(0o755)

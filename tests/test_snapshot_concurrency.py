@@ -54,7 +54,7 @@ class _Writers:
                 self.successes += 1
             except KVError as exc:
                 self.refusals[exc.name] = self.refusals.get(exc.name, 0) + 1
-            except BaseException as exc:  # reported by the test
+            except BaseException as exc:  # noqa: BLE001 - reported by stop()
                 self.unexpected.append(exc)
                 return
             i += 1

@@ -28,7 +28,7 @@ import orjson
 from . import __version__, snapshot
 from ._cooperative import CHUNK
 from .backends.base import MAX_KEY_BYTES
-from .errors import KVError, SerializerError, SnapshotImportError, UnknownError
+from .errors import DiskPathError, KVError, SerializerError, SnapshotImportError, UnknownError
 from .options import configure_backend
 from .serialization import get_serializer
 
@@ -356,13 +356,16 @@ def _cmd_export(args: argparse.Namespace) -> None:
             bar.close()
 
 
-def _open_disk_backend(args: argparse.Namespace) -> Any:
-    return configure_backend("disk", args.path, False, {}).create()
+def _open_disk_backend(args: argparse.Namespace, must_exist: bool) -> Any:
+    """The disk store at ``--path``, opened as ``open_kv`` would (DiskPathError if ``must_exist`` and it does not)."""
+    if must_exist and not os.path.isfile(args.path):
+        raise DiskPathError(f"no disk store at {args.path}")
+    return configure_backend("disk", args.path, args.track_keys, {}).create()
 
 
 def _cmd_backup(args: argparse.Namespace) -> None:
     path = snapshot.check_backup_options(args.output, args.allow_concurrent_writes)
-    backend = _open_disk_backend(args)
+    backend = _open_disk_backend(args, must_exist=True)
     try:
         bar = _progress(args, "backup", backend.size())
         try:
@@ -378,7 +381,7 @@ def _cmd_backup(args: argparse.Namespace) -> None:
 
 def _cmd_restore(args: argparse.Namespace) -> None:
     path = snapshot.check_restore_options(args.file, args.max_entries, args.max_bytes)
-    backend = _open_disk_backend(args)
+    backend = _open_disk_backend(args, must_exist=False)
     try:
         bar = _progress(args, "restore", None)
         try:
@@ -489,14 +492,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="json",
         help="the store's serialization, recorded in the snapshot for export (default: json)",
     )
-    back.set_defaults(run=_cmd_backup)
+    back.set_defaults(run=_cmd_backup, track_keys=True)
 
     rest = commands.add_parser(
         "restore",
         parents=[common],
         help="replace a disk store's data with a snapshot",
-        description="Replace every entry of a disk store with a snapshot, all or nothing. Writers in other "
-        "processes fail with RestoreInProgressError meanwhile.",
+        description="Replace every entry of a disk store with a snapshot, all or nothing; the store is created "
+        "if it does not exist. Writers in other processes fail with RestoreInProgressError meanwhile.",
     )
     rest.add_argument("--path", required=True, metavar="STORE", help="the disk store's path, as given to open_kv")
     rest.add_argument(
@@ -505,6 +508,13 @@ def build_parser() -> argparse.ArgumentParser:
     rest.add_argument("--max-entries", type=_non_negative, default=0, metavar="N", help="refuse a snapshot of more entries (0: no cap)")
     rest.add_argument(
         "--max-bytes", type=_non_negative, default=0, metavar="N", help="refuse a snapshot of more key+value bytes (0: no cap)"
+    )
+    rest.add_argument(
+        "--no-track-keys",
+        dest="track_keys",
+        action="store_false",
+        help="leave the restored store without the key index random_key uses, as open_kv(track_keys=False); "
+        "by default it gets one, as with open_kv's default",
     )
     rest.set_defaults(run=_cmd_restore)
     return parser

@@ -329,3 +329,20 @@ def test_default_snapshot_file_and_missing_snapshot(tmp_path: Path) -> None:
     run("backup", "--path", "a.lmdb", cwd=tmp_path)
     assert (tmp_path / "locust-kv.snapshot").is_file()
     run("restore", "--path", "a.lmdb", cwd=tmp_path)
+
+
+def test_backup_needs_an_existing_store_and_restore_creates_one(tmp_path: Path) -> None:
+    done = run("backup", "--path", "typo.lmdb", cwd=tmp_path, check_status=None)
+    assert failure_name(done) == "DiskPathError"
+    assert not (tmp_path / "typo.lmdb").exists()
+
+    write_snapshot(tmp_path / "seed.kv", [[(b"a", b"1"), (b"b", b"2")]], "import", "json")
+    run("restore", "--path", "fresh.lmdb", "seed.kv", cwd=tmp_path)
+    run("restore", "--path", "unindexed.lmdb", "seed.kv", "--no-track-keys", cwd=tmp_path)
+    for name in ("fresh.lmdb", "unindexed.lmdb"):
+        kv = open_kv(backend="disk", path=str(tmp_path / name), track_keys=name == "fresh.lmdb")
+        try:
+            assert [(e.key, e.value) for e in kv.scan().entries] == [("a", 1), ("b", 2)]
+            assert kv.random_key() in {"a", "b"}
+        finally:
+            kv.close()

@@ -83,6 +83,15 @@ def test_register_without_parsed_options_reads_environment_variables(env, monkey
     assert plugin.settings_of(env).report is True
 
 
+def test_every_option_shows_in_the_web_ui_settings(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from locust.argument_parser import ui_extra_args_dict
+
+    monkeypatch.setattr("sys.argv", ["locust", "--kv-backend", "memory", "--kv-report"])
+    shown = ui_extra_args_dict()
+    assert {name for name in shown if name.startswith("kv_")} == {o.dest for o in settings_module.OPTIONS}
+    assert (shown["kv_backend"]["default_value"], shown["kv_report"]["default_value"]) == ("memory", True)
+
+
 def test_defaults() -> None:
     assert settings_module.read(None) == settings_module.Settings(
         backend="disk", path=None, serialization="json", restore_from=None, restore_max_entries=0,

@@ -16,6 +16,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Final
 
+from ..backends.disk import DEFAULT_PATH
 from ..errors import InvalidOptionsError
 from ..options import DEFAULT_SERIALIZATION
 
@@ -53,7 +54,7 @@ class Option:
 
 OPTIONS: Final[tuple[Option, ...]] = (
     Option("backend", str, DEFAULT_BACKEND, "<name>", 'Store backend: "disk" (LMDB, shared by every process on this host) or "memory" (one process only). Default: disk.'),
-    Option("path", str, None, "<file>", "Disk store file. Default: open_kv's default path. Not allowed with the memory backend."),
+    Option("path", str, None, "<file>", f"Disk store file. Default: {DEFAULT_PATH} in the working directory. Not allowed with the memory backend."),
     Option("serialization", str, DEFAULT_SERIALIZATION, "<name>", 'Value encoding: "json" or "string". Default: json.'),
     Option("restore_from", str, None, "<snapshot>", "Snapshot to restore once, before any user starts (on the master or standalone process)."),
     Option("restore_max_entries", int, 0, "<n>", "Refuse a snapshot with more entries than this (0: no cap)."),

@@ -22,7 +22,7 @@ import locust_kv.plugin  # noqa: F401 - gives every user environment.kv
 from kit import Verdict, counter, invariant, sabotage, user_id
 from locust_kv.errors import KeyNotFoundError
 
-QUOTA = 1500
+QUOTA = 800
 """Jobs the producers enqueue over the run."""
 
 
@@ -32,7 +32,7 @@ def job_key(job_id: int) -> str:
 
 class Producer(User):
     weight = 1
-    wait_time = between(0.005, 0.02)
+    wait_time = between(0.001, 0.005)
 
     def on_start(self) -> None:
         self.kv = self.environment.kv

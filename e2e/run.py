@@ -202,7 +202,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("scenarios", nargs="*", metavar="SCENARIO", help="scenarios to run (default: all): " + ", ".join(s.name for s in SCENARIOS))
     parser.add_argument("--backend", choices=("memory", "disk", "all"), default="all", help="memory: standalone; disk: standalone and --processes 2 (default: all)")
     parser.add_argument("--topology", action="append", choices=[t.name for t in TOPOLOGIES], help="run only these topologies (overrides --backend)")
-    parser.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 2, help="runs at a time (default: CPU count)")
+    parser.add_argument(
+        "-j", "--jobs", type=int, default=2 * (os.cpu_count() or 1),
+        help="runs at a time (default: twice the CPU count; the users mostly wait, so runs share cores well)",
+    )  # fmt: skip
     parser.add_argument("--report", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--keep", action="store_true", help="keep the work directories of passed runs too")
     args = parser.parse_args(argv)

@@ -78,7 +78,9 @@ SCENARIOS = (
         "seeding",
         prepare=(
             (sys.executable, str(HERE / "accounts.py"), "accounts.jsonl"),
-            (sys.executable, "-m", "locust_kv.cli", "snapshot", "import", "accounts.jsonl", "-o", "accounts.snapshot", "--no-progress"),
+            # `locust-kv snapshot import`, through the interpreter running this script
+            (sys.executable, "-m", "locust_kv.cli", "snapshot", "import", "accounts.jsonl",
+             "-o", "accounts.snapshot", "--no-progress"),
         ),
         options=("--kv-restore-from", "accounts.snapshot", "--kv-restore-max-entries", "10000"),
     ),
@@ -128,38 +130,45 @@ def _free_port() -> int:
 def run_one(scenario: Scenario, topology: Topology, root: Path) -> Result:
     workdir = root / f"{scenario.name}-{topology.name}"
     workdir.mkdir()
-    env = dict(os.environ, E2E_VERDICT=str(workdir / "verdict.json"), E2E_WORKDIR=str(workdir), PYTHONUNBUFFERED="1")
+    verdict_path = workdir / "verdict.json"
+    env = dict(os.environ, E2E_VERDICT=str(verdict_path), E2E_WORKDIR=str(workdir), PYTHONUNBUFFERED="1")
     started = time.monotonic()
 
     def result(passed: bool, reason: str, exit_code: int | None, facts: dict[str, Any] | None = None) -> Result:
-        return Result(scenario.name, topology.name, passed, reason, time.monotonic() - started, exit_code, facts or {}, str(workdir))
+        seconds = time.monotonic() - started
+        return Result(scenario.name, topology.name, passed, reason, seconds, exit_code, facts or {}, str(workdir))
 
     log_path = workdir / "locust.log"
     with open(log_path, "wb") as log:
         for step in scenario.prepare:
-            done = subprocess.run(step, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=RUN_TIMEOUT)
+            done = subprocess.run(
+                step, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=RUN_TIMEOUT
+            )
             if done.returncode != 0:
                 return result(False, f"preparing failed: {' '.join(step)} exited {done.returncode}", None)
         process = subprocess.Popen(
-            locust_command(scenario, topology), cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+            locust_command(scenario, topology),
+            cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
         try:
             exit_code = process.wait(timeout=RUN_TIMEOUT)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
             return result(False, f"timed out after {RUN_TIMEOUT:.0f} s", None)
-    verdict = _read_json(workdir / "verdict.json")
+    verdict = _read_json(verdict_path)
     facts = dict(verdict.get("facts", {})) if verdict else {}
     facts.update(_request_counts(workdir))
     if verdict is None:
-        return result(False, f"no verdict (locust exited {exit_code}): {_locust_failure(workdir, log_path)}", exit_code, facts)
+        why = _locust_failure(workdir, log_path)
+        return result(False, f"no verdict (locust exited {exit_code}): {why}", exit_code, facts)
     if not verdict["passed"]:
         failures = verdict["failures"]
         more = f" (+{len(failures) - 1} more)" if len(failures) > 1 else ""
         return result(False, failures[0] + more, exit_code, facts)
     if exit_code != 0:
-        return result(False, f"the invariant held but locust exited {exit_code}: {_locust_failure(workdir, log_path)}", exit_code, facts)
+        why = _locust_failure(workdir, log_path)
+        return result(False, f"the invariant held but locust exited {exit_code}: {why}", exit_code, facts)
     return result(True, "", exit_code, facts)
 
 
@@ -198,10 +207,19 @@ def _locust_failure(workdir: Path, log_path: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("scenarios", nargs="*", metavar="SCENARIO", help="scenarios to run (default: all): " + ", ".join(s.name for s in SCENARIOS))
-    parser.add_argument("--backend", choices=("memory", "disk", "all"), default="all", help="memory: standalone; disk: standalone and --processes 2 (default: all)")
-    parser.add_argument("--topology", action="append", choices=[t.name for t in TOPOLOGIES], help="run only these topologies (overrides --backend)")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "scenarios", nargs="*", metavar="SCENARIO",
+        help="scenarios to run (default: all): " + ", ".join(s.name for s in SCENARIOS),
+    )  # fmt: skip
+    parser.add_argument(
+        "--backend", choices=("memory", "disk", "all"), default="all",
+        help="memory: standalone; disk: standalone and --processes 2 (default: all)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--topology", action="append", choices=[t.name for t in TOPOLOGIES],
+        help="run only this topology (repeatable; overrides --backend)",
+    )  # fmt: skip
     parser.add_argument(
         "-j", "--jobs", type=int, default=2 * (os.cpu_count() or 1),
         help="runs at a time (default: twice the CPU count; the users mostly wait, so runs share cores well)",
@@ -236,8 +254,9 @@ def main(argv: list[str] | None = None) -> int:
             detail = " ".join(f"{k}={v}" for k, v in result.facts.items() if k != "kv_backend")
         else:
             detail = result.reason
+        outcome = "PASS" if result.passed else "FAIL"
         with printing:
-            print(f"{'PASS' if result.passed else 'FAIL'}  {result.scenario:<16} {result.topology:<8} {result.seconds:5.1f}s  {detail}", flush=True)
+            print(f"{outcome}  {result.scenario:<16} {result.topology:<8} {result.seconds:5.1f}s  {detail}", flush=True)
         if not args.keep and result.passed:
             shutil.rmtree(result.workdir, ignore_errors=True)
         return result

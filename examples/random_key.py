@@ -10,13 +10,14 @@ Under load, shoppers pick products from the whole catalogue and from one
 category, counting how often each product is drawn. After the load the
 check verifies that category draws only returned keys of that category,
 that an empty prefix returned "" every time, and that draws were spread
-uniformly (each product drawn within a generous band around the mean). A
+uniformly (each product drawn within six standard deviations of the mean). A
 failed check exits 1.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 
 from locust import User, between, task
 
@@ -72,9 +73,10 @@ def check(environment, kv, **_kwargs):
     wrong = sum(entry.value for entry in kv.list(prefix="wrong:"))
     checks = {
         f"every one of {products} products was drawn ({len(draws)})": len(draws) == products,
+        # Uniform draws give each product a count within a few standard deviations (sqrt(mean)) of the mean.
         f"draws spread evenly: {lowest}..{highest} around a mean of {mean:.0f}": mean >= 20
-        and mean / 3 <= lowest
-        and highest <= mean * 3,
+        and mean - 6 * math.sqrt(mean) <= lowest
+        and highest <= mean + 6 * math.sqrt(mean),
         "prefixed draws stayed in their prefix, an empty prefix gave \"\"": wrong == 0,
     }
     failed = [name for name, ok in checks.items() if not ok]

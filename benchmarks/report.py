@@ -1,0 +1,546 @@
+"""RESULTS.md and the plots, from the raw results of one run (results.json).
+
+Everything here is derived from the saved samples, so the report can be
+regenerated without measuring again: ``python benchmarks/run.py --report-only``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from harness import Stats, ratio, summarise
+
+__all__ = ["LABELS", "evaluate_targets", "write_plots", "write_results_md"]
+
+LABELS = {
+    "memory": "locust_kv memory",
+    "dict": "dict + lock",
+    "disk": "locust_kv disk",
+    "lmdb": "bare py-lmdb",
+    "redis": "redis-py",
+    "diskcache": "diskcache",
+    "memory-backend": "memory backend alone",
+    "disk-backend": "disk backend alone",
+    "lmdb-core": "bare py-lmdb core",
+    "format": "snapshot format alone",
+}
+
+MEMORY_FLOOR_MAX = 4.0
+DISK_FLOOR_MAX = 1.3
+REDIS_SPEEDUP_MIN = 20.0
+RANDOM_KEY_GROWTH_MAX = 2.0
+LOCUST_COST_MAX = 0.05
+BACKUP_US_MAX = 2.0
+RESTORE_US_MAX = 4.0
+
+
+def _ns(value: float) -> str:
+    if value >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.1f}"
+
+
+def _stat_ns(s: Stats) -> str:
+    return f"{_ns(s.median)} ({_ns(s.p25)}–{_ns(s.p75)})"
+
+
+def _x(s: Stats) -> str:
+    return f"{s.median:.2f}x ({s.p25:.2f}–{s.p75:.2f})"
+
+
+def _verdict(ok: bool) -> str:
+    return "PASS" if ok else "**MISS**"
+
+
+def _samples(results: dict[str, Any], impl: str, op: str) -> list[float] | None:
+    return results["ops"]["samples"].get(impl, {}).get(op)
+
+
+# ---------------------------------------------------------------------------
+# Targets.
+
+
+def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every target of issue 7 (and issue 4's snapshot goals) with its measured figure."""
+    rows: list[dict[str, Any]] = []
+    ops = results.get("ops")
+    if ops:
+        for op in ops["order"]:
+            for impl, floor, limit in (("memory", "dict", MEMORY_FLOOR_MAX), ("disk", "lmdb", DISK_FLOOR_MAX)):
+                a, b = _samples(results, impl, op), _samples(results, floor, op)
+                if a and b:
+                    r = ratio(a, b)
+                    rows.append(dict(target=f"{LABELS[impl]} {op} within {limit}x of {LABELS[floor]}",
+                                     group=impl, op=op, measured=_x(r), ok=r.median <= limit, value=r.median))
+        a, b = _samples(results, "redis", "increment_by"), _samples(results, "disk", "increment_by")
+        if a and b:
+            r = ratio(a, b)
+            rows.append(dict(target=f"disk increment_by at least {REDIS_SPEEDUP_MIN:.0f}x faster than redis-py INCRBY",
+                             group="redis", op="increment_by", measured=f"{_x(r)} faster", ok=r.median >= REDIS_SPEEDUP_MIN,
+                             value=r.median))
+    scaling = results.get("scaling")
+    if scaling and len(scaling["sizes"]) >= 2:
+        small, large = str(scaling["sizes"][0]), str(scaling["sizes"][-1])
+        for impl in ("memory", "disk"):
+            for op in ("random_key", "random_key (prefix)"):
+                a = scaling["samples"].get(large, {}).get(impl, {}).get(op)
+                b = scaling["samples"].get(small, {}).get(impl, {}).get(op)
+                if a and b:
+                    r = ratio(a, b)
+                    rows.append(dict(
+                        target=f"{LABELS[impl]} {op} at {int(large):,} keys within {RANDOM_KEY_GROWTH_MAX:.0f}x of at {int(small):,}",
+                        group="scaling", op=op, measured=_x(r), ok=r.median <= RANDOM_KEY_GROWTH_MAX, value=r.median))
+    backup = results.get("backup")
+    if backup:
+        impls = backup["impls"]
+        for impl, floor, limit in (("memory", "dict", MEMORY_FLOOR_MAX), ("disk", "lmdb", DISK_FLOOR_MAX)):
+            for what in ("backup", "restore"):
+                a, b = impls.get(impl, {}).get(what), impls.get(floor, {}).get(what)
+                if a and b:
+                    r = ratio(a, b)
+                    rows.append(dict(target=f"{LABELS[impl]} {what} within {limit}x of {LABELS[floor]}",
+                                     group=impl, op=what, measured=_x(r), ok=r.median <= limit, value=r.median))
+        n = backup["n"]
+        for what, limit in (("backup", BACKUP_US_MAX), ("restore", RESTORE_US_MAX)):
+            a = impls.get("disk", {}).get(what)
+            if a:
+                s = summarise([t / n * 1e6 for t in a])
+                rows.append(dict(target=f"disk {what} of {n:,} entries at most {limit:.0f} µs per entry (issue 4)",
+                                 group="snapshot", op=what, measured=f"{s.median:.2f} µs ({s.p25:.2f}–{s.p75:.2f})",
+                                 ok=s.median <= limit, value=s.median))
+    locust = results.get("locust")
+    if locust:
+        for variant in locust["variants"]:
+            if variant["op"] == "none":
+                continue
+            cost = _locust_cost(locust, variant)
+            rows.append(dict(target=f"{variant['name']}: costs Locust < {LOCUST_COST_MAX:.0%} of its iterations/s",
+                             group="locust", op=variant["name"], measured=f"{cost.median:.1%} ({cost.p25:.1%}–{cost.p75:.1%})",
+                             ok=cost.median < LOCUST_COST_MAX, value=cost.median))
+    return rows
+
+
+def _rates(runs: list[dict[str, float]]) -> list[float]:
+    return [r["iterations"] / r["cpu_seconds"] for r in runs]
+
+
+def _kv_us(runs: list[dict[str, float]]) -> list[float]:
+    """Mean µs per timed KV call (calls over 1 ms, where the process was descheduled, left out)."""
+    return [r["kv_ns"] / r["kv_calls"] / 1000 if r.get("kv_calls") else 0.0 for r in runs]
+
+
+def _in_context_us(locust: dict[str, Any], variant: dict[str, Any]) -> list[float]:
+    """Per round: the KV operation's time in context, less the timer's own cost (the baseline's no-op)."""
+    mine = _kv_us(locust["results"][variant["name"]])
+    timer = _kv_us(locust["results"][variant["baseline"]])
+    return [a - b for a, b in zip(mine, timer)]
+
+
+def _locust_cost(locust: dict[str, Any], variant: dict[str, Any]) -> Stats:
+    """The KV operation's share of an iteration's CPU time, measured in place, per round."""
+    runs = locust["results"][variant["name"]]
+    per_iteration = [r["cpu_seconds"] / r["iterations"] * 1e6 for r in runs]
+    return summarise([kv / it for kv, it in zip(_in_context_us(locust, variant), per_iteration)])
+
+
+def _locust_cost_ab(locust: dict[str, Any], variant: dict[str, Any]) -> Stats:
+    """1 - rate / baseline rate, per round."""
+    mine = _rates(locust["results"][variant["name"]])
+    base = _rates(locust["results"][variant["baseline"]])
+    return summarise([1 - a / b for a, b in zip(mine, base)])
+
+
+# ---------------------------------------------------------------------------
+# RESULTS.md
+
+
+def write_results_md(results: dict[str, Any], path: str, same_work: str, notes: str | None) -> None:
+    meta = results["meta"]
+    out: list[str] = []
+    w = out.append
+    w("# locust_kv benchmarks")
+    w("")
+    w(f"Measured {meta['date']} with `{meta['command']}` ({meta['mode']} mode, {meta['duration_s'] / 60:.1f} minutes). "
+      "Every comparison ran side by side in the same rounds (each round runs one batch of every case, in an order "
+      "that rotates); figures are the **median over rounds, with the 25th–75th percentile range in brackets**. "
+      "Ratios are taken round by round, then summarised the same way. Regenerate with the command above; "
+      "`--quick` gives a smoke run in about a minute.")
+    w("")
+    w("## Machine")
+    w("")
+    for k, v in meta["machine"].items():
+        w(f"- {k}: {v}")
+    w("")
+    w("Versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()) + ".")
+    w("")
+    skipped_peers = results.get("skipped_peers", {})
+    if skipped_peers:
+        w("**Skipped peers:**")
+        w("")
+        for name, reason in skipped_peers.items():
+            w(f"- {LABELS.get(name, name)}: SKIPPED — {reason}")
+        w("")
+
+    targets = evaluate_targets(results)
+    w("## Targets")
+    w("")
+    if targets:
+        passed = sum(t["ok"] for t in targets)
+        w(f"{passed} of {len(targets)} targets met.")
+        w("")
+        w("| target | measured | |")
+        w("| --- | --- | --- |")
+        for t in targets:
+            w(f"| {t['target']} | {t['measured']} | {_verdict(t['ok'])} |")
+        w("")
+    w("## What \"same work\" means")
+    w("")
+    w(same_work.rstrip())
+    w("")
+
+    ops = results.get("ops")
+    if ops:
+        _ops_section(results, w)
+    if ops and "disk-backend" in ops["samples"]:
+        _attribution_section(results, w)
+    if results.get("profiles"):
+        _profiles_section(results, w)
+    if results.get("scaling"):
+        _scaling_section(results, w)
+    if results.get("backup"):
+        _backup_section(results, w)
+    if results.get("processes"):
+        _processes_section(results, w)
+    if results.get("locust"):
+        _locust_section(results, w)
+    if notes:
+        w("## Notes")
+        w("")
+        w(notes.rstrip())
+        w("")
+    with open(path, "w") as f:
+        f.write("\n".join(out))
+
+
+def _ops_section(results: dict[str, Any], w: Any) -> None:
+    ops = results["ops"]
+    w("## Operations")
+    w("")
+    w(f"A store holding {ops['n_keys']:,} user keys (100-byte JSON values) and 100 counters; one call per operation, "
+      "batches of about "
+      f"{ops['target_ms']:g} ms, {ops['rounds']} rounds. ns per operation.")
+    w("")
+    notes = ops.get("notes", {})
+    for impl, floor, limit in (("memory", "dict", MEMORY_FLOOR_MAX), ("disk", "lmdb", DISK_FLOOR_MAX)):
+        if impl not in ops["samples"]:
+            continue
+        w(f"### {LABELS[impl]} against {LABELS[floor]} (target: within {limit}x)")
+        w("")
+        w(f"| operation | {LABELS[impl]} | {LABELS[floor]} | ratio | |")
+        w("| --- | ---: | ---: | ---: | --- |")
+        for op in ops["order"]:
+            a, b = _samples(results, impl, op), _samples(results, floor, op)
+            if not a:
+                continue
+            if b:
+                r = ratio(a, b)
+                w(f"| {op} | {_stat_ns(summarise(a))} | {_stat_ns(summarise(b))} | {_x(r)} | {_verdict(r.median <= limit)} |")
+            else:
+                reason = results["skipped_ops"].get(f"{floor}|{op}", "not measured")
+                w(f"| {op} | {_stat_ns(summarise(a))} | — ({reason}) | | |")
+        w("")
+    present = [i for i in ("memory", "dict", "disk", "lmdb", "redis", "diskcache") if i in ops["samples"]]
+    w("### Every implementation")
+    w("")
+    w("Median ns per operation. The last columns are how many times slower than the disk backend each peer is.")
+    w("")
+    head = " | ".join(LABELS[i] for i in present)
+    extra = [p for p in ("redis", "diskcache") if p in present and "disk" in present]
+    w(f"| operation | {head} | " + " | ".join(f"{LABELS[p]} ÷ disk" for p in extra) + " |")
+    w("| --- | " + " | ".join("---:" for _ in present) + " | " + " | ".join("---:" for _ in extra) + " |")
+    for op in ops["order"]:
+        cells = []
+        for impl in present:
+            s = _samples(results, impl, op)
+            cells.append(_ns(summarise(s).median) if s else "—")
+        ratios = []
+        for p in extra:
+            a, b = _samples(results, p, op), _samples(results, "disk", op)
+            ratios.append(f"{ratio(a, b).median:,.1f}x" if a and b else "—")
+        note = f" ({notes[op]})" if notes.get(op) else ""
+        w(f"| {op}{note} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
+    w("")
+    skipped = results.get("skipped_ops", {})
+    if skipped:
+        w("Not measured (no form of the operation): " + "; ".join(
+            f"{LABELS.get(k.split('|')[0], k)} {k.split('|')[1]}: {v}" for k, v in sorted(skipped.items())) + ".")
+        w("")
+    w("![operations](ops.png)")
+    w("")
+
+
+def _median(results: dict[str, Any], impl: str, op: str) -> float | None:
+    s = _samples(results, impl, op)
+    return summarise(s).median if s else None
+
+
+def _attribution_section(results: dict[str, Any], w: Any) -> None:
+    ops = results["ops"]
+    w("## Where each gap is: front-end or backend")
+    w("")
+    w("The same operations measured once more without locust_kv's front-end: the backend object called directly with "
+      "bytes (no argument checks, serialization, error mapping or result types), and the bare py-lmdb floor's "
+      "transaction functions called with bytes (its work without serialization). Medians in ns. For the disk backend "
+      "the gap to the floor splits exactly into **front-end adds** = (locust_kv − backend alone) − (floor − floor "
+      "core), what the front-end costs beyond the floor's own serialization and key encoding, and **backend adds** = "
+      "backend alone − floor core.")
+    w("")
+    w("| operation | locust_kv disk | disk backend alone | bare py-lmdb | bare py-lmdb core | front-end adds | backend adds |")
+    w("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for op in ops["order"]:
+        kv, be, fl, core = (_median(results, i, op) for i in ("disk", "disk-backend", "lmdb", "lmdb-core"))
+        if None in (kv, be, fl, core):
+            continue
+        w(f"| {op} | {_ns(kv)} | {_ns(be)} | {_ns(fl)} | {_ns(core)} | {(kv - be) - (fl - core):+,.0f} | "
+          f"{be - core:+,.0f} |")
+    w("")
+    if "memory-backend" in ops["samples"]:
+        w("| operation | locust_kv memory | memory backend alone | front-end (with serialization) | dict + lock |")
+        w("| --- | ---: | ---: | ---: | ---: |")
+        for op in ops["order"]:
+            kv, be, fl = (_median(results, i, op) for i in ("memory", "memory-backend", "dict"))
+            if None in (kv, be, fl):
+                continue
+            w(f"| {op} | {_ns(kv)} | {_ns(be)} | {kv - be:+,.0f} | {_ns(fl)} |")
+        w("")
+
+
+def _profiles_section(results: dict[str, Any], w: Any) -> None:
+    w("## Where the time goes in the misses")
+    w("")
+    w("cProfile of one batch of each missed operation (own time per function, largest first; "
+      "the profiler inflates every call, so read the shares, not the ns).")
+    w("")
+    for key, lines in results["profiles"].items():
+        impl, op = key.split("|")
+        w(f"**{LABELS.get(impl, impl)} — {op}**")
+        w("")
+        w("```")
+        for line in lines:
+            w(line)
+        w("```")
+        w("")
+
+
+def _scaling_section(results: dict[str, Any], w: Any) -> None:
+    scaling = results["scaling"]
+    sizes = scaling["sizes"]
+    w("## Store size")
+    w("")
+    w(f"The same operations on stores of {', '.join(f'{n:,}' for n in sizes)} user keys, a store of every size and "
+      f"implementation open at once and all of them measured in the same rounds ({scaling['rounds']} rounds), so "
+      "the ratios between sizes are taken round by round. Median ns per operation (25th–75th percentile).")
+    w("")
+    impls = [i for i in ("memory", "dict", "disk", "lmdb") if any(i in scaling["samples"][str(n)] for n in sizes)]
+    for op in scaling["ops"]:
+        w(f"**{op}**")
+        w("")
+        w("| keys | " + " | ".join(LABELS[i] for i in impls) + " |")
+        w("| ---: | " + " | ".join("---:" for _ in impls) + " |")
+        for n in sizes:
+            cells = []
+            for impl in impls:
+                s = scaling["samples"][str(n)].get(impl, {}).get(op)
+                cells.append(_stat_ns(summarise(s)) if s else "—")
+            w(f"| {n:,} | " + " | ".join(cells) + " |")
+        w("")
+    w("![latency against store size](scaling.png)")
+    w("")
+
+
+def _backup_section(results: dict[str, Any], w: Any) -> None:
+    backup = results["backup"]
+    n = backup["n"]
+    w("## Backup and restore")
+    w("")
+    w(f"A whole store of {n:,} user keys (100-byte values) written to a snapshot file and read back "
+      f"({backup['rounds']} rounds). µs per entry; MB/s of snapshot file.")
+    w("")
+    w("| implementation | backup µs/entry | backup MB/s | restore µs/entry | restore MB/s | file MB |")
+    w("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for impl, data in backup["impls"].items():
+        size = data.get("bytes", 0)
+        cells = []
+        for what in ("backup", "restore"):
+            times = data.get(what)
+            if times:
+                per = summarise([t / n * 1e6 for t in times])
+                mbs = summarise([size / t / 1e6 for t in times]) if size else None
+                cells.append(f"{per.median:.2f} ({per.p25:.2f}–{per.p75:.2f})")
+                cells.append(f"{mbs.median:,.0f}" if mbs else "—")
+            else:
+                cells += [backup.get("unsupported", {}).get(f"{impl}|{what}", "—"), ""]
+        w(f"| {LABELS.get(impl, impl)} | " + " | ".join(cells) + f" | {size / 1e6:,.1f} |")
+    w("")
+
+
+def _processes_section(results: dict[str, Any], w: Any) -> None:
+    procs = results["processes"]
+    w("## Processes sharing counters")
+    w("")
+    w(f"P processes each increment {procs['counters']} shared counters round-robin; throughput is all increments over the "
+      "span from the first start to the last end; the counters are read back and must sum to exactly P × n. "
+      f"{procs['rounds']} rounds. The machine has {results['meta']['machine'].get('cores usable', '?')} cores.")
+    w("")
+    w("| implementation | processes | increments per run | increments/s | exact |")
+    w("| --- | ---: | ---: | ---: | --- |")
+    for kind, by_p in procs["runs"].items():
+        for p, runs in by_p.items():
+            rate = summarise([r["per_second"] for r in runs])
+            exact = all(r["exact"] for r in runs)
+            counted = ", ".join(f"{r['counted']:,}" for r in runs)
+            w(f"| {LABELS.get(kind, kind)} | {p} | {runs[0]['increments']:,} | {rate.median:,.0f} "
+              f"({rate.p25:,.0f}–{rate.p75:,.0f}) | {'yes' if exact else '**NO**'} ({counted}) |")
+    w("")
+    w("![throughput against process count](processes.png)")
+    w("")
+
+
+def _locust_section(results: dict[str, Any], w: Any) -> None:
+    locust = results["locust"]
+    w("## Cost to the load generator")
+    w("")
+    w(f"Real headless `locust` (one process, {locust['users']} users, `constant(0)` wait, {locust['seconds']:g} s per "
+      f"run, {locust['rounds']} rounds, variants interleaved), `benchmarks/locustfile_cost.py`. Task iterations per CPU "
+      "second of the Locust process, counted from the end of spawning to the stop. The *trivial* task only counts "
+      "itself: the harshest case, where a KV operation is set against Locust's bare scheduling loop. The *GET* tasks "
+      "make one request to a minimal local server (on the other core) with FastHttpUser or with HttpUser (Locust's "
+      "default client), timed and recorded in Locust's statistics like any real request. `--kv-report` also records "
+      "every KV operation in Locust's statistics. Each variant is compared with the same task without the KV "
+      "operation, in the same round.")
+    w("")
+    w("| variant | iterations per CPU second | CPU µs per iteration | KV operation in context, µs | cost | cost by rates | |")
+    w("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
+    for variant in locust["variants"]:
+        runs = locust["results"][variant["name"]]
+        rates = summarise(_rates(runs))
+        per_iter = 1e6 / rates.median
+        if variant["op"] == "none":
+            w(f"| {variant['name']} | {rates.median:,.0f} ({rates.p25:,.0f}–{rates.p75:,.0f}) | {per_iter:.2f} | | | | |")
+            continue
+        kv = summarise(_in_context_us(locust, variant))
+        cost = _locust_cost(locust, variant)
+        ab = _locust_cost_ab(locust, variant)
+        slow = sum(r.get("kv_slow_calls", 0) for r in runs)
+        calls = sum(r.get("kv_calls", 0) for r in runs) + slow
+        slow_note = f" ({slow:,} of {calls:,} calls over 1 ms left out)" if slow else ""
+        w(f"| {variant['name']} | {rates.median:,.0f} ({rates.p25:,.0f}–{rates.p75:,.0f}) | {per_iter:.2f} | "
+          f"{kv.median:.2f} ({kv.p25:.2f}–{kv.p75:.2f}){slow_note} | {cost.median:.1%} ({cost.p25:.1%}–{cost.p75:.1%}) | "
+          f"{ab.median:.1%} ({ab.p25:.1%}–{ab.p75:.1%}) | {_verdict(cost.median < LOCUST_COST_MAX)} |")
+    w("")
+    w("*KV operation in context* is the mean time of the KV call timed inside the task (minus the timer's own cost, "
+      "measured on the task without KV operation); *cost* is that time over the CPU time of an iteration of the same "
+      "run, the share of Locust's iterations per second the KV operation takes. *Cost by rates* compares the "
+      "iterations per CPU second with those of the task without KV operation in the same round; it should agree, "
+      "but other load on the machine makes it noisier.")
+    w("")
+
+
+# ---------------------------------------------------------------------------
+# Plots.
+
+_COLORS = {"memory": "#1f77b4", "dict": "#7fb3e0", "disk": "#d62728", "lmdb": "#f5a3a3", "redis": "#2ca02c",
+           "diskcache": "#9467bd"}
+_STYLES = {"memory": "-", "dict": "--", "disk": "-", "lmdb": "--", "redis": "-", "diskcache": "-"}
+
+
+def write_plots(results: dict[str, Any], directory: str) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    ops = results.get("ops")
+    if ops:
+        present = [i for i in ("memory", "dict", "disk", "lmdb", "redis", "diskcache") if i in ops["samples"]]
+        order = ops["order"]
+        fig, ax = plt.subplots(figsize=(10, 0.55 * len(order) + 1.5))
+        height = 0.8 / len(present)
+        for j, impl in enumerate(present):
+            ys, xs, lo, hi = [], [], [], []
+            for i, op in enumerate(order):
+                s = _samples(results, impl, op)
+                if s:
+                    st = summarise(s)
+                    ys.append(i + j * height)
+                    xs.append(st.median)
+                    lo.append(st.median - st.p25)
+                    hi.append(st.p75 - st.median)
+            ax.barh(ys, xs, height=height, xerr=[lo, hi], color=_COLORS[impl], label=LABELS[impl])
+        ax.set_yticks([i + 0.4 - height / 2 for i in range(len(order))])
+        ax.set_yticklabels(order)
+        ax.invert_yaxis()
+        ax.set_xscale("log")
+        ax.set_xlabel("ns per operation (log scale; median, bars: 25th–75th percentile)")
+        ax.set_title(f"One operation, store of {ops['n_keys']:,} keys")
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.06 - 0.5 / len(order)), ncol=len(present), fontsize=8,
+                  frameon=False)
+        ax.grid(axis="x", which="both", alpha=0.3)
+        fig.tight_layout()
+        path = os.path.join(directory, "ops.png")
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    scaling = results.get("scaling")
+    if scaling:
+        sizes = scaling["sizes"]
+        names = scaling["ops"]
+        fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 4), squeeze=False)
+        for ax, op in zip(axes[0], names):
+            for impl in ("memory", "dict", "disk", "lmdb"):
+                points = [(n, scaling["samples"][str(n)].get(impl, {}).get(op)) for n in sizes]
+                points = [(n, summarise(s)) for n, s in points if s]
+                if not points:
+                    continue
+                xs = [n for n, _ in points]
+                ys = [s.median for _, s in points]
+                err = [[s.median - s.p25 for _, s in points], [s.p75 - s.median for _, s in points]]
+                ax.errorbar(xs, ys, yerr=err, label=LABELS[impl], color=_COLORS[impl], linestyle=_STYLES[impl],
+                            marker="o", capsize=3)
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_title(op)
+            ax.set_xlabel("keys in the store")
+            ax.grid(which="both", alpha=0.3)
+        axes[0][0].set_ylabel("ns per operation (median, IQR)")
+        axes[0][-1].legend(fontsize=8)
+        fig.suptitle("Latency against store size")
+        fig.tight_layout()
+        path = os.path.join(directory, "scaling.png")
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    procs = results.get("processes")
+    if procs:
+        fig, ax = plt.subplots(figsize=(6, 4.5))
+        for kind, by_p in procs["runs"].items():
+            ps = sorted(int(p) for p in by_p)
+            stats = [summarise([r["per_second"] for r in by_p[str(p)]]) for p in ps]
+            ax.errorbar(ps, [s.median for s in stats],
+                        yerr=[[s.median - s.p25 for s in stats], [s.p75 - s.median for s in stats]],
+                        label=LABELS.get(kind, kind), color=_COLORS.get(kind), marker="o", capsize=3)
+        ax.set_yscale("log")
+        ax.set_xticks(sorted({int(p) for by_p in procs["runs"].values() for p in by_p}))
+        ax.set_xlabel("processes incrementing shared counters")
+        ax.set_ylabel("increments per second, all processes (log)")
+        ax.set_title(f"Throughput against process count ({results['meta']['machine'].get('cores usable', '?')} cores)")
+        ax.grid(which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        path = os.path.join(directory, "processes.png")
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written

@@ -43,6 +43,9 @@ logger = logging.getLogger("e2e")
 BREAK: Final = os.environ.get("E2E_BREAK") == "1"
 """Whether this run commits its scenario's deliberate bug (``E2E_BREAK=1``)."""
 
+_LOGGED_FAILURES: Final = 10
+"""Failures logged one per line; the verdict file has them all."""
+
 
 class Verdict:
     """The outcome of one scenario's check: failures (why it broke) and facts (what it saw)."""
@@ -121,7 +124,7 @@ def _publish(environment: Environment, verdict: Verdict) -> None:
         logger.info(line)
     else:
         logger.error(line)
-        for failure in verdict.failures[1:]:
+        for failure in verdict.failures[1:_LOGGED_FAILURES]:
             logger.error("e2e %s: also: %s", verdict.scenario, failure)
         environment.process_exit_code = 1
     path = os.environ.get("E2E_VERDICT")

@@ -3,8 +3,8 @@
 The commands are read from the README, so the documentation and the test
 cannot drift apart. Each runs unchanged in a fresh working directory that
 links ``examples/`` to the repository's, so the files an example writes
-(disk stores, snapshots) land in a temporary directory. Runs go two at a
-time. Locust's master port comes from the environment, so that runs with
+(disk stores, snapshots) land in a temporary directory. Runs go four at a
+time (the users mostly wait). Locust's master port comes from the environment, so that runs with
 ``--processes`` never talk to another run's master.
 """
 
@@ -68,7 +68,7 @@ def _run(name: str, command: str, workdir: Path) -> subprocess.CompletedProcess[
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, subprocess.CompletedProcess[str]]:
     root = tmp_path_factory.mktemp("examples")
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    with ThreadPoolExecutor(max_workers=4) as pool:
         futures = {name: pool.submit(_run, name, command, root / name) for name, command in COMMANDS.items()}
         return {name: future.result() for name, future in futures.items()}
 

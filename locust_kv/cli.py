@@ -275,7 +275,8 @@ def _progress(args: argparse.Namespace, label: str, total: int | None) -> Progre
     return ProgressBar(label, total, sys.stderr, args.progress)
 
 
-def _cmd_info(args: argparse.Namespace) -> None:
+def _verify(args: argparse.Namespace) -> snapshot.SnapshotInfo:
+    """Read and verify the whole snapshot ``args.file``, with a progress bar; its figures."""
     with snapshot.SnapshotReader(args.file) as reader:
         bar = _progress(args, "verify", reader.info.entries)
         try:
@@ -283,7 +284,11 @@ def _cmd_info(args: argparse.Namespace) -> None:
                 bar(bar.done + len(batch))
         finally:
             bar.close()
-        info = reader.info
+        return reader.info
+
+
+def _cmd_info(args: argparse.Namespace) -> None:
+    info = _verify(args)
     created = datetime.fromtimestamp(info.created_at_ns / 1e9, tz=timezone.utc)
     rows = [
         ("file", info.path),
@@ -335,14 +340,7 @@ def _format_from_name(path: str) -> str:
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
-    # Verify the whole file first, so that a damaged snapshot never yields a partial export.
-    with snapshot.SnapshotReader(args.file) as reader:
-        bar = _progress(args, "verify", reader.info.entries)
-        try:
-            for batch in reader.blocks():
-                bar(bar.done + len(batch))
-        finally:
-            bar.close()
+    _verify(args)  # first, so that a damaged snapshot never yields a partial export
     with snapshot.SnapshotReader(args.file) as reader:
         bar = _progress(args, "export", reader.info.entries)
         try:

@@ -109,7 +109,6 @@ _TRAILER: Final = struct.Struct("<4sQQ")
 _BLOCK_TAG: Final = b"BLK\x00"
 _TRAILER_TAG: Final = b"END\x00"
 _DIGEST_SIZE: Final = 32
-_MAX_HEADER: Final = 0xFFFF
 _MAX_BLOCK_ENTRIES: Final = 1 << 20
 
 BLOCK_BYTES: Final = 4 << 20
@@ -472,17 +471,20 @@ class SnapshotReader:
     def _refuse(self, why: str) -> SnapshotReadError:
         return SnapshotReadError(f"{self.path} is not a valid locust-kv snapshot: {why}")
 
-    def _read(self, size: int, what: str) -> bytes:
+    def _read_some(self, size: int) -> bytes:
         try:
-            data = self._file.read(size)
+            return self._file.read(size)
         except OSError as exc:
             raise map_os_error(exc, "cannot read snapshot", self.path, writing=False) from exc
+
+    def _read(self, size: int, what: str) -> bytes:
+        data = self._read_some(size)
         if len(data) != size:
             raise self._refuse(f"truncated (file ends inside the {what})")
         return data
 
     def _read_header(self) -> SnapshotInfo:
-        head = self._file.read(_HEADER.size)
+        head = self._read_some(_HEADER.size)
         if head[: len(MAGIC)] != MAGIC:
             if len(head) >= 4 and head[:4] == MAGIC[:4]:
                 raise self._refuse("its magic bytes were altered (a text-mode copy rewrites line ends)")
@@ -581,23 +583,19 @@ class SnapshotReader:
             info.data_bytes,
         ):
             raise self._refuse("entry or byte counts disagree between header, trailer and contents")
-        if self._file.read(1):
+        if self._read_some(1):
             raise self._refuse("unexpected bytes after the trailer")
         self.info = replace(info, verified=True)
 
 
-def inspect(path: str | os.PathLike[str], progress: Progress | None = None) -> SnapshotInfo:
+def inspect(path: str | os.PathLike[str]) -> SnapshotInfo:
     """Read and verify the whole snapshot at ``path``; its figures, with ``verified`` True.
 
     Raises SnapshotNotFoundError, SnapshotPermissionError, SnapshotIOError or
     SnapshotReadError.
     """
     with SnapshotReader(path) as reader:
-        done = 0
-        for batch in reader.blocks():
-            done += len(batch)
-            if progress is not None:
-                progress(done)
+        for _ in reader.blocks():
             pause()
         return reader.info
 

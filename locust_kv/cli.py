@@ -28,7 +28,13 @@ import orjson
 from . import __version__, snapshot
 from ._cooperative import CHUNK
 from .backends.base import MAX_KEY_BYTES
-from .errors import DiskPathError, KVError, SerializerError, SnapshotImportError, UnknownError
+from .errors import (
+    DiskPathError,
+    KVError,
+    SerializerError,
+    SnapshotImportError,
+    UnknownError,
+)
 from .options import configure_backend
 from .serialization import get_serializer
 

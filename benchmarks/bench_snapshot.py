@@ -82,7 +82,8 @@ def main() -> None:
 
     print(
         f"{args.entries:,} entries, {args.value_size}-byte values, snapshot {file_bytes / 1e6:.1f} MB, "
-        f"{args.rounds} rounds; Python {platform.python_version()}, {os.cpu_count()} CPUs, {platform.machine()}"
+        f"{args.rounds} rounds; Python {platform.python_version()}, {os.cpu_count()} CPUs, {platform.machine()}, "
+        f"load average {os.getloadavg()[0]:.1f}"
     )
     print(f"{'backend':<8} {'operation':<8} {'us/entry':>9} {'MB/s':>7} {'slowest us/entry':>17}")
     for (backend, operation), seconds in cases.items():

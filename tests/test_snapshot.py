@@ -46,6 +46,7 @@ from locust_kv.snapshot import (
     map_os_error,
     write_snapshot,
 )
+from locust_kv.snapshot import restore as snapshot_restore
 from locust_kv.store import set_reporter
 
 from .conftest import BACKENDS
@@ -552,3 +553,35 @@ def test_backup_and_restore_are_reported(backend: str, tmp_path: Path) -> None:
         kv.close()
     assert [name for name, _ in calls] == ["backup", "restore", "restore"]
     assert isinstance(calls[-1][1], SnapshotNotFoundError)
+
+
+class _CountingBackend:
+    """Stands in for a backend whose replace_all stops asking once it has the entries it expects, then commits."""
+
+    kind = "memory"
+
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.committed = False
+
+    def replace_all(self, batches: Iterator[list[tuple[bytes, bytes]]]) -> int:
+        received = 0
+        for batch in batches:
+            received += len(batch)
+            if received == self.expected:
+                break  # never asks for more, so never sees an error raised after the last block
+        self.committed = True
+        return received
+
+
+def test_the_last_block_is_handed_over_only_after_the_trailer_is_verified(tmp_path: Path, good_snapshot: bytes) -> None:
+    path = tmp_path / "damaged.kv"
+    path.write_bytes(_damage("digest altered", good_snapshot))
+    backend = _CountingBackend(25_000)
+    with pytest.raises(SnapshotReadError):
+        snapshot_restore(backend, path, 0, 0)  # type: ignore[arg-type]
+    assert not backend.committed
+
+    path.write_bytes(good_snapshot)
+    assert snapshot_restore(backend, path, 0, 0) == (25_000,)  # type: ignore[arg-type]
+    assert backend.committed

@@ -194,11 +194,11 @@ def _line_of(data: bytes, offset: int) -> int:
     return data.count(b"\n", 0, offset) + 1
 
 
-def import_source(source: str, source_format: str, serialization: str) -> list[tuple[bytes, bytes]]:
-    """The entries of a JSONL or CSV source, sorted by key, serialized as a store with ``serialization`` would.
+def import_source(source: str, source_format: str, serialization: str) -> tuple[list[tuple[bytes, bytes]], _BadRows]:
+    """The entries of a JSONL or CSV source, sorted by key and serialized as a store with ``serialization`` would,
+    and its bad rows.
 
-    Raises SnapshotImportError (after collecting every bad row, on the
-    exception's ``bad_rows``) and the snapshot errors for a source that cannot be read.
+    Raises the snapshot errors (SnapshotNotFoundError...) for a source that cannot be read.
     """
     try:
         with open(source, "rb") as file:
@@ -224,11 +224,7 @@ def import_source(source: str, source_format: str, serialization: str) -> list[t
             continue
         entries[raw_key] = raw_value
         first_line[raw_key] = number
-    if bad.rows:
-        error = SnapshotImportError(f"{len(bad.rows)} bad row(s) in {source}; nothing was written")
-        error.bad_rows = bad  # type: ignore[attr-defined]
-        raise error
-    return sorted(entries.items())
+    return sorted(entries.items()), bad
 
 
 # ---------------------------------------------------------------------------
@@ -315,13 +311,10 @@ def _cmd_info(args: argparse.Namespace) -> None:
 
 def _cmd_import(args: argparse.Namespace) -> None:
     source_format = args.format or _format_from_name(args.source)
-    try:
-        entries = import_source(args.source, source_format, args.serialization)
-    except SnapshotImportError as exc:
-        bad = getattr(exc, "bad_rows", None)
-        if bad is not None:
-            bad.report(sys.stderr)
-        raise
+    entries, bad = import_source(args.source, source_format, args.serialization)
+    if bad.rows:
+        bad.report(sys.stderr)
+        raise SnapshotImportError(f"{len(bad.rows)} bad row(s) in {args.source}; nothing was written")
     bar = _progress(args, "write", len(entries))
     try:
         count, size = snapshot.write_snapshot(

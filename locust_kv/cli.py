@@ -529,8 +529,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
-        # The reader of our standard output went away (| head); not a failure of ours.
-        sys.stderr.close()
+        # The reader of our standard output went away (| head). Point stdout at
+        # /dev/null so that the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except Exception as exc:  # noqa: BLE001 - every failure gets a catalogue name
         error = UnknownError(f"unexpected {type(exc).__name__}: {exc}")

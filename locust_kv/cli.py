@@ -27,7 +27,6 @@ import orjson
 
 from . import __version__, snapshot
 from ._cooperative import CHUNK
-from .backends.base import MAX_KEY_BYTES
 from .errors import (
     DiskPathError,
     KVError,
@@ -37,6 +36,7 @@ from .errors import (
 )
 from .options import configure_backend
 from .serialization import get_serializer
+from .store import _encode_key
 
 __all__ = ["main"]
 
@@ -119,25 +119,6 @@ class _BadRows:
             stream.write(f"... and {len(self.rows) - _MAX_REPORTED_ROWS} more bad row(s)\n")
 
 
-class _BadRow(Exception):
-    """Why one row of an import source cannot be stored."""
-
-
-def _check_key(key: object) -> bytes:
-    """The key's bytes; _BadRow for a key the store would refuse."""
-    if not isinstance(key, str):
-        raise _BadRow(f'"key" must be a string, not {type(key).__name__}')
-    if not key:
-        raise _BadRow('"key" is empty')
-    try:
-        data = key.encode()
-    except UnicodeEncodeError:
-        raise _BadRow('"key" is not encodable as UTF-8') from None
-    if len(data) > MAX_KEY_BYTES:
-        raise _BadRow(f'"key" is longer than {MAX_KEY_BYTES} bytes of UTF-8')
-    return data
-
-
 def _jsonl_rows(data: bytes, bad: _BadRows) -> Iterator[tuple[int, object, object]]:
     for number, line in enumerate(data.split(b"\n"), start=1):
         if not line.strip():
@@ -212,12 +193,11 @@ def import_source(source: str, source_format: str, serialization: str) -> tuple[
     first_line: dict[bytes, int] = {}
     for number, key, value in rows:
         try:
-            raw_key = _check_key(key)
-            if serialization == "string" and not isinstance(value, str):
-                raise _BadRow(f'"value" must be a string under string serialization, not {type(value).__name__}')
+            # The store's own checks, so that every imported entry is one the store could hold.
+            raw_key = _encode_key(key)
             raw_value = serializer.dumps(value)
-        except (_BadRow, KVError) as exc:
-            bad.add(number, exc.message if isinstance(exc, KVError) else str(exc))
+        except KVError as exc:
+            bad.add(number, exc.message)
             continue
         if raw_key in entries:
             bad.add(number, f"duplicate key (first on line {first_line[raw_key]})")

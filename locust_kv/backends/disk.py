@@ -61,11 +61,13 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import functools
 import secrets
+import sys
 import weakref
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from itertools import islice
 from random import random
@@ -150,6 +152,7 @@ _PAGE_SIZE: Final = os.sysconf("SC_PAGE_SIZE")
 # The real OS lock and sleep, even when gevent has patched them: they guard
 # sections that never yield, against OS threads of this process.
 _allocate_lock = get_original("_thread", "allocate_lock")
+_allocate_rlock = get_original("_thread", "RLock")
 _real_sleep = get_original("time", "sleep")
 
 # Byte offsets of the locks in the side file (the first 8 bytes hold the agreed map size).
@@ -250,6 +253,17 @@ _SCAN = _Family(DiskStoreScanError, "disk store scan failed")
 _SIZE = _Family(DiskStoreSizeError, "disk store size query failed")
 _INDEX = _Family(DiskStoreIndexError, "disk store random key lookup failed")
 _REBUILD = _Family(KeyListRebuildError, "key index rebuild failed")
+
+_WRITE_OPERATIONS: Final = {
+    "set": (_WRITE, "_set_in"),
+    "delete": (_DELETE, "_delete_in"),
+    "increment_by": (_WRITE, "_increment_in"),
+    "get_or_set": (_WRITE, "_get_or_set_in"),
+    "swap": (_WRITE, "_swap_in"),
+    "compare_and_swap": (_WRITE, "_compare_and_swap_in"),
+    "compare_and_delete": (_DELETE, "_compare_and_delete_in"),
+}
+"""The write operations with an inlined fast path: their error family and their step."""
 
 
 def map_lmdb_error(exc: lmdb.Error, family: _Family) -> KVError:
@@ -433,6 +447,8 @@ class DiskBackend(Backend):
         self._env: lmdb.Environment | None = None
         self._begin: Callable[..., lmdb.Transaction] = self._lazy_begin
         self._open_lock = _allocate_lock()
+        self._op_lock = _allocate_rlock()
+        self._threads = False
         self._map_size = 0
         self._resizes = 0
         self._dbs: tuple[tuple[Any, Any, Any], ...] = ()
@@ -482,39 +498,45 @@ class DiskBackend(Backend):
             raise map_lmdb_error(exc, _OPEN) from exc
         except OSError as exc:
             raise DiskStoreOpenError(f"could not open the disk store {spec.path}: {_os_error(exc)}") from exc
+        self._env = env
+        self._map_size = env.info()["map_size"]
         try:
             env.reader_check()  # reclaim the reader slots of killed processes
-            self._dbs, state = self._open_databases(env)
-            self._map_size = env.info()["map_size"]
+            for attempt in range(_ATTEMPTS):
+                resizes = self._resizes
+                try:
+                    self._dbs, state = self._open_databases(env)
+                    break
+                except lmdb.Error as exc:  # another process grew the map meanwhile, or it is full
+                    self._recover(_OPEN, exc, attempt, resizes)
+            else:
+                raise DiskStoreOpenError("could not open the disk store: the map was resized too many times in a row")
         except BaseException:
+            self._env = None
             env.close()
             raise
-        self._env = env
         self._begin = env.begin
         self._adopt(state)
         return env
 
     def _open_databases(self, env: lmdb.Environment) -> tuple[tuple[tuple[Any, Any, Any], ...], bytes]:
         """Create or check the layout, in one write transaction; the handles and the state."""
-        try:
-            with env.begin(write=True) as txn:
-                fmt = txn.get(_FORMAT_KEY)
-                if fmt is None:
-                    if txn.cursor().first():
-                        raise BucketNotFoundError(
-                            f"{self._spec.path} is an LMDB file but not a locust_kv store (its databases are missing)"
-                        )
-                    dbs = tuple(tuple(env.open_db(name, txn=txn) for name in names) for names in _DB_NAMES)
-                    txn.put(_FORMAT_KEY, _FORMAT)
-                    txn.put(_STATE_KEY, _State(0, _VALID if self._track_keys else _NONE, 0).encode())
-                elif fmt != _FORMAT:
-                    raise DiskStoreOpenError(f"disk store format {fmt!r} is not supported (this version reads {_FORMAT!r})")
-                else:
-                    dbs = tuple(tuple(env.open_db(name, txn=txn, create=False) for name in names) for names in _DB_NAMES)
-                state = txn.get(_STATE_KEY)
-                _State.decode(state)
-        except lmdb.Error as exc:
-            raise map_lmdb_error(exc, _OPEN) from exc
+        with env.begin(write=True) as txn:
+            fmt = txn.get(_FORMAT_KEY)
+            if fmt is None:
+                if txn.cursor().first():
+                    raise BucketNotFoundError(
+                        f"{self._spec.path} is an LMDB file but not a locust_kv store (its databases are missing)"
+                    )
+                dbs = tuple(tuple(env.open_db(name, txn=txn) for name in names) for names in _DB_NAMES)
+                txn.put(_FORMAT_KEY, _FORMAT)
+                txn.put(_STATE_KEY, _State(0, _VALID if self._track_keys else _NONE, 0).encode())
+            elif fmt != _FORMAT:
+                raise DiskStoreOpenError(f"disk store format {fmt!r} is not supported (this version reads {_FORMAT!r})")
+            else:
+                dbs = tuple(tuple(env.open_db(name, txn=txn, create=False) for name in names) for names in _DB_NAMES)
+            state = txn.get(_STATE_KEY)
+            _State.decode(state)
         return dbs, state  # type: ignore[return-value]
 
     def _close_env(self) -> None:
@@ -583,74 +605,48 @@ class DiskBackend(Backend):
 
     def _read(self, family: _Family, op: Callable[..., Any], *args: Any) -> Any:
         """``op(txn, view, *args)`` in a read transaction, following map growth and state changes."""
-        for attempt in range(_ATTEMPTS):
-            resizes = self._resizes
-            try:
-                txn = self._begin()
-            except lmdb.Error as exc:
-                self._recover(family, exc, attempt, resizes)
-                continue
-            try:
-                raw = txn.get(_STATE_KEY)
-                view = self._view
-                if raw != view.raw:
-                    view = self._adopt(raw)
-                return op(txn, view, *args)
-            except lmdb.Error as exc:
-                if self._resizes == resizes:  # else another thread's resize ended the transaction: retry
-                    raise map_lmdb_error(exc, family) from exc
-            finally:
-                txn.abort()
-        raise family.error(f"{family.what}: the map was resized too many times in a row")
+        return self._run(family, False, False, op, args)
 
     def _write(self, family: _Family, op: Callable[..., Any], *args: Any) -> Any:
         """``op(txn, view, *args)`` in a write transaction, committed; refused during a restore; grows the map."""
-        for attempt in range(_ATTEMPTS):
-            resizes = self._resizes
-            try:
-                txn = self._begin(None, None, True)
-            except lmdb.Error as exc:
-                self._recover(family, exc, attempt, resizes)
-                continue
-            try:
-                raw = txn.get(_STATE_KEY)
-                view = self._view
-                if raw != view.writable:
-                    view = self._check_writable(txn, raw)
-                result = op(txn, view, *args)
-                txn.commit()
-                return result
-            except lmdb.Error as exc:
-                txn.abort()
-                self._recover(family, exc, attempt, resizes)
-            except BaseException:
-                txn.abort()
-                raise
-        raise family.error(f"{family.what}: the map was resized too many times in a row")
+        return self._run(family, True, True, op, args)
 
     def _write_unchecked(self, family: _Family, op: Callable[..., Any], *args: Any) -> Any:
         """As :meth:`_write`, for the steps of a restore or rebuild, which check the state themselves."""
+        return self._run(family, True, False, op, args)
+
+    def _run(self, family: _Family, write: bool, checked: bool, op: Callable[..., Any], args: tuple[Any, ...]) -> Any:
         for attempt in range(_ATTEMPTS):
             resizes = self._resizes
+            lock = self._op_lock if self._threads else None
+            if lock is not None:
+                lock.acquire()
             try:
-                txn = self._begin(None, None, True)
-            except lmdb.Error as exc:
-                self._recover(family, exc, attempt, resizes)
-                continue
-            try:
-                raw = txn.get(_STATE_KEY)
-                view = self._view
-                if raw != view.raw:
-                    view = self._adopt(raw)
-                result = op(txn, view, *args)
-                txn.commit()
-                return result
-            except lmdb.Error as exc:
-                txn.abort()
-                self._recover(family, exc, attempt, resizes)
-            except BaseException:
-                txn.abort()
-                raise
+                try:
+                    txn = self._begin(None, None, True) if write else self._begin()
+                except lmdb.Error as exc:
+                    failure = exc
+                else:
+                    try:
+                        raw = txn.get(_STATE_KEY)
+                        view = self._view
+                        if checked:
+                            if raw != view.writable:
+                                view = self._check_writable(txn, raw)
+                        elif raw != view.raw:
+                            view = self._adopt(raw)
+                        result = op(txn, view, *args)
+                        if write:
+                            txn.commit()
+                        return result
+                    except lmdb.Error as exc:
+                        failure = exc
+                    finally:
+                        txn.abort()  # after a commit: does nothing
+            finally:
+                if lock is not None:
+                    lock.release()
+            self._recover(family, failure, attempt, resizes)
         raise family.error(f"{family.what}: the map was resized too many times in a row")
 
     def _recover(self, family: _Family, exc: lmdb.Error, attempt: int, resizes: int) -> None:
@@ -658,11 +654,34 @@ class DiskBackend(Backend):
         if isinstance(exc, lmdb.MapResizedError):
             self._resize(family, False, resizes)
         elif isinstance(exc, lmdb.MapFullError):
-            self._resize(family, True, resizes)
+            try:
+                self._resize(family, True, resizes)
+            except DiskStoreFullError as full:
+                if full.__cause__ is None:
+                    raise full from exc
+                raise
         elif isinstance(exc, lmdb.ReadersFullError) and attempt == 0 and self._env is not None:
             self._env.reader_check()
         elif self._resizes == resizes:  # else another thread's resize ended the transaction: retry
             raise map_lmdb_error(exc, family) from exc
+
+    # -- OS threads ----------------------------------------------------------------------
+
+    def _enter_thread_mode(self) -> None:
+        """From now on every transaction of this backend holds ``_op_lock``, so resizes can exclude them.
+
+        ``set_mapsize`` must not run while another OS thread of the process is
+        inside a transaction (py-lmdb then fails those with EINVAL, or hangs).
+        Greenlets share one thread and never need this. It starts at the
+        first resize that finds other threads in the process: the inlined
+        fast paths, which take no lock, give way to their locked forms.
+        """
+        self._threads = True
+        self.get = functools.partial(self._read, _READ, self._get_in)  # type: ignore[method-assign]
+        self.exists = lambda key: self._read(_EXISTS, self._get_in, key) is not None  # type: ignore[method-assign]
+        self.random_key = self._random_key_slow  # type: ignore[method-assign]
+        for name, (family, step) in _WRITE_OPERATIONS.items():
+            setattr(self, name, functools.partial(self._write, family, getattr(self, step)))
 
     # -- growth --------------------------------------------------------------------------
 
@@ -677,8 +696,12 @@ class DiskBackend(Backend):
             env = self._env
             if env is None or self._resizes != resizes:
                 return  # closed, or another thread resized since the attempt began: retry
+            if not self._threads and len(sys._current_frames()) > 1:
+                self._enter_thread_mode()
+                _quiesce(env)
+            lock = self._op_lock if self._threads else nullcontext()
             try:
-                with side.exclusive(_RESIZE_LOCK):
+                with lock, side.exclusive(_RESIZE_LOCK):
                     agreed = side.agreed_size()
                     target = max(agreed, self._file_size())
                     if target <= self._map_size:
@@ -1053,6 +1076,9 @@ class DiskBackend(Backend):
                     txn.abort()
             except lmdb.Error:
                 pass
+        return self._random_key_slow(prefix)
+
+    def _random_key_slow(self, prefix: bytes) -> bytes | None:
         found = self._read(_INDEX, self._random_probe, prefix)
         if found is _WALK:
             return self._random_walk(prefix)
@@ -1106,12 +1132,25 @@ class DiskBackend(Backend):
     def _walk_chunk(
         self, txn: lmdb.Transaction, view: _View, prefix: bytes, after: bytes | None
     ) -> tuple[list[bytes], bool]:
+        """Up to _WALK_CHUNK matching keys after ``after``, and whether they were the last ones.
+
+        Reads in doubling steps, so a short prefix range costs about its own size.
+        """
         cursor = txn.cursor(view.data)
         if not cursor.set_range(prefix if after is None else after + b"\x00"):
             return [], True
-        keys = list(islice(cursor.iternext(keys=True, values=False), _WALK_CHUNK))
-        matching = _matching(keys, prefix)
-        return keys[:matching], matching < len(keys) or len(keys) < _WALK_CHUNK
+        keys: list[bytes] = []
+        step = _PROBE_KEYS
+        found = cursor.iternext(keys=True, values=False)
+        while len(keys) < _WALK_CHUNK:
+            wanted = min(step, _WALK_CHUNK - len(keys))
+            got = list(islice(found, wanted))
+            matching = _matching(got, prefix)
+            keys += got[:matching]
+            if matching < len(got) or len(got) < wanted:
+                return keys, True
+            step *= 2
+        return keys, False
 
     def rebuild_key_list(self) -> None:
         """Build the index from the data, a slice per transaction; writers keep it up meanwhile.
@@ -1222,6 +1261,7 @@ class DiskBackend(Backend):
         try:
             staging = self._write_unchecked(_WRITE, self._start_restore, owner)
             for batch in batches:
+                pause()  # reading the batch was work too
                 for start in range(0, len(batch), _RESTORE_ROWS):
                     rows = batch[start : start + _RESTORE_ROWS]
                     self._write_unchecked(_WRITE, self._restore_rows, owner, staging, rows)
@@ -1269,10 +1309,11 @@ class DiskBackend(Backend):
         count = int.from_bytes(slots.key(), "big") + 1 if slots.last() else 0
         if ascending:
             # Snapshots come in key order: append to every database, no searches.
+            # Generators, not lists: each pair is freed at once, so the restore
+            # does not keep triggering the garbage collector.
             cursor.putmulti(rows, append=True)
-            numbered = [((count + i).to_bytes(8, "big"), key) for i, (key, _) in enumerate(rows)]
-            slots.putmulti(numbered, append=True)
-            txn.cursor(slotof).putmulti([(key, slot) for slot, key in numbered], append=True)
+            slots.putmulti((((count + i).to_bytes(8, "big"), key) for i, (key, _) in enumerate(rows)), append=True)
+            txn.cursor(slotof).putmulti(((key, (count + i).to_bytes(8, "big")) for i, (key, _) in enumerate(rows)), append=True)
             return
         for key, value in rows:
             if txn.replace(key, value, data) is None:
@@ -1329,6 +1370,17 @@ def _set_mapsize(env: lmdb.Environment, size: int) -> None:
             env.info()  # raises if the environment is no longer usable
             _real_sleep(0.0005)
     env.set_mapsize(size)
+
+
+def _quiesce(env: lmdb.Environment) -> None:
+    """Wait for what other threads began before thread mode (unlocked) to end: microseconds, usually."""
+    _real_sleep(0.02)
+    me = str(os.getpid())
+    for _ in range(1_000):
+        readers = [line.split() for line in env.readers().splitlines()[1:]]
+        if not any(fields[:1] == [me] and fields[-1] != "-" for fields in readers):
+            return
+        _real_sleep(0.001)
 
 
 def _random_slot(txn: lmdb.Transaction, view: _View) -> bytes | None | object:

@@ -1,0 +1,333 @@
+"""The disk store's key index, random keys, rebuild, restore and backup, checked against the data itself."""
+
+from __future__ import annotations
+
+import collections
+import os
+import random
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import gevent
+import pytest
+
+from locust_kv import KV, open_kv
+from locust_kv.backends import disk
+from locust_kv.errors import DiskStoreScanError, RestoreInProgressError
+
+from .disk_helpers import fork_call, wait_all_ok, wait_exit
+
+
+def index_of(kv: KV) -> tuple[set[bytes], list[tuple[int, bytes]], dict[bytes, int], bytes]:
+    """(data keys, slots in order, key -> slot, index status) read straight from LMDB."""
+    backend = kv._backend
+    backend.size()  # open the environment and adopt the current state
+    view = backend._view
+    with backend._env.begin() as txn:
+        keys = {k for k, _ in txn.cursor(view.data)}
+        slots = [(int.from_bytes(s, "big"), k) for s, k in txn.cursor(view.slots)]
+        slot_of = {k: int.from_bytes(s, "big") for k, s in txn.cursor(view.slotof)}
+    return keys, slots, slot_of, view.state.index
+
+
+def assert_index_matches_data(kv: KV) -> None:
+    keys, slots, slot_of, status = index_of(kv)
+    assert status == b"v"
+    assert [slot for slot, _ in slots] == list(range(len(slots)))  # dense
+    assert {key for _, key in slots} == keys == set(slot_of)
+    assert all(slot_of[key] == slot for slot, key in slots)
+
+
+def chi2(counts: collections.Counter[str], expected_keys: list[str], draws: int) -> float:
+    expected = draws / len(expected_keys)
+    return sum((counts[k] - expected) ** 2 / expected for k in expected_keys)
+
+
+@pytest.fixture
+def kv(tmp_path: Path) -> Iterator[KV]:
+    handle = open_kv(backend="disk", path=tmp_path / "s.lmdb")
+    yield handle
+    handle.close()
+
+
+# -- the index follows every write ----------------------------------------------------------------
+
+
+def test_the_index_matches_the_data_after_random_operations(kv: KV) -> None:
+    rng = random.Random(7)
+    keys = [f"k{i}" for i in range(60)]
+    for step in range(4_000):
+        key = rng.choice(keys)
+        op = rng.randrange(9)
+        if op == 0:
+            kv.set(key, step)
+        elif op == 1:
+            kv.delete(key)
+        elif op == 2:
+            kv.delete_if_exists(key)
+        elif op == 3:
+            kv.swap(key, step)
+        elif op == 4:
+            kv.get_or_set(key, step)
+        elif op == 5:
+            kv.compare_and_swap(key, None, step)
+        elif op == 6:
+            kv.compare_and_delete(key, kv.get(key) if kv.exists(key) else None)
+        elif op == 7:
+            kv.set(f"i{key}", 0) if rng.random() < 0.5 else kv.increment_by(f"i{key}", 1)
+        elif step % 500 == 0:
+            kv.clear()
+        if step % 400 == 0:
+            assert_index_matches_data(kv)
+    assert_index_matches_data(kv)
+
+
+def test_overwrites_leave_the_index_alone(kv: KV) -> None:
+    kv.set("a", 1)
+    before = index_of(kv)
+    for i in range(50):
+        kv.set("a", i)
+        kv.swap("a", i)
+        kv.increment_by("a", 0) if isinstance(kv.get("a"), int) else None
+    assert index_of(kv) == before
+
+
+# -- random keys -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("matching", "others"),
+    [(5, 300), (64, 300), (300, 300), (100, 20_000)],
+    ids=["small-range", "just-probed", "rejection", "rare-prefix-walk"],
+)
+def test_random_key_with_a_prefix_is_uniform(kv: KV, matching: int, others: int) -> None:
+    wanted = [f"p:{i:05d}" for i in range(matching)]
+    for key in wanted + [f"q:{i:05d}" for i in range(others)]:
+        kv.set(key, 1)
+    draws = 40 * matching
+    counts = collections.Counter(kv.random_key("p:") for _ in range(draws))
+    assert set(counts) == set(wanted)
+    # 99.99th percentile of chi-square with matching - 1 degrees of freedom, roughly
+    assert chi2(counts, wanted, draws) < matching + 6 * (2 * matching) ** 0.5 + 20
+
+
+def test_random_key_without_an_index_walks_and_is_uniform(tmp_path: Path) -> None:
+    with open_kv(backend="disk", path=tmp_path / "s.lmdb", track_keys=False) as kv:
+        keys = [f"k{i:03d}" for i in range(30)]
+        for key in keys:
+            kv.set(key, 1)
+        assert index_of(kv)[3] == b"n" and index_of(kv)[1] == []  # nothing indexed
+        draws = 3_000
+        counts = collections.Counter(kv.random_key() for _ in range(draws))
+        assert set(counts) == set(keys)
+        assert chi2(counts, keys, draws) < 65
+        assert {kv.random_key("k00") for _ in range(100)} == {f"k00{i}" for i in range(10)}
+
+
+def test_random_key_walks_past_one_chunk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(disk, "_WALK_CHUNK", 7)
+    with open_kv(backend="disk", path=tmp_path / "s.lmdb", track_keys=False) as kv:
+        keys = [f"k{i:03d}" for i in range(40)]
+        for key in keys:
+            kv.set(key, 1)
+        draws = 4_000
+        counts = collections.Counter(kv.random_key() for _ in range(draws))
+        assert set(counts) == set(keys) and chi2(counts, keys, draws) < 85
+
+
+# -- who keeps an index --------------------------------------------------------------------------------
+
+
+def test_an_index_is_built_by_rebuild_and_then_kept_by_every_writer(tmp_path: Path) -> None:
+    path = tmp_path / "s.lmdb"
+    with open_kv(backend="disk", path=path, track_keys=False) as kv:
+        for i in range(500):
+            kv.set(f"k{i}", i)
+        assert index_of(kv)[3] == b"n"
+        assert kv.rebuild_key_list() is True
+        assert_index_matches_data(kv)
+        for i in range(0, 500, 3):  # a track_keys=False writer keeps the store's index up
+            kv.delete(f"k{i}")
+        kv.set("new", 1)
+        assert_index_matches_data(kv)
+        kv.clear()  # cleared by a process that does not want an index
+        assert index_of(kv)[3] == b"n"
+    with open_kv(backend="disk", path=path) as kv:
+        kv.set("a", 1)
+        assert index_of(kv)[3] == b"n"  # a store without an index: random_key walks
+        assert kv.random_key() == "a"
+        kv.clear()
+        kv.set("b", 1)
+        assert_index_matches_data(kv)
+
+
+def test_rebuild_runs_in_slices_beside_writers(kv: KV, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(disk, "_SLICE_SECONDS", 0.0)  # a slice per 256 keys
+    for i in range(5_000):
+        kv.set(f"k{i:05d}", i)
+    stop = False
+
+    def writer(n: int) -> None:
+        rng = random.Random(n)
+        while not stop:
+            key = f"k{rng.randrange(6_000):05d}"
+            kv.delete(key) if rng.random() < 0.5 else kv.set(key, n)
+            gevent.sleep(0)
+
+    writers = [gevent.spawn(writer, n) for n in range(5)]
+    gevent.sleep(0)
+    kv.rebuild_key_list()
+    stop = True
+    gevent.joinall(writers, raise_error=True)
+    assert_index_matches_data(kv)
+
+
+def test_a_rebuild_taken_over_by_clear_stops(kv: KV, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(disk, "_SLICE_SECONDS", 0.0)
+    for i in range(3_000):
+        kv.set(f"k{i:05d}", i)
+    rebuilding = gevent.spawn(kv.rebuild_key_list)
+    gevent.sleep(0)
+    kv.clear()
+    assert rebuilding.get(timeout=30) is True
+    kv.set("only", 1)
+    assert_index_matches_data(kv)
+    assert kv.random_key() == "only"
+
+
+# -- restore -----------------------------------------------------------------------------------------
+
+
+def _batches(keys: list[bytes], size: int) -> Iterator[list[tuple[bytes, bytes]]]:
+    for start in range(0, len(keys), size):
+        yield [(key, b'"restored"') for key in keys[start : start + size]]
+
+
+def test_restore_replaces_everything_and_random_key_sees_it_at_once(kv: KV) -> None:
+    for i in range(100):
+        kv.set(f"old{i}", i)
+    assert kv.random_key().startswith("old")
+    keys = [b"new:%05d" % i for i in range(12_345)]
+    assert kv._backend.replace_all(_batches(keys, 1_000)) == len(keys)
+    assert kv.size() == len(keys)
+    assert all(kv.random_key().startswith("new:") for _ in range(200))
+    assert not kv.exists("old1") and kv.get("new:00042") == "restored"
+    assert_index_matches_data(kv)
+    assert kv._backend._view.state.generation == 1
+
+
+def test_restore_of_unordered_batches_with_repeated_keys(kv: KV) -> None:
+    rows = [[(b"b", b"1"), (b"a", b"2")], [(b"a", b"3"), (b"c", b"4")], [(b"0", b"5")]]
+    assert kv._backend.replace_all(iter(rows)) == 4
+    assert [(e.key, e.value) for e in kv.list()] == [("0", 5), ("a", 3), ("b", 1), ("c", 4)]
+    assert_index_matches_data(kv)
+
+
+def test_a_failing_restore_leaves_the_data_and_writers_as_they_were(kv: KV) -> None:
+    for i in range(50):
+        kv.set(f"live{i}", i)
+
+    def broken() -> Iterator[list[tuple[bytes, bytes]]]:
+        yield [(b"new:%05d" % i, b"1") for i in range(3_000)]
+        raise ValueError("the snapshot is damaged")
+
+    with pytest.raises(ValueError, match="damaged"):
+        kv._backend.replace_all(broken())
+    assert kv.size() == 50 and kv.get("live7") == 7
+    kv.set("after", 1)
+    assert_index_matches_data(kv)
+    staging = kv._backend._dbs[1][0]
+    with kv._backend._env.begin() as txn:
+        assert txn.stat(staging)["entries"] == 0  # the half-filled generation was dropped
+
+
+def _write_during_restore(path: Path, restoring: Path, result: Path) -> None:
+    kv = open_kv(backend="disk", path=path)
+    while not restoring.exists():
+        time.sleep(0.005)
+    try:
+        kv.set("child", 1)
+        result.write_text("written")
+    except RestoreInProgressError:
+        assert kv.get("live") == 1  # readers go on
+        result.write_text("RestoreInProgressError")
+
+
+def test_writers_in_another_process_fail_fast_during_a_restore(kv: KV, tmp_path: Path) -> None:
+    kv.set("live", 1)
+    restoring, result = tmp_path / "restoring", tmp_path / "result"
+    pid = fork_call(_write_during_restore, tmp_path / "s.lmdb", restoring, result)
+
+    def batches() -> Iterator[list[tuple[bytes, bytes]]]:
+        yield [(b"a", b"1")]
+        restoring.write_text("now")
+        deadline = time.monotonic() + 60
+        while not result.exists() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        yield [(b"b", b"2")]
+
+    assert kv._backend.replace_all(batches()) == 2
+    wait_all_ok([pid])
+    assert result.read_text() == "RestoreInProgressError"
+    assert kv.list() == kv.scan().entries and [e.key for e in kv.list()] == ["a", "b"]
+
+
+def _restore_then_die(path: Path) -> None:
+    kv = open_kv(backend="disk", path=path)
+
+    def batches() -> Iterator[list[tuple[bytes, bytes]]]:
+        yield [(b"half:%04d" % i, b"1") for i in range(2_500)]
+        os.kill(os.getpid(), signal.SIGKILL)
+        yield []
+
+    kv._backend.replace_all(batches())
+
+
+def test_a_restore_whose_process_died_is_cleaned_up_by_the_next_writer(kv: KV, tmp_path: Path) -> None:
+    kv.set("live", 1)
+    pid = fork_call(_restore_then_die, tmp_path / "s.lmdb")
+    assert wait_exit(pid) == -signal.SIGKILL
+    assert kv._backend.random_key(b"") == b"live"
+    with kv._backend._env.begin() as txn:
+        assert disk._State.decode(txn.get(disk._STATE_KEY)).restorer == pid  # the dead restorer's flag
+    kv.set("after", 2)  # its lock is free: the writer drops its half-filled generation and goes on
+    assert {e.key for e in kv.list()} == {"live", "after"}
+    with kv._backend._env.begin() as txn:
+        assert disk._State.decode(txn.get(disk._STATE_KEY)).restorer == 0
+        assert txn.stat(kv._backend._dbs[1][0])["entries"] == 0
+    assert_index_matches_data(kv)
+
+
+# -- backup ------------------------------------------------------------------------------------------
+
+
+def test_a_backup_reads_one_snapshot_while_writers_go_on(kv: KV) -> None:
+    for i in range(3_000):
+        kv.set(f"k{i:05d}", i)
+    reader = kv._backend.begin_backup(False)
+    assert reader.point_in_time is True
+    rows = []
+    for n, batch in enumerate(reader.batches(500)):
+        rows += batch
+        kv.set(f"k{n:05d}", -1)  # a writer between batches
+        kv.delete(f"k{2_999 - n:05d}")
+        kv.set(f"z{n}", 1)
+    reader.close()
+    assert [int(v) for _, v in rows] == list(range(3_000))
+
+
+def test_a_backup_stops_with_an_error_when_the_map_must_grow_under_it(tmp_path: Path) -> None:
+    with open_kv(backend="disk", path=tmp_path / "s.lmdb", map_size=1 << 16) as kv:
+        for i in range(100):
+            kv.set(f"k{i:03d}", i)
+        reader = kv._backend.begin_backup(False)
+        batches = reader.batches(10)
+        assert len(next(batches)) == 10
+        for i in range(2_000):  # the map doubles: every transaction of the process ends
+            kv.set(f"big{i}", "x" * 300)
+        with pytest.raises(DiskStoreScanError, match="retry the backup"):
+            next(batches)
+        reader.close()
+        assert kv.backup(tmp_path / "again.kv").total_entries == 2_100

@@ -45,7 +45,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from locust_kv import open_kv  # noqa: E402
+from locust_kv import open_kv  # noqa: E402 - after the path insert
 from locust_kv.backends.disk import DEFAULT_MAP_SIZE  # noqa: E402
 
 VALUE = {"user": 1234, "name": "alice", "tags": ["a", "b"], "active": True}
@@ -90,6 +90,7 @@ def bare_env(path: Path) -> lmdb.Environment:
 def bare_operations(env: lmdb.Environment, db: object) -> dict[str, tuple[Callable[[], object], Callable[[], object]]]:
     """Bare py-lmdb in database ``db`` (None: the main one): name -> (bytes, bytes + key and json encoding)."""
     key_text, key = "user:000500", b"user:000500"
+    counter_text, cas_text = "counter", "cas"  # encoded per call, as a user's str keys are
     a, b = dumps({"v": 1}), dumps({"v": 2})
     flip = [0]
 
@@ -125,7 +126,7 @@ def bare_operations(env: lmdb.Environment, db: object) -> dict[str, tuple[Callab
     def cas_json() -> bool:
         n = flip[0] % 2
         flip[0] += 1
-        return cas("cas".encode(), dumps({"v": 1 + n}), dumps({"v": 2 - n}))
+        return cas(cas_text.encode(), dumps({"v": 1 + n}), dumps({"v": 2 - n}))
 
     def get_or_set(k: bytes = key, value: bytes = ENCODED) -> tuple[bytes, bool]:
         with env.begin(db=db, write=True) as txn:
@@ -143,7 +144,7 @@ def bare_operations(env: lmdb.Environment, db: object) -> dict[str, tuple[Callab
         "get": (get, lambda: orjson.loads(get(key_text.encode()))),  # type: ignore[arg-type]
         "exists": (exists, lambda: exists(key_text.encode())),
         "set": (put, lambda: put(key_text.encode(), dumps(VALUE))),
-        "increment_by": (increment, lambda: increment("counter".encode())),
+        "increment_by": (increment, lambda: increment(counter_text.encode())),
         "compare_and_swap": (cas, cas_json),
         "get_or_set": (get_or_set, get_or_set_json),
     }

@@ -35,7 +35,13 @@ from locust_kv.errors import (
     StoreClosedError,
 )
 
-from .disk_helpers import damage_page, main_root_page, named_root_page, repair_page, run_python
+from .disk_helpers import (
+    damage_page,
+    main_root_page,
+    named_root_page,
+    repair_page,
+    run_python,
+)
 
 # -- the table ------------------------------------------------------------------------------
 

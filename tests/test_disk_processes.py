@@ -6,15 +6,24 @@ import collections
 import json
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
+import lmdb
 import pytest
 
 from locust_kv import KV, open_kv
 from locust_kv.errors import BackupInProgressError, DiskStoreFullError
 
-from .disk_helpers import fork_call, python_child, reader_pids, run_python, wait_all_ok, wait_exit
+from .disk_helpers import (
+    fork_call,
+    python_child,
+    reader_pids,
+    run_python,
+    wait_all_ok,
+    wait_exit,
+)
 
 PROCESSES = 4
 
@@ -318,10 +327,10 @@ def test_a_map_that_cannot_grow_is_full_and_stays_readable(tmp_path: Path) -> No
     kv = open_kv(backend="disk", path=tmp_path / "s.lmdb", map_size=1 << 16, max_map_size=1 << 18)
     written = 0
     with pytest.raises(DiskStoreFullError) as caught:
-        for written in range(100_000):  # noqa: B007 - counted for the asserts below
+        for written in range(100_000):
             kv.set(f"k{written:06d}", "x" * 500)
     assert "max_map_size" in str(caught.value)
-    assert isinstance(caught.value.__cause__, __import__("lmdb").MapFullError)
+    assert isinstance(caught.value.__cause__, lmdb.MapFullError)
     assert kv._backend._map_size == 1 << 18
     assert written > 100 and kv.size() == written
     assert kv.get("k000000") == "x" * 500
@@ -331,7 +340,6 @@ def test_a_map_that_cannot_grow_is_full_and_stays_readable(tmp_path: Path) -> No
 
 def test_the_map_grows_while_os_threads_read_and_write(tmp_path: Path) -> None:
     """Resizing ends every transaction of the process: other threads' reads retry, their writes are waited for."""
-    import threading
 
     kv = open_kv(backend="disk", path=tmp_path / "s.lmdb", map_size=1 << 16)
     errors: list[BaseException] = []

@@ -60,8 +60,8 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import os
 import functools
+import os
 import secrets
 import sys
 import weakref
@@ -72,7 +72,7 @@ from dataclasses import dataclass
 from itertools import islice
 from random import random
 from time import perf_counter
-from typing import Any, Final, NamedTuple
+from typing import Any, ClassVar, Final, NamedTuple
 
 import lmdb
 from gevent.monkey import get_original
@@ -299,7 +299,7 @@ class _SideFile:
     of the process's locks on it). The flags say what this process runs.
     """
 
-    _open: dict[str, _SideFile] = {}
+    _open: ClassVar[dict[str, _SideFile]] = {}
 
     def __init__(self, store_path: str, fd: int) -> None:
         self.store_path = store_path
@@ -1439,16 +1439,18 @@ class _DiskBackupReader(BackupReader):
             after = batch[-1][0]
 
     def _batch(self, after: bytes | None, size: int) -> list[tuple[bytes, bytes]]:
-        txn = self._txn
-        if txn is None:
-            raise DiskStoreScanError(self._why_stopped or "the backup reader is closed")
-        try:
-            cursor = txn.cursor(self._data)
-            if not (cursor.first() if after is None else cursor.set_range(after + b"\x00")):
-                return []
-            return list(islice(cursor.iternext(), size))
-        except lmdb.Error as exc:
-            raise map_lmdb_error(exc, _SCAN) from exc
+        backend = self._backend
+        with backend._op_lock if backend._threads else nullcontext():  # see DiskBackend._enter_thread_mode
+            txn = self._txn
+            if txn is None:
+                raise DiskStoreScanError(self._why_stopped or "the backup reader is closed")
+            try:
+                cursor = txn.cursor(self._data)
+                if not (cursor.first() if after is None else cursor.set_range(after + b"\x00")):
+                    return []
+                return list(islice(cursor.iternext(), size))
+            except lmdb.Error as exc:
+                raise map_lmdb_error(exc, _SCAN) from exc
 
     def _interrupt(self) -> None:
         """The map is about to be resized, which ends every transaction of the process."""

@@ -53,8 +53,10 @@ def _verdict(ok: bool) -> str:
     return "PASS" if ok else "**MISS**"
 
 
-def _samples(results: dict[str, Any], impl: str, op: str) -> list[float] | None:
-    return results["ops"]["samples"].get(impl, {}).get(op)
+def _samples(results: dict[str, Any], impl: str, op: str, clock: str = "cpu") -> list[float] | None:
+    """Per-round ns/op of one case: thread CPU time, or wall-clock time (``clock="wall"``)."""
+    key = "wall_samples" if clock == "wall" else "samples"
+    return results["ops"].get(key, results["ops"]["samples"]).get(impl, {}).get(op)
 
 
 # ---------------------------------------------------------------------------
@@ -73,7 +75,7 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                     r = ratio(a, b)
                     rows.append(dict(target=f"{LABELS[impl]} {op} within {limit}x of {LABELS[floor]}",
                                      group=impl, op=op, measured=_x(r), ok=r.median <= limit, value=r.median))
-        a, b = _samples(results, "redis", "increment_by"), _samples(results, "disk", "increment_by")
+        a, b = _samples(results, "redis", "increment_by", "wall"), _samples(results, "disk", "increment_by", "wall")
         if a and b:
             r = ratio(a, b)
             rows.append(dict(target=f"disk increment_by at least {REDIS_SPEEDUP_MIN:.0f}x faster than redis-py INCRBY",
@@ -174,6 +176,14 @@ def write_results_md(results: dict[str, Any], path: str, same_work: str, notes: 
     w("")
     w("Versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()) + ".")
     w("")
+    loads = [meta["machine"].get(k, "") for k in ("load average at start", "load average at end")]
+    cores = int(meta["machine"].get("cores usable", "1") or 1)
+    busiest = max((float(x.split()[0]) for x in loads if x), default=0.0)
+    if busiest > 0.5 * cores:
+        w(f"The machine is shared: its 1-minute load average reached {busiest:.1f} on {cores} cores during the run, "
+          "so other processes competed for the CPU. Side-by-side rounds keep the ratios fair; absolute figures and "
+          "spreads are noisier than on an idle machine.")
+        w("")
     skipped_peers = results.get("skipped_peers", {})
     if skipped_peers:
         w("**Skipped peers:**")
@@ -228,8 +238,9 @@ def _ops_section(results: dict[str, Any], w: Any) -> None:
     w("## Operations")
     w("")
     w(f"A store holding {ops['n_keys']:,} user keys (100-byte JSON values) and 100 counters; one call per operation, "
-      "batches of about "
-      f"{ops['target_ms']:g} ms, {ops['rounds']} rounds. ns per operation.")
+      f"batches of about {ops['target_ms']:g} ms, {ops['rounds']} rounds. ns per operation. Against the floors, the "
+      "clock is the thread's CPU time (the machine's other load barely moves it); against redis-py and diskcache, "
+      "which wait on a server or a disk, the wall clock for every column.")
     w("")
     notes = ops.get("notes", {})
     for impl, floor, limit in (("memory", "dict", MEMORY_FLOOR_MAX), ("disk", "lmdb", DISK_FLOOR_MAX)):
@@ -253,7 +264,8 @@ def _ops_section(results: dict[str, Any], w: Any) -> None:
     present = [i for i in ("memory", "dict", "disk", "lmdb", "redis", "diskcache") if i in ops["samples"]]
     w("### Every implementation")
     w("")
-    w("Median ns per operation. The last columns are how many times slower than the disk backend each peer is.")
+    w("Median wall-clock ns per operation. The last columns are how many times slower than the disk backend each "
+      "peer is (round by round, wall clock on both sides).")
     w("")
     head = " | ".join(LABELS[i] for i in present)
     extra = [p for p in ("redis", "diskcache") if p in present and "disk" in present]
@@ -262,11 +274,11 @@ def _ops_section(results: dict[str, Any], w: Any) -> None:
     for op in ops["order"]:
         cells = []
         for impl in present:
-            s = _samples(results, impl, op)
+            s = _samples(results, impl, op, "wall")
             cells.append(_ns(summarise(s).median) if s else "—")
         ratios = []
         for p in extra:
-            a, b = _samples(results, p, op), _samples(results, "disk", op)
+            a, b = _samples(results, p, op, "wall"), _samples(results, "disk", op, "wall")
             ratios.append(f"{ratio(a, b).median:,.1f}x" if a and b else "—")
         note = f" ({notes[op]})" if notes.get(op) else ""
         w(f"| {op}{note} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
@@ -289,7 +301,8 @@ def _attribution_section(results: dict[str, Any], w: Any) -> None:
     ops = results["ops"]
     w("## Where each gap is: front-end or backend")
     w("")
-    w("The same operations measured once more without locust_kv's front-end: the backend object called directly with "
+    w("The same operations measured once more without locust_kv's front-end (in the same rounds, thread CPU time): "
+      "the backend object called directly with "
       "bytes (no argument checks, serialization, error mapping or result types), and the bare py-lmdb floor's "
       "transaction functions called with bytes (its work without serialization). Medians in ns. For the disk backend "
       "the gap to the floor splits exactly into **front-end adds** = (locust_kv − backend alone) − (floor − floor "
@@ -340,9 +353,12 @@ def _scaling_section(results: dict[str, Any], w: Any) -> None:
     w("")
     w(f"The same operations on stores of {', '.join(f'{n:,}' for n in sizes)} user keys, a store of every size and "
       f"implementation open at once and all of them measured in the same rounds ({scaling['rounds']} rounds), so "
-      "the ratios between sizes are taken round by round. Median ns per operation (25th–75th percentile).")
+      "the ratios between sizes are taken round by round. Each cell: median ns per operation of thread CPU time "
+      "(25th–75th percentile), then the median wall-clock time, which also counts waits the CPU clock does not see "
+      "(the kernel writing back pages a write dirtied, and other processes holding the CPU).")
     w("")
     impls = [i for i in ("memory", "dict", "disk", "lmdb") if any(i in scaling["samples"][str(n)] for n in sizes)]
+    walls = scaling.get("wall_samples", {})
     for op in scaling["ops"]:
         w(f"**{op}**")
         w("")
@@ -352,7 +368,11 @@ def _scaling_section(results: dict[str, Any], w: Any) -> None:
             cells = []
             for impl in impls:
                 s = scaling["samples"][str(n)].get(impl, {}).get(op)
-                cells.append(_stat_ns(summarise(s)) if s else "—")
+                wall = walls.get(str(n), {}).get(impl, {}).get(op)
+                cell = _stat_ns(summarise(s)) if s else "—"
+                if s and wall:
+                    cell += f"; wall {_ns(summarise(wall).median)}"
+                cells.append(cell)
             w(f"| {n:,} | " + " | ".join(cells) + " |")
         w("")
     w("![latency against store size](scaling.png)")
@@ -471,7 +491,7 @@ def write_plots(results: dict[str, Any], directory: str) -> list[str]:
         for j, impl in enumerate(present):
             ys, xs, lo, hi = [], [], [], []
             for i, op in enumerate(order):
-                s = _samples(results, impl, op)
+                s = _samples(results, impl, op, "wall")
                 if s:
                     st = summarise(s)
                     ys.append(i + j * height)
@@ -483,7 +503,7 @@ def write_plots(results: dict[str, Any], directory: str) -> list[str]:
         ax.set_yticklabels(order)
         ax.invert_yaxis()
         ax.set_xscale("log")
-        ax.set_xlabel("ns per operation (log scale; median, bars: 25th–75th percentile)")
+        ax.set_xlabel("wall-clock ns per operation (log scale; median, bars: 25th–75th percentile)")
         ax.set_title(f"One operation, store of {ops['n_keys']:,} keys")
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.06 - 0.5 / len(order)), ncol=len(present), fontsize=8,
                   frameon=False)
@@ -497,29 +517,32 @@ def write_plots(results: dict[str, Any], directory: str) -> list[str]:
     if scaling:
         sizes = scaling["sizes"]
         names = scaling["ops"]
-        fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 4), squeeze=False)
-        for ax, op in zip(axes[0], names):
-            for impl in ("memory", "dict", "disk", "lmdb"):
-                points = [(n, scaling["samples"][str(n)].get(impl, {}).get(op)) for n in sizes]
-                points = [(n, summarise(s)) for n, s in points if s]
-                if not points:
-                    continue
-                xs = [n for n, _ in points]
-                ys = [s.median for _, s in points]
-                err = [[s.median - s.p25 for _, s in points], [s.p75 - s.median for _, s in points]]
-                ax.errorbar(xs, ys, yerr=err, label=LABELS[impl], color=_COLORS[impl], linestyle=_STYLES[impl],
-                            marker="o", capsize=3)
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-            ax.set_title(op)
-            ax.set_xlabel("keys in the store")
-            ax.grid(which="both", alpha=0.3)
-        axes[0][0].set_ylabel("ns per operation (median, IQR)")
-        axes[0][-1].legend(fontsize=8)
-        fig.suptitle("Latency against store size")
-        fig.tight_layout()
+        fig, axes = plt.subplots(2, len(names), figsize=(3.6 * len(names), 7), squeeze=False)
+        for row, (key, clock) in enumerate((("samples", "thread CPU"), ("wall_samples", "wall clock"))):
+            for ax, op in zip(axes[row], names):
+                for impl in ("memory", "dict", "disk", "lmdb"):
+                    points = [(n, scaling.get(key, {}).get(str(n), {}).get(impl, {}).get(op)) for n in sizes]
+                    points = [(n, summarise(s)) for n, s in points if s]
+                    if not points:
+                        continue
+                    xs = [n for n, _ in points]
+                    ys = [s.median for _, s in points]
+                    err = [[s.median - s.p25 for _, s in points], [s.p75 - s.median for _, s in points]]
+                    ax.errorbar(xs, ys, yerr=err, label=LABELS[impl], color=_COLORS[impl], linestyle=_STYLES[impl],
+                                marker="o", capsize=3)
+                ax.set_xscale("log")
+                ax.set_yscale("log")
+                ax.set_title(f"{op} ({clock})", fontsize=9)
+                ax.grid(which="both", alpha=0.3)
+                if row == 1:
+                    ax.set_xlabel("keys in the store")
+            axes[row][0].set_ylabel(f"ns per operation, {clock}")
+        handles, labels = axes[0][0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=9, frameon=False)
+        fig.suptitle("Latency against store size (median, bars: 25th–75th percentile)")
+        fig.tight_layout(rect=(0, 0.04, 1, 1))
         path = os.path.join(directory, "scaling.png")
-        fig.savefig(path, dpi=110)
+        fig.savefig(path, dpi=100)
         plt.close(fig)
         written.append(path)
     procs = results.get("processes")

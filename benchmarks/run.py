@@ -60,8 +60,8 @@ from peers import (  # noqa: E402
 )
 
 FULL = dict(
-    ops_keys=10_000, ops_rounds=9, ops_ms=20,
-    scaling_sizes=[1_000, 10_000, 100_000, 1_000_000], scaling_rounds=7, scaling_ms=10,
+    ops_keys=10_000, ops_rounds=15, ops_ms=10,
+    scaling_sizes=[1_000, 10_000, 100_000, 1_000_000], scaling_rounds=11, scaling_ms=8,
     backup_n=1_000_000, backup_rounds=3,
     process_counts=[1, 2, 4], process_rounds=3, process_seconds=1.0,
     locust_rounds=3, locust_seconds=4, locust_users=8,
@@ -316,9 +316,11 @@ def run_ops(impls: dict[str, Any], cfg: dict[str, Any], results: dict[str, Any])
     log(f"ops: {len(cases)} cases, {cfg['ops_rounds']} rounds")
     measure(cases, cfg["ops_rounds"], cfg["ops_ms"], lambda m: log(f"ops: {m}"))
     samples: dict[str, dict[str, list[float]]] = {}
+    wall: dict[str, dict[str, list[float]]] = {}
     for case in cases:
         impl, op = case.key
         samples.setdefault(impl, {})[op] = case.samples
+        wall.setdefault(impl, {})[op] = case.wall_samples
     results["ops"] = {
         "n_keys": n,
         "rounds": cfg["ops_rounds"],
@@ -326,6 +328,7 @@ def run_ops(impls: dict[str, Any], cfg: dict[str, Any], results: dict[str, Any])
         "order": [s.name for s in OPS],
         "notes": {s.name: s.note for s in OPS if s.note},
         "samples": samples,
+        "wall_samples": wall,
     }
     results["skipped_ops"] = {f"{i}|{o}": r for (i, o), r in skipped.items()}
     # Profile the operations that miss their floor target.
@@ -360,11 +363,13 @@ def run_scaling(impls: dict[str, Any], cfg: dict[str, Any], results: dict[str, A
     log(f"scaling: {len(cases)} cases, {cfg['scaling_rounds']} rounds")
     measure(cases, cfg["scaling_rounds"], cfg["scaling_ms"], lambda m: log(f"scaling: {m}"))
     samples: dict[str, dict[str, dict[str, list[float]]]] = {str(n): {} for n in cfg["scaling_sizes"]}
+    wall: dict[str, dict[str, dict[str, list[float]]]] = {str(n): {} for n in cfg["scaling_sizes"]}
     for case in cases:
         impl, n = case.key[0].split("@")
         samples[n].setdefault(impl, {})[case.key[1]] = case.samples
+        wall[n].setdefault(impl, {})[case.key[1]] = case.wall_samples
     results["scaling"] = {"sizes": cfg["scaling_sizes"], "rounds": cfg["scaling_rounds"], "ops": SCALING_OPS,
-                          "samples": samples, "side_by_side": True}
+                          "samples": samples, "wall_samples": wall, "side_by_side": True}
     return by_size
 
 
@@ -536,6 +541,7 @@ def main(argv: list[str] | None = None) -> int:
         redis_version = redis_version.split(" sha=")[0].replace("Redis server v=", "")
     results["meta"]["versions"] = describe_versions(redis_version)
     results["meta"]["duration_s"] = time.monotonic() - _t0
+    results["meta"]["machine"]["load average at end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     with open(os.path.join(out_dir, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
     write_outputs(results, out_dir, include_notes=not args.quick)

@@ -97,6 +97,8 @@ class Result:
     seconds: float
     exit_code: int | None
     facts: dict[str, Any] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+    """Every violated invariant the check reported (``reason`` starts with the first)."""
     workdir: str = ""
 
 
@@ -131,12 +133,14 @@ def run_one(scenario: Scenario, topology: Topology, root: Path) -> Result:
     workdir = root / f"{scenario.name}-{topology.name}"
     workdir.mkdir()
     verdict_path = workdir / "verdict.json"
+    verdict: dict[str, Any] | None = None
     env = dict(os.environ, E2E_VERDICT=str(verdict_path), E2E_WORKDIR=str(workdir), PYTHONUNBUFFERED="1")
     started = time.monotonic()
 
     def result(passed: bool, reason: str, exit_code: int | None, facts: dict[str, Any] | None = None) -> Result:
         seconds = time.monotonic() - started
-        return Result(scenario.name, topology.name, passed, reason, seconds, exit_code, facts or {}, str(workdir))
+        failures = verdict["failures"] if verdict else []
+        return Result(scenario.name, topology.name, passed, reason, seconds, exit_code, facts or {}, failures, str(workdir))
 
     log_path = workdir / "locust.log"
     with open(log_path, "wb") as log:

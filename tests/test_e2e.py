@@ -117,4 +117,6 @@ def test_scenario_fails_when_its_invariant_breaks(scenario: str, topology: str, 
     assert result is not None, output
     assert not result["passed"], f"{scenario} [{topology}] passed with its deliberate bug: {result['facts']}"
     assert result["exit_code"] == 1, f"locust exited {result['exit_code']}: {result['reason']}"
-    assert EXPECTED_REASON[scenario] in result["reason"], result["reason"]
+    # The deliberate bug's violation is normally the first reported; on a starved machine a
+    # shortfall (too few jobs in the run time...) may come first, so look at every failure.
+    assert any(EXPECTED_REASON[scenario] in failure for failure in result["failures"]), result["reason"]

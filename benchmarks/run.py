@@ -546,7 +546,8 @@ def main(argv: list[str] | None = None) -> int:
         json.dump(results, f, indent=1)
     write_outputs(results, out_dir, include_notes=not args.quick)
     for t in report.evaluate_targets(results):
-        print(f"{'PASS' if t['ok'] else 'MISS'}  {t['measured']:>32}  {t['target']}")
+        verdict = "SKIPPED" if t["ok"] is None else "PASS" if t["ok"] else "MISS"
+        print(f"{verdict:7} {t['measured']:>32}  {t['target']}")
     log(f"wrote {out_dir}/RESULTS.md, results.json and plots")
     return 0
 

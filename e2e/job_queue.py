@@ -46,7 +46,7 @@ class Producer(User):
 
 class Consumer(User):
     weight = 3
-    wait_time = between(0.005, 0.02)
+    wait_time = between(0.001, 0.005)
 
     def on_start(self) -> None:
         self.kv = self.environment.kv

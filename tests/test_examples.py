@@ -79,6 +79,12 @@ def test_every_example_has_a_command_in_the_readme() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_example_docstring_gives_the_readme_command(name: str) -> None:
+    docstring = (EXAMPLES / name).read_text(encoding="utf-8").split('"""')[1]
+    assert COMMANDS[name] in [line.strip() for line in docstring.splitlines()]
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
 def test_example_runs_and_exits_0(name: str, runs: dict[str, subprocess.CompletedProcess[str]]) -> None:
     done = runs[name]
     output = done.stdout + done.stderr

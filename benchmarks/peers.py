@@ -528,8 +528,9 @@ class LmdbFloor(Impl):
         cursor = txn.cursor(self.data_db)
         if not cursor.set_range(prefix):
             return None
-        head = [k for k in islice(cursor.iternext(True, False), _PROBE_KEYS + 1) if k.startswith(prefix)]
-        if len(head) <= _PROBE_KEYS:
+        head = list(islice(cursor.iternext(True, False), _PROBE_KEYS + 1))
+        if len(head) <= _PROBE_KEYS or not head[-1].startswith(prefix):  # keys ascend: the matches lead
+            head = [k for k in head if k.startswith(prefix)]
             return head[int(random() * len(head))] if head else None
         while True:
             slots.set_key(int(random() * count).to_bytes(8, "big"))

@@ -343,7 +343,7 @@ def _profiles_section(results: dict[str, Any], w: Any) -> None:
     w("## Where the time goes in the misses")
     w("")
     w("cProfile of one batch of each missed operation (own time per function, largest first; "
-      "the profiler inflates every call, so read the shares, not the ns).")
+      "the profiler inflates every call, so read the shares and the calls per operation, not absolute times).")
     w("")
     for key, lines in results["profiles"].items():
         impl, op = key.split("|")

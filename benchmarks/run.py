@@ -412,6 +412,7 @@ def run_processes(impls: dict[str, Any], cfg: dict[str, Any], results: dict[str,
         if s:
             estimates[kind] = sorted(s)[len(s) // 2] / 1e9
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    configs = []
     for kind in ("disk", "lmdb", "redis"):
         if kind not in impls:
             continue
@@ -429,16 +430,17 @@ def run_processes(impls: dict[str, Any], cfg: dict[str, Any], results: dict[str,
             target = {"port": impl.r.connection_pool.connection_kwargs["port"]}
             read_total = lambda keys, r=impl.r: sum(int(v or 0) for v in r.mget(keys))  # noqa: E731
         n = max(1000, int(cfg["process_seconds"] / estimates[kind]))
-        runs[kind] = {}
-        for p in cfg["process_counts"]:
-            runs[kind][str(p)] = []
-            for _ in range(rounds):
-                try:
-                    runs[kind][str(p)].append(bench_processes.run_config(kind, target, p, n, read_total))
-                except lmdb.Error as exc:
-                    raise RuntimeError(f"{kind} with {p} processes: {exc}") from exc
-            last = runs[kind][str(p)][-1]
-            log(f"processes: {kind} x{p}: {last['per_second']:,.0f}/s exact={last['exact']}")
+        runs[kind] = {str(p): [] for p in cfg["process_counts"]}
+        configs += [(kind, target, read_total, p, n) for p in cfg["process_counts"]]
+    # Rounds outermost, so that a noisy moment of the machine hits every configuration alike.
+    for r in range(rounds):
+        for kind, target, read_total, p, n in configs:
+            try:
+                result = bench_processes.run_config(kind, target, p, n, read_total)
+            except lmdb.Error as exc:
+                raise RuntimeError(f"{kind} with {p} processes: {exc}") from exc
+            runs[kind][str(p)].append(result)
+            log(f"processes round {r + 1}/{rounds}: {kind} x{p}: {result['per_second']:,.0f}/s exact={result['exact']}")
     results["processes"] = {"counters": bench_processes.COUNTERS, "rounds": rounds, "runs": runs}
 
 

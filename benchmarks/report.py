@@ -125,9 +125,12 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             if variant["op"] == "none":
                 continue
             cost = _locust_cost(locust, variant)
+            ab = _locust_cost_ab(locust, variant)
+            worse = max(cost.median, ab.median)
             rows.append(dict(target=f"{variant['name']}: costs Locust < {LOCUST_COST_MAX:.0%} of its iterations/s",
-                             group="locust", op=variant["name"], measured=f"{cost.median:.1%} ({cost.p25:.1%}–{cost.p75:.1%})",
-                             ok=cost.median < LOCUST_COST_MAX, value=cost.median))
+                             group="locust", op=variant["name"],
+                             measured=f"{cost.median:.1%} timed in place, {ab.median:.1%} by rates",
+                             ok=worse < LOCUST_COST_MAX, value=worse))
     return rows
 
 
@@ -184,10 +187,12 @@ def write_results_md(results: dict[str, Any], path: str, same_work: str, notes: 
     w("")
     w("Versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()) + ".")
     w("")
-    loads = [meta["machine"].get(k, "") for k in ("load average at start", "load average at end")]
     cores = int(meta["machine"].get("cores usable", "1") or 1)
-    busiest = max((float(x.split()[0]) for x in loads if x), default=0.0)
-    if busiest > 0.5 * cores:
+    start = float((meta["machine"].get("load average at start") or "0").split()[0])
+    end = float((meta["machine"].get("load average at end") or "0").split()[0])
+    busiest = max(start, end)
+    # The benchmark itself keeps about one core busy: other load shows as more than that.
+    if start > 0.5 * cores or end > cores:
         w(f"The machine is shared: its 1-minute load average reached {busiest:.1f} on {cores} cores during the run, "
           "so other processes competed for the CPU. Side-by-side rounds keep the ratios fair; absolute figures and "
           "spreads are noisier than on an idle machine.")
@@ -467,13 +472,14 @@ def _locust_section(results: dict[str, Any], w: Any) -> None:
         slow_note = f" ({slow:,} of {calls:,} calls over 1 ms left out)" if slow else ""
         w(f"| {variant['name']} | {rates.median:,.0f} ({rates.p25:,.0f}–{rates.p75:,.0f}) | {per_iter:.2f} | "
           f"{kv.median:.2f} ({kv.p25:.2f}–{kv.p75:.2f}){slow_note} | {cost.median:.1%} ({cost.p25:.1%}–{cost.p75:.1%}) | "
-          f"{ab.median:.1%} ({ab.p25:.1%}–{ab.p75:.1%}) | {_verdict(cost.median < LOCUST_COST_MAX)} |")
+          f"{ab.median:.1%} ({ab.p25:.1%}–{ab.p75:.1%}) | {_verdict(max(cost.median, ab.median) < LOCUST_COST_MAX)} |")
     w("")
     w("*KV operation in context* is the mean time of the KV call timed inside the task (minus the timer's own cost, "
       "measured on the task without KV operation); *cost* is that time over the CPU time of an iteration of the same "
-      "run, the share of Locust's iterations per second the KV operation takes. *Cost by rates* compares the "
-      "iterations per CPU second with those of the task without KV operation in the same round; it should agree, "
-      "but other load on the machine makes it noisier.")
+      "run, the share of Locust's iterations per second the KV operation takes directly. *Cost by rates* compares the "
+      "iterations per CPU second with those of the task without KV operation in the same round: it also counts "
+      "indirect costs (caches and allocator state the operation leaves behind), and other load on the machine "
+      "makes it noisier. The verdict takes the larger of the two.")
     w("")
 
 

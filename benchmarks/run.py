@@ -86,6 +86,27 @@ def log(message: str) -> None:
 
 
 # ---------------------------------------------------------------------------
+# What the benchmark needs beyond locust_kv.
+
+REQUIREMENTS = os.path.join(HERE, "requirements.txt")
+_MODULES = {"redis": "redis-py (the Redis peer)", "diskcache": "diskcache (a peer)", "matplotlib": "matplotlib (the plots)"}
+
+
+def ensure_python_packages(allow_install: bool) -> dict[str, str]:
+    """Install benchmarks/requirements.txt when one of its modules is missing; what is still missing, and why."""
+    import importlib.util
+
+    missing = [m for m in _MODULES if importlib.util.find_spec(m) is None]
+    if missing and allow_install:
+        log(f"missing {', '.join(missing)}: pip install -r {os.path.relpath(REQUIREMENTS)}")
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-r", REQUIREMENTS], check=False)
+        importlib.invalidate_caches()
+        missing = [m for m in missing if importlib.util.find_spec(m) is None]
+    how = "pip install failed" if allow_install else "--no-install was given"
+    return {m: f"the Python package for {_MODULES[m]} is not installed and {how}" for m in missing}
+
+
+# ---------------------------------------------------------------------------
 # The machine and the versions.
 
 
@@ -274,7 +295,16 @@ def open_impls(workdir: str, allow_install: bool, skipped: dict[str, str]) -> tu
     if "lmdb" in impls:
         impls["lmdb-core"] = LmdbCore(impls["lmdb"])
     server = None
+    missing = ensure_python_packages(allow_install)
+    if "redis" in missing:
+        skipped["redis"] = missing["redis"]
+    if "diskcache" in missing:
+        skipped["diskcache"] = missing["diskcache"]
+    if "matplotlib" in missing:
+        skipped["plots"] = missing["matplotlib"]
     try:
+        if "redis" in skipped:
+            raise redis_server.Skipped(skipped["redis"])
         server = redis_server.start(allow_install, log)
         impls["redis"] = RedisPeer(server.port, server.directory)
     except redis_server.Skipped as exc:
@@ -285,7 +315,8 @@ def open_impls(workdir: str, allow_install: bool, skipped: dict[str, str]) -> tu
             server.stop()
             server = None
     try:
-        impls["diskcache"] = DiskcachePeer(os.path.join(workdir, "diskcache"))
+        if "diskcache" not in skipped:
+            impls["diskcache"] = DiskcachePeer(os.path.join(workdir, "diskcache"))
     except Exception as exc:
         skipped["diskcache"] = f"{type(exc).__name__}: {exc}"
     return impls, server, {"flags": flags, "source": flags_source}
@@ -471,7 +502,10 @@ def write_outputs(results: dict[str, Any], out_dir: str, include_notes: bool) ->
         same_work += (f"\nLMDB flags of both the disk backend and the bare py-lmdb floor ({lmdb_meta['source']}): "
                       + ", ".join(f"`{k}={v}`" for k, v in lmdb_meta["flags"].items()) + ".\n")
     report.write_results_md(results, os.path.join(out_dir, "RESULTS.md"), same_work, notes)
-    report.write_plots(results, out_dir)
+    try:
+        report.write_plots(results, out_dir)
+    except ImportError as exc:
+        log(f"no plots: {exc}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,6 +32,7 @@ EXPECTED: dict[str, ErrorGroup] = {
     "SnapshotBudgetExceededError": U,
     "SnapshotNotFoundError": U,
     "SnapshotReadError": U,
+    "SnapshotImportError": U,
     "StoreClosedError": U,
     "DatabaseNotOpenError": U,
     "InvalidBackendError": C,
@@ -99,7 +100,7 @@ def test_errors_module_exports_every_name() -> None:
 
 def test_package_exports_are_sorted_and_public() -> None:
     public = {name for name in dir(locust_kv) if not name.startswith("_")} - {"annotations", "version", "PackageNotFoundError"}
-    modules = {"backends", "errors", "options", "results", "serialization", "store"}
+    modules = {"backends", "cli", "errors", "options", "plugin", "results", "serialization", "snapshot", "store"}
     assert set(locust_kv.__all__) - {"__version__"} == public - modules
     assert locust_kv.__all__ == sorted(locust_kv.__all__)
 

@@ -51,6 +51,10 @@ Reporter = Callable[[str, float, "Exception | None"], None]
 
 _allocate_lock = get_original("_thread", "allocate_lock")
 
+# Builds a named tuple without the Python-level __new__ the class adds
+# (about 150 ns a result on the hot path).
+_new: Final = tuple.__new__
+
 
 # ---------------------------------------------------------------------------
 # Argument checks shared by every operation.
@@ -395,7 +399,7 @@ class KV:
         """
         try:
             stored, loaded = _pair(self._backend.get_or_set(_encode_key(key), self._dumps(value)))
-            return GetOrSetResult(self._loads(stored) if loaded else value, loaded)
+            return _new(GetOrSetResult, (self._loads(stored) if loaded else value, loaded))
         except BaseException as exc:
             raise self._failure(exc, "get_or_set", key)  # noqa: B904
 
@@ -408,8 +412,8 @@ class KV:
         try:
             previous = self._backend.swap(_encode_key(key), self._dumps(value))
             if previous is None:
-                return SwapResult(None, False)
-            return SwapResult(self._loads(previous), True)
+                return _new(SwapResult, (None, False))
+            return _new(SwapResult, (self._loads(previous), True))
         except BaseException as exc:
             raise self._failure(exc, "swap", key)  # noqa: B904
 
@@ -488,7 +492,10 @@ class KV:
         start = decode_cursor(cursor) + b"\x00" if cursor != "" else b""
         rows, more = _pair(self._backend.scan(raw_prefix, start, limit))
         loads = self._loads
-        entries = [Entry(_decode_key(k), loads(v)) for k, v in rows]
+        try:
+            entries = [_new(Entry, (k.decode(), loads(v))) for k, v in rows]
+        except UnicodeDecodeError:
+            raise SerializerError("a stored key is not valid UTF-8") from None
         if more and rows:
             return ScanPage(entries, encode_cursor(rows[-1][0]), False)
         return ScanPage(entries, "", True)

@@ -33,35 +33,65 @@ __all__ = ["MemoryBackend", "MemorySpec", "configure"]
 _allocate_lock = get_original("_thread", "allocate_lock")
 
 
+_REBUILD_ATTEMPTS = 3
+"""Tries of rebuild_key_list beside writers before it holds them off."""
+
+_RESTORE_SLICE = 2_000
+"""Entries a restore indexes between two pauses."""
+
 _PREFIX_DRAWS = 8
 """Draws from all keys that ``random_key(prefix)`` tries before it bisects."""
 
 
+_SHARDS = 64
+"""The slot map is split in this many dicts: growing one dict of a million keys
+stalls the process for tens of milliseconds at each resize; growing 64 small
+ones never does."""
+
+
 class _Index:
-    """The key index: sorted keys, and with tracking a dense list for O(1) sampling."""
+    """The key index: sorted keys, and with tracking a dense list for O(1) sampling.
 
-    __slots__ = ("order", "slot_of", "slots", "tracked")
+    ``slot_of`` maps a key to its position in ``slots``, in shards chosen by
+    the key's (cached) hash.
+    """
 
-    def __init__(self, tracked: bool, keys: SortedList | None = None) -> None:
+    __slots__ = ("changes", "order", "slot_of", "slots", "tracked")
+
+    def __init__(self, tracked: bool) -> None:
         self.tracked = tracked
-        self.order = keys if keys is not None else SortedList()
-        self.slots: list[bytes] = list(self.order) if tracked else []
-        self.slot_of: dict[bytes, int] = {k: i for i, k in enumerate(self.slots)}
+        self.changes = 0  # keys added or removed one by one since creation
+        self.order = SortedList()
+        self.slots: list[bytes] = []
+        self.slot_of: list[dict[bytes, int]] = [{} for _ in range(_SHARDS)] if tracked else []
+
+    def extend(self, keys: list[bytes]) -> None:
+        """Add keys known to be absent, in bulk."""
+        self.order.update(keys)
+        if self.tracked:
+            slot_of = self.slot_of
+            slot = len(self.slots)
+            for key in keys:
+                slot_of[hash(key) % _SHARDS][key] = slot
+                slot += 1
+            self.slots.extend(keys)
 
     def add(self, key: bytes) -> None:
+        self.changes += 1
         self.order.add(key)
         if self.tracked:
-            self.slot_of[key] = len(self.slots)
+            self.slot_of[hash(key) % _SHARDS][key] = len(self.slots)
             self.slots.append(key)
 
     def remove(self, key: bytes) -> None:
+        self.changes += 1
         self.order.remove(key)
         if self.tracked:
-            slot = self.slot_of.pop(key)
+            slot = self.slot_of[hash(key) % _SHARDS].pop(key)
             last = self.slots.pop()
             if slot < len(self.slots):
                 self.slots[slot] = last
-                self.slot_of[last] = slot
+                self.slot_of[hash(last) % _SHARDS][last] = slot
 
 
 class MemoryBackend(Backend):
@@ -216,9 +246,25 @@ class MemoryBackend(Backend):
 
     def rebuild_key_list(self) -> None:
         # The index changes in the same critical section as the data, so it
-        # cannot drift; rebuilding recomputes the dense list from the sorted keys.
-        with self._lock:
-            self._index = _Index(self._track_keys, self._index.order)
+        # cannot drift; rebuilding recomputes it from the keys a chunk at a
+        # time, and swaps it in if no key came or went meanwhile (else again).
+        for _ in range(_REBUILD_ATTEMPTS):
+            with self._lock:
+                current = self._index
+                changes = current.changes
+                keys = list(current.order)
+            index = _Index(self._track_keys)
+            for start in range(0, len(keys), CHUNK):
+                index.extend(keys[start : start + CHUNK])
+                pause()
+            with self._lock:
+                if self._index is current and current.changes == changes:
+                    self._index = index
+                    return
+        with self._lock:  # writers kept changing the keys: rebuild while holding them off
+            index = _Index(self._track_keys)
+            index.extend(list(self._index.order))
+            self._index = index
 
     # -- snapshots ---------------------------------------------------------
 
@@ -249,19 +295,17 @@ class MemoryBackend(Backend):
         try:
             # Built aside while readers keep the old data; swapped in at once.
             data: dict[bytes, bytes] = {}
-            order = SortedList()
+            index = _Index(self._track_keys)
             for batch in batches:
-                added = []
-                for key, value in batch:
-                    if key not in data:
-                        added.append(key)
-                    data[key] = value
-                order.update(added)
-                pause()
-            # Growing the dense list and its dict here too, batch by batch,
-            # measured worse: their resizes land on the same batches as the
-            # data dict's. One build at the end stays within ~50 ms at 1M keys.
-            index = _Index(self._track_keys, order)
+                # Indexing costs ~2 us a key: slices keep each step short.
+                for start in range(0, len(batch), _RESTORE_SLICE):
+                    added = []
+                    for key, value in batch[start : start + _RESTORE_SLICE]:
+                        if key not in data:
+                            added.append(key)
+                        data[key] = value
+                    index.extend(added)
+                    pause()
             with self._lock:
                 old, self._data, self._index = self._data, data, index
         finally:

@@ -1,4 +1,4 @@
-"""The memory backend: one process's store, in a dict.
+"""The memory backend: one process's store, in dicts.
 
 Atomicity: every operation runs under one OS-level lock, so it is atomic with
 respect to every greenlet and every thread of the process. The critical
@@ -44,9 +44,9 @@ _PREFIX_DRAWS = 8
 
 
 _SHARDS = 64
-"""The slot map is split in this many dicts: growing one dict of a million keys
-stalls the process for tens of milliseconds at each resize; growing 64 small
-ones never does."""
+"""The values and the slot map are split in this many dicts: growing one dict
+of a million keys stalls the process for 30-60 ms at each resize; growing 64
+small ones never does."""
 
 
 class _Index:
@@ -103,7 +103,10 @@ class MemoryBackend(Backend):
         self.location = f"memory store {name!r} of this process"
         self._lock = _allocate_lock()
         self._track_keys = track_keys
-        self._data: dict[bytes, bytes] = {}
+        # The values, in shards chosen by the key's (cached) hash, so that no
+        # dict grows past a few tens of thousands of keys: one dict of a
+        # million keys stalls the process for 30-60 ms each time it resizes.
+        self._shards = _new_shards()
         self._index = _Index(track_keys)
         # When set, every mutating call raises this: a strict backup or a
         # restore is running. Checked under the lock.
@@ -113,16 +116,16 @@ class MemoryBackend(Backend):
     # -- single-key operations --------------------------------------------
 
     def get(self, key: bytes) -> bytes | None:
-        return self._data.get(key)
+        return self._shards[hash(key) % _SHARDS].get(key)
 
     def exists(self, key: bytes) -> bool:
-        return key in self._data
+        return key in self._shards[hash(key) % _SHARDS]
 
     def set(self, key: bytes, value: bytes) -> None:
         with self._lock:
             if self._writers_refused is not None:
                 raise self._writers_refused()
-            data = self._data
+            data = self._shards[hash(key) % _SHARDS]
             if key not in data:
                 self._index.add(key)
             data[key] = value
@@ -131,7 +134,7 @@ class MemoryBackend(Backend):
         with self._lock:
             if self._writers_refused is not None:
                 raise self._writers_refused()
-            if self._data.pop(key, None) is None:
+            if self._shards[hash(key) % _SHARDS].pop(key, None) is None:
                 return False
             self._index.remove(key)
             return True
@@ -140,7 +143,7 @@ class MemoryBackend(Backend):
         with self._lock:
             if self._writers_refused is not None:
                 raise self._writers_refused()
-            data = self._data
+            data = self._shards[hash(key) % _SHARDS]
             current = data.get(key)
             value, encoded = apply_increment(current, delta)
             if current is None:
@@ -152,18 +155,19 @@ class MemoryBackend(Backend):
         with self._lock:
             if self._writers_refused is not None:
                 raise self._writers_refused()
-            current = self._data.get(key)
+            data = self._shards[hash(key) % _SHARDS]
+            current = data.get(key)
             if current is not None:
                 return current, True
             self._index.add(key)
-            self._data[key] = value
+            data[key] = value
             return value, False
 
     def swap(self, key: bytes, value: bytes) -> bytes | None:
         with self._lock:
             if self._writers_refused is not None:
                 raise self._writers_refused()
-            data = self._data
+            data = self._shards[hash(key) % _SHARDS]
             previous = data.get(key)
             if previous is None:
                 self._index.add(key)
@@ -174,7 +178,7 @@ class MemoryBackend(Backend):
         with self._lock:
             if self._writers_refused is not None:
                 raise self._writers_refused()
-            data = self._data
+            data = self._shards[hash(key) % _SHARDS]
             current = data.get(key)
             if current != old:
                 return False
@@ -187,9 +191,10 @@ class MemoryBackend(Backend):
         with self._lock:
             if self._writers_refused is not None:
                 raise self._writers_refused()
-            if self._data.get(key) != old:
+            data = self._shards[hash(key) % _SHARDS]
+            if data.get(key) != old:
                 return False
-            del self._data[key]
+            del data[key]
             self._index.remove(key)
             return True
 
@@ -199,13 +204,13 @@ class MemoryBackend(Backend):
         with self._lock:
             if self._writers_refused is not None:
                 raise self._writers_refused()
-            old = self._data
-            self._data = {}
+            old = self._shards
+            self._shards = _new_shards()
             self._index = _Index(self._track_keys)
         _dispose(old)
 
     def size(self) -> int:
-        return len(self._data)
+        return len(self._index.order)
 
     def scan(self, prefix: bytes, start: bytes, limit: int) -> tuple[list[tuple[bytes, bytes]], bool]:
         with self._lock:
@@ -217,14 +222,14 @@ class MemoryBackend(Backend):
                     page.pop()
             else:
                 page, more = list(keys), False
-            data = self._data
-            return [(k, data[k]) for k in page], more
+            shards = self._shards
+            return [(k, shards[hash(k) % _SHARDS][k]) for k in page], more
 
     def random_key(self, prefix: bytes) -> bytes | None:
         with self._lock:
             index = self._index
             if not prefix:
-                n = len(self._data)
+                n = len(index.order)
                 if n == 0:
                     return None
                 return index.slots[random.randrange(n)] if index.tracked else index.order[random.randrange(n)]
@@ -294,30 +299,31 @@ class MemoryBackend(Backend):
             self._writers_refused = RestoreInProgressError
         try:
             # Built aside while readers keep the old data; swapped in at once.
-            data: dict[bytes, bytes] = {}
+            shards = _new_shards()
             index = _Index(self._track_keys)
             for batch in batches:
                 # Indexing costs ~2 us a key: slices keep each step short.
                 for start in range(0, len(batch), _RESTORE_SLICE):
                     added = []
                     for key, value in batch[start : start + _RESTORE_SLICE]:
+                        data = shards[hash(key) % _SHARDS]
                         if key not in data:
                             added.append(key)
                         data[key] = value
                     index.extend(added)
                     pause()
             with self._lock:
-                old, self._data, self._index = self._data, data, index
+                old, self._shards, self._index = self._shards, shards, index
         finally:
             with self._lock:
                 self._writers_refused = None
         _dispose(old)
-        return len(data)
+        return len(index.order)
 
     def close(self) -> None:
         with self._lock:
-            old = self._data
-            self._data = {}
+            old = self._shards
+            self._shards = _new_shards()
             self._index = _Index(self._track_keys)
         _dispose(old)
 
@@ -336,8 +342,8 @@ class _MemoryBackupReader(BackupReader):
             # between batches, never inside one.
             with backend._lock:
                 keys = backend._index.order.irange(minimum=after, inclusive=(False, True))
-                data = backend._data
-                batch = [(k, data[k]) for k in islice(keys, batch_size)]
+                shards = backend._shards
+                batch = [(k, shards[hash(k) % _SHARDS][k]) for k in islice(keys, batch_size)]
             if not batch:
                 return
             yield batch
@@ -349,12 +355,17 @@ class _MemoryBackupReader(BackupReader):
             self._backend._end_backup()
 
 
-def _dispose(data: dict[bytes, bytes]) -> None:
-    """Free a large dict a chunk at a time, so deallocation does not stall greenlets."""
-    while data:
-        for _ in range(min(CHUNK, len(data))):
-            data.popitem()
-        pause()
+def _new_shards() -> list[dict[bytes, bytes]]:
+    return [{} for _ in range(_SHARDS)]
+
+
+def _dispose(shards: list[dict[bytes, bytes]]) -> None:
+    """Free a store's values a chunk at a time, so deallocation does not stall greenlets."""
+    for data in shards:
+        while data:
+            for _ in range(min(CHUNK, len(data))):
+                data.popitem()
+            pause()
 
 
 @dataclass(frozen=True)

@@ -680,6 +680,7 @@ class DiskBackend(Backend):
         self.get = functools.partial(self._read, _READ, self._get_in)  # type: ignore[method-assign]
         self.exists = lambda key: self._read(_EXISTS, self._get_in, key) is not None  # type: ignore[method-assign]
         self.random_key = self._random_key_slow  # type: ignore[method-assign]
+        self.size = functools.partial(self._read, _SIZE, self._size_in)  # type: ignore[method-assign]
         for name, (family, step) in _WRITE_OPERATIONS.items():
             setattr(self, name, functools.partial(self._write, family, getattr(self, step)))
 
@@ -1019,6 +1020,17 @@ class DiskBackend(Backend):
         self._set_index_status(txn, _VALID if self._track_keys else _NONE)
 
     def size(self) -> int:
+        # Inlined like get: the generic path costs about 450 ns more.
+        try:
+            txn = self._begin()
+            try:
+                view = self._view
+                if txn.get(_STATE_KEY) == view.raw:
+                    return txn.stat(view.data)["entries"]  # type: ignore[no-any-return]
+            finally:
+                txn.abort()
+        except lmdb.Error:
+            pass
         return self._read(_SIZE, self._size_in)  # type: ignore[no-any-return]
 
     def _size_in(self, txn: lmdb.Transaction, view: _View) -> int:

@@ -495,7 +495,9 @@ class KV:
         try:
             entries = [_new(Entry, (k.decode(), loads(v))) for k, v in rows]
         except UnicodeDecodeError:
-            raise SerializerError("a stored key is not valid UTF-8") from None
+            for k, _ in rows:
+                _decode_key(k)  # the checked path raises the catalogued error
+            raise
         if more and rows:
             return ScanPage(entries, encode_cursor(rows[-1][0]), False)
         return ScanPage(entries, "", True)

@@ -15,6 +15,7 @@ from locust_kv.errors import (
     InvalidOptionsError,
     InvalidSerializationError,
     KVOptionsConflictError,
+    SerializerError,
     UnexpectedStoreOutputError,
     UnknownError,
 )
@@ -165,3 +166,14 @@ def test_a_memory_store_opened_before_fork_works_in_the_child() -> None:
 def test_memory_backend_is_a_backend() -> None:
     with open_kv(backend="memory", name="kind") as kv:
         assert isinstance(kv._backend, MemoryBackend)
+
+
+def test_a_stored_key_that_is_not_utf8_raises_serializer_error_on_scan() -> None:
+    # Only another program writing the disk file can store such a key; write it below the front-end.
+    with open_kv(backend="memory", name="foreign-key") as kv:
+        kv.set("good", 1)
+        kv._backend.set(b"\xff\xfe", b"1")
+        with pytest.raises(SerializerError, match="not valid UTF-8"):
+            kv.scan()
+        with pytest.raises(SerializerError, match="not valid UTF-8"):
+            kv.list()

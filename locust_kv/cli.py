@@ -337,7 +337,7 @@ def _open_disk_backend(args: argparse.Namespace, must_exist: bool) -> Any:
     """The disk store at ``--path``, opened as ``open_kv`` would (DiskPathError if ``must_exist`` and it does not)."""
     if must_exist and not os.path.isfile(args.path):
         raise DiskPathError(f"no disk store at {args.path}")
-    return configure_backend("disk", args.path, args.track_keys, {}).create()
+    return configure_backend("disk", {"path": args.path, "track_keys": args.track_keys}).create()
 
 
 def _cmd_backup(args: argparse.Namespace) -> None:

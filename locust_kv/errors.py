@@ -7,8 +7,8 @@ belongs to one recovery group (``err.group``), which says what to do about it:
 
     KVError
     ├── transient: retry with backoff
-    │   ├── BackupInProgressError
-    │   └── RestoreInProgressError
+    │   ├── BackupInProgressError, RestoreInProgressError
+    │   └── StoreUnavailableError, StoreTimeoutError
     ├── user error: fix the call or the data, then retry
     │   ├── KeyNotFoundError, InvalidKeyError, KeyTooLongError,
     │   │   InvalidCursorError, InvalidArgumentError
@@ -20,14 +20,21 @@ belongs to one recovery group (``err.group``), which says what to do about it:
     │   └── StoreClosedError, DatabaseNotOpenError
     ├── configuration: fix options, paths or permissions
     │   ├── InvalidBackendError, InvalidSerializationError,
-    │   │   InvalidOptionsError, KVOptionsConflictError,
-    │   │   MemoryBackendNotSharedError
-    │   └── DiskPathError, DiskStoreOpenError, SnapshotPermissionError
+    │   │   InvalidOptionsError, KVOptionsConflictError
+    │   ├── StoreNotSharedError
+    │   │   └── MemoryBackendNotSharedError
+    │   ├── StoreOpenError
+    │   │   └── DiskStoreOpenError
+    │   └── DiskPathError, UnsafeFilesystemError, SnapshotPermissionError
     └── system failure: fail fast and investigate
-        ├── DiskStoreReadError, DiskStoreWriteError, DiskStoreDeleteError,
-        │   DiskStoreExistsError, DiskStoreScanError, DiskStoreSizeError,
-        │   DiskStoreIndexError, DiskStoreFullError, KeyListRebuildError,
-        │   BucketNotFoundError
+        ├── StoreReadError
+        │   └── DiskStoreReadError, DiskStoreExistsError, DiskStoreScanError,
+        │       DiskStoreSizeError, DiskStoreIndexError
+        ├── StoreWriteError
+        │   └── DiskStoreWriteError, DiskStoreDeleteError
+        ├── StoreFullError
+        │   └── DiskStoreFullError
+        ├── KeyListRebuildError, BucketNotFoundError
         ├── SnapshotExportError, SnapshotIOError
         └── UnexpectedStoreOutputError, UnknownError
 
@@ -84,8 +91,16 @@ __all__ = [
     "SnapshotPermissionError",
     "SnapshotReadError",
     "StoreClosedError",
+    "StoreFullError",
+    "StoreNotSharedError",
+    "StoreOpenError",
+    "StoreReadError",
+    "StoreTimeoutError",
+    "StoreUnavailableError",
+    "StoreWriteError",
     "UnexpectedStoreOutputError",
     "UnknownError",
+    "UnsafeFilesystemError",
     "UnsupportedValueTypeError",
     "ValueNumberRequiredError",
     "ValueParseError",
@@ -115,7 +130,7 @@ class KVError(Exception):
         message: the diagnostic text, without the name.
         key: the key the failing operation was called with, if any.
         operation: the name of the failing operation (``"get"``...), if any.
-        backend: ``"memory"`` or ``"disk"``, when raised by a store.
+        backend: the backend's name (``"memory"``, ``"disk"``, ``"redis"``), when raised by a store.
     """
 
     name: ClassVar[str] = "KVError"
@@ -170,6 +185,20 @@ class RestoreInProgressError(KVError):
 
     group = ErrorGroup.TRANSIENT
     default_message = "a restore is in progress; retry when it completes"
+
+
+class StoreUnavailableError(KVError):
+    """A networked store's server cannot be reached (refused, reset, unresolvable, loading)."""
+
+    group = ErrorGroup.TRANSIENT
+    default_message = "the store's server is unavailable"
+
+
+class StoreTimeoutError(KVError):
+    """A networked store's server did not answer within the socket timeout."""
+
+    group = ErrorGroup.TRANSIENT
+    default_message = "the store's server did not answer in time"
 
 
 # --------------------------------------------------------------------------
@@ -327,7 +356,19 @@ class KVOptionsConflictError(KVError):
     default_message = "store already open with different options"
 
 
-class MemoryBackendNotSharedError(KVError):
+class StoreNotSharedError(KVError):
+    """The processes of one Locust run would not all use the same store.
+
+    Raised by the plugin when a worker cannot see the store the master
+    prepared (another host's filesystem, another server), so that a run never
+    goes on with its data split between several stores.
+    """
+
+    group = ErrorGroup.CONFIGURATION
+    default_message = "the processes of this run do not share one store"
+
+
+class MemoryBackendNotSharedError(StoreNotSharedError):
     """A multi-process Locust run was configured with the per-process memory backend."""
 
     group = ErrorGroup.CONFIGURATION
@@ -341,7 +382,26 @@ class DiskPathError(KVError):
     default_message = "invalid disk store path"
 
 
-class DiskStoreOpenError(KVError):
+class StoreOpenError(KVError):
+    """A store could not be opened or connected to for a reason that retrying will not fix.
+
+    For example a Redis URL whose password is refused, a server that is a
+    read-only replica, or a server too old for the backend's scripts. The
+    disk backend raises its own subclass, DiskStoreOpenError.
+    """
+
+    group = ErrorGroup.CONFIGURATION
+    default_message = "could not open the store"
+
+
+class UnsafeFilesystemError(KVError):
+    """The disk store's file is on a network filesystem (NFS, SMB, ...), where LMDB's locks do not hold."""
+
+    group = ErrorGroup.CONFIGURATION
+    default_message = "the disk store is on a network filesystem, where LMDB is unsafe"
+
+
+class DiskStoreOpenError(StoreOpenError):
     """The LMDB environment could not be opened (permissions, locks, not an LMDB file...)."""
 
     group = ErrorGroup.CONFIGURATION
@@ -359,49 +419,76 @@ class SnapshotPermissionError(KVError):
 # System failure: fail fast and investigate.
 
 
-class DiskStoreReadError(KVError):
+class StoreReadError(KVError):
+    """A read of the store failed on the engine or server (get, exists, scan, size, random_key).
+
+    The disk backend raises its own subclasses (DiskStoreReadError...); catch
+    this class to handle a failed read on every backend.
+    """
+
+    default_message = "store read failed"
+
+
+class StoreWriteError(KVError):
+    """A write to the store failed on the engine or server (every mutating operation).
+
+    The disk backend raises its own subclasses (DiskStoreWriteError,
+    DiskStoreDeleteError); catch this class to handle a failed write on every
+    backend.
+    """
+
+    default_message = "store write failed"
+
+
+class StoreFullError(KVError):
+    """The store has no room left: a disk that cannot grow, or a server at its memory limit."""
+
+    default_message = "the store is full"
+
+
+class DiskStoreReadError(StoreReadError):
     """An LMDB read transaction failed during ``get``."""
 
     default_message = "disk store read failed"
 
 
-class DiskStoreWriteError(KVError):
+class DiskStoreWriteError(StoreWriteError):
     """An LMDB write failed (set, increment_by, get_or_set, swap, compare_and_swap)."""
 
     default_message = "disk store write failed"
 
 
-class DiskStoreDeleteError(KVError):
+class DiskStoreDeleteError(StoreWriteError):
     """An LMDB delete failed (delete, delete_if_exists, compare_and_delete, clear)."""
 
     default_message = "disk store delete failed"
 
 
-class DiskStoreExistsError(KVError):
+class DiskStoreExistsError(StoreReadError):
     """An LMDB lookup failed during ``exists``."""
 
     default_message = "disk store exists check failed"
 
 
-class DiskStoreScanError(KVError):
+class DiskStoreScanError(StoreReadError):
     """An LMDB cursor failed during ``scan`` or ``list``."""
 
     default_message = "disk store scan failed"
 
 
-class DiskStoreSizeError(KVError):
+class DiskStoreSizeError(StoreReadError):
     """Counting the disk store's keys failed."""
 
     default_message = "disk store size query failed"
 
 
-class DiskStoreIndexError(KVError):
+class DiskStoreIndexError(StoreReadError):
     """A ``random_key`` lookup in the disk store's key index failed."""
 
     default_message = "disk store random key lookup failed"
 
 
-class DiskStoreFullError(KVError):
+class DiskStoreFullError(StoreFullError):
     """The disk store needs to grow and cannot (the disk is full or the size cap is reached)."""
 
     default_message = "disk store is full and cannot grow"

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from .backends.base import Backend
     from .serialization import Serializer
 
-__all__ = ["KV", "Reporter", "open_kv", "open_stores", "set_reporter"]
+__all__ = ["KV", "Reporter", "open_kv", "open_stores", "read_marker", "set_reporter", "write_marker"]
 
 Reporter = Callable[[str, float, "Exception | None"], None]
 """Called after every operation of a reporting store: (operation, seconds, error or None)."""
@@ -146,56 +146,85 @@ def open_kv(
     backend: str = DEFAULT_BACKEND,
     path: str | os.PathLike[str] | None = None,
     serialization: str = DEFAULT_SERIALIZATION,
-    track_keys: bool = True,
     **options: Any,
 ) -> KV:
     """Open the shared store and return a new handle on it.
 
     Args:
-        backend: ``"disk"`` (LMDB, shared by every process on the host) or
-            ``"memory"`` (this process only).
+        backend: ``"disk"`` (LMDB, shared by every process on the host),
+            ``"memory"`` (this process only) or ``"redis"`` (a Redis server,
+            shared by every host that reaches it).
         path: the disk store's file; see the disk backend for the default.
-            Ignored by the memory backend.
+            Only the disk backend takes it.
         serialization: ``"json"`` (values are JSON types) or ``"string"``
             (values are str, or bytes).
-        track_keys: keep the index that makes ``random_key`` O(1) without a
-            prefix. Without it, the memory backend samples in O(log n) and the
-            disk backend in O(n).
-        **options: backend-specific options (see the disk backend).
+        **options: the backend's own options, validated by its
+            ``configure`` (``track_keys`` on every backend; ``map_size``...
+            on disk; ``url``, ``namespace``... on redis).
 
     Every call with equal options returns a handle on the same data; a call
-    for the same store (the memory store, or the same disk path) with
-    different options raises KVOptionsConflictError. Nothing that cannot
-    survive ``fork()`` is created here, so a locustfile may call it at import.
+    for the same store (the same memory store name, disk path, or Redis
+    server and namespace) with different options raises
+    KVOptionsConflictError. Nothing that cannot survive ``fork()`` is
+    created here, so a locustfile may call it at import.
 
     Raises:
         InvalidBackendError, InvalidSerializationError, InvalidOptionsError,
-        KVOptionsConflictError, and the backend's configuration errors
-        (DiskPathError, DiskStoreOpenError).
+        KVOptionsConflictError, and the backend's own configuration and
+        connection errors (DiskPathError, DiskStoreOpenError,
+        UnsafeFilesystemError, StoreOpenError, StoreUnavailableError...).
     """
     try:
-        if path is not None and not isinstance(path, (str, os.PathLike)):
-            raise InvalidOptionsError(f"path must be a str or path-like, not {type(path).__name__}")
+        if path is not None:
+            if not isinstance(path, (str, os.PathLike)):
+                raise InvalidOptionsError(f"path must be a str or path-like, not {type(path).__name__}")
+            options["path"] = path
         serializer = get_serializer(serialization)
-        spec = configure_backend(backend, path, track_keys, options)
+        spec = configure_backend(backend, options)
         wanted = StoreOptions(spec=spec, serialization=serializer.name)
-        with _registry_lock:
-            store = _registry.get(spec.identity)
-            if store is not None and store.options != wanted:
-                raise KVOptionsConflictError(
-                    "store already open in this process with different options: "
-                    f"open with {_describe(store.options)}, asked for {_describe(wanted)}"
-                )
+        while True:
+            store = _registered(spec.identity, wanted)
             if store is None:
-                store = _Store(wanted, spec.create(), serializer)
-                _registry[spec.identity] = store
-            handle = KV(store)
-            store.open_handles += 1
-            return handle
+                # Created outside the registry lock: a backend may do I/O here
+                # (a network backend connects, yielding to other greenlets),
+                # and a second open_kv in this thread must not wait on a lock
+                # it holds. Whoever registers first wins; a loser closes its own.
+                created = spec.create()
+                try:
+                    store = _register(spec.identity, _Store(wanted, created, serializer))
+                finally:
+                    if store is None or store.backend is not created:
+                        created.close()
+            with _registry_lock:
+                if _registry.get(spec.identity) is store:  # not closed by its last handle meanwhile
+                    handle = KV(store)
+                    store.open_handles += 1
+                    return handle
     except KVError:
         raise
     except Exception as exc:
         raise UnknownError(f"unexpected {type(exc).__name__} in open_kv") from exc
+
+
+def _registered(identity: object, wanted: StoreOptions) -> _Store | None:
+    """The open store at ``identity``, or None; KVOptionsConflictError when its options differ."""
+    with _registry_lock:
+        store = _registry.get(identity)
+    if store is not None and store.options != wanted:
+        raise KVOptionsConflictError(
+            "store already open in this process with different options: "
+            f"open with {_describe(store.options)}, asked for {_describe(wanted)}"
+        )
+    return store
+
+
+def _register(identity: object, store: _Store) -> _Store:
+    """Register ``store``, or return the one another caller registered meanwhile (checked as by _registered)."""
+    with _registry_lock:
+        existing = _registry.setdefault(identity, store)
+    if existing is not store:
+        _registered(identity, store.options)
+    return existing
 
 
 def _describe(options: StoreOptions) -> str:
@@ -235,6 +264,28 @@ def set_reporter(kv: KV, reporter: Reporter | None) -> None:
             handle.__class__ = cls
 
 
+def write_marker(kv: KV, name: str, value: str) -> None:
+    """Store the marker ``name`` of ``kv``'s store: a record outside the key space.
+
+    Markers are seen by every process sharing the store and never counted,
+    listed, sampled, cleared, backed up or restored. The Locust plugin keeps
+    its run token in one. Raises the backend's errors, as any write.
+    """
+    try:
+        kv._backend.write_marker(name.encode(), value.encode())
+    except BaseException as exc:
+        raise kv._failure(exc, "write_marker")  # noqa: B904
+
+
+def read_marker(kv: KV, name: str) -> str | None:
+    """The marker ``name`` of ``kv``'s store, or None when it was never written."""
+    try:
+        value = kv._backend.read_marker(name.encode())
+        return None if value is None else value.decode()
+    except BaseException as exc:
+        raise kv._failure(exc, "read_marker")  # noqa: B904
+
+
 # ---------------------------------------------------------------------------
 # The handle.
 
@@ -253,8 +304,9 @@ class KV:
     """A handle on a shared key-value store. Get one from :func:`open_kv`.
 
     Every method is atomic with respect to every other call on the same store
-    from any greenlet or thread of the process, and, on the disk backend, from
-    any process on the host. Keys are non-empty str of at most 511 bytes of
+    from any greenlet or thread of the process, and from every process that
+    shares the store: on the disk backend every process on the host, on the
+    redis backend every process on every host that reaches the server. Keys are non-empty str of at most 511 bytes of
     UTF-8. Every failure raises a :class:`~locust_kv.errors.KVError`.
     """
 
@@ -295,8 +347,13 @@ class KV:
 
     @property
     def backend(self) -> str:
-        """``"memory"`` or ``"disk"``."""
+        """The backend's name: ``"memory"``, ``"disk"`` or ``"redis"``."""
         return self._kind
+
+    @property
+    def scope(self) -> str:
+        """Who shares the store: ``"process"``, ``"host"`` or ``"network"`` (see ``backends.base.Scope``)."""
+        return self._store.backend.scope
 
     @property
     def location(self) -> str:

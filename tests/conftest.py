@@ -17,6 +17,19 @@ from locust_kv import KV, open_kv
 BACKENDS = ["memory", "disk"]
 
 
+def store_options(backend: str, place: Path, name: str = "store") -> dict[str, Any]:
+    """``open_kv`` options for a store of ``backend`` of its own, named ``name`` under ``place``.
+
+    ``place`` is a temporary directory of the test; the same arguments name
+    the same store, different ones different stores, on every backend.
+    """
+    if backend == "disk":
+        return {"backend": "disk", "path": str(place / f"{name}.lmdb")}
+    if backend == "memory":
+        return {"backend": "memory", "name": f"{place}/{name}"}
+    raise ValueError(f"no test options for backend {backend!r}")
+
+
 @pytest.fixture(params=BACKENDS)
 def backend_name(request: pytest.FixtureRequest) -> str:
     return request.param
@@ -28,9 +41,9 @@ def open_store(backend_name: str, tmp_path: Path) -> Iterator[Callable[..., KV]]
     handles: list[KV] = []
 
     def opener(**options: Any) -> KV:
-        options.setdefault("backend", backend_name)
-        if options["backend"] == "disk":
-            options.setdefault("path", str(tmp_path / "store.lmdb"))
+        backend = options.setdefault("backend", backend_name)
+        for option, value in store_options(backend, tmp_path).items():
+            options.setdefault(option, value)
         handle = open_kv(**options)
         handles.append(handle)
         return handle

@@ -10,6 +10,7 @@ import collections
 import pytest
 
 from locust_kv import KV, Entry, GetOrSetResult, ScanPage, SwapResult
+from locust_kv.store import read_marker, write_marker
 from locust_kv.errors import (
     InvalidArgumentError,
     InvalidCursorError,
@@ -562,3 +563,24 @@ def test_context_manager_closes(open_store) -> None:  # type: ignore[no-untyped-
     with open_store() as kv:
         kv.set("k", 1)
     assert kv.closed
+
+
+# -- markers: records beside the data, for the Locust plugin -----------------
+
+
+def test_markers_live_outside_the_key_space(open_store, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    kv = open_store()
+    assert read_marker(kv, "run") is None
+    kv.set("k", 1)
+    write_marker(kv, "run", "token-1")
+    assert read_marker(open_store(), "run") == "token-1"  # every handle on the store sees it
+    assert kv.size() == 1
+    assert [e.key for e in kv.list()] == ["k"]
+    assert {kv.random_key() for _ in range(20)} == {"k"}
+    kv.backup(tmp_path / "s.kv")
+    kv.clear()
+    assert read_marker(kv, "run") == "token-1"  # clear keeps markers
+    write_marker(kv, "run", "token-2")
+    kv.restore(tmp_path / "s.kv")
+    assert read_marker(kv, "run") == "token-2"  # neither backed up nor restored
+    assert kv.size() == 1

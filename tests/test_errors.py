@@ -57,6 +57,29 @@ EXPECTED: dict[str, ErrorGroup] = {
     "SnapshotIOError": S,
     "UnexpectedStoreOutputError": S,
     "UnknownError": S,
+    "StoreUnavailableError": T,
+    "StoreTimeoutError": T,
+    "StoreNotSharedError": C,
+    "StoreOpenError": C,
+    "UnsafeFilesystemError": C,
+    "StoreReadError": S,
+    "StoreWriteError": S,
+    "StoreFullError": S,
+}
+
+# Backend-specific names and the backend-neutral family each belongs to, so
+# that one ``except`` clause handles a failure on every backend.
+FAMILIES: dict[str, str] = {
+    "DiskStoreReadError": "StoreReadError",
+    "DiskStoreExistsError": "StoreReadError",
+    "DiskStoreScanError": "StoreReadError",
+    "DiskStoreSizeError": "StoreReadError",
+    "DiskStoreIndexError": "StoreReadError",
+    "DiskStoreWriteError": "StoreWriteError",
+    "DiskStoreDeleteError": "StoreWriteError",
+    "DiskStoreFullError": "StoreFullError",
+    "DiskStoreOpenError": "StoreOpenError",
+    "MemoryBackendNotSharedError": "StoreNotSharedError",
 }
 
 # The names of xk6-kv's Error Manual, which locust_kv keeps with the same meaning.
@@ -79,6 +102,13 @@ ROW = re.compile(r"^\| `(?P<name>\w+)` \| (?P<when>[^|]+) \| (?P<recover>[^|]+) 
 
 def test_catalogue_is_exactly_the_pinned_table() -> None:
     assert {name: cls.group for name, cls in catalogue().items()} == EXPECTED
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_backend_names_belong_to_their_neutral_family(name: str) -> None:
+    family = catalogue()[FAMILIES[name]]
+    assert issubclass(catalogue()[name], family)
+    assert catalogue()[name].group is family.group
 
 
 def test_every_anchor_name_exists() -> None:

@@ -22,7 +22,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from locust_kv import Entry, open_kv
 from locust_kv.errors import KeyNotFoundError, ValueParseError
 
-from .conftest import BACKENDS
+from .conftest import BACKENDS, store_options
 
 KEYS = st.text(alphabet="ab:é", min_size=1, max_size=4)
 PREFIXES = st.text(alphabet="ab:é", max_size=2)
@@ -42,7 +42,7 @@ class StoreMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.tmp = Path(tempfile.mkdtemp(prefix="locust-kv-model-"))
-        self.kv = open_kv(backend=self.backend, path=str(self.tmp / "store.lmdb"))
+        self.kv = open_kv(**store_options(self.backend, self.tmp))
         self.kv.clear()
         self.model: dict[str, bytes] = {}
 

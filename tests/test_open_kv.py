@@ -58,7 +58,7 @@ def test_memory_stores_are_told_apart_by_name() -> None:
         assert a.options == {"backend": "memory", "name": "a", "track_keys": True, "serialization": "json"}
 
 
-@pytest.mark.parametrize("backend", ["redis", "Memory", "", None, 1])
+@pytest.mark.parametrize("backend", ["sqlite", "Memory", "Redis", "", None, 1])
 def test_unknown_backend(backend: object) -> None:
     with pytest.raises(InvalidBackendError):
         open_kv(backend=backend)  # type: ignore[arg-type]

@@ -174,7 +174,7 @@ def _assert_one_line(result, name: str) -> None:  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize(
     ("args", "name"),
     [
-        (["--kv-backend", "redis"], "InvalidBackendError"),
+        (["--kv-backend", "sqlite"], "InvalidBackendError"),
         (["--kv-backend", "memory", "--kv-serialization", "xml"], "InvalidSerializationError"),
         (["--kv-backend", "memory", "--kv-path", "store.lmdb"], "InvalidOptionsError"),
         (["--kv-backend", "memory", "--kv-restore-max-entries", "5"], "InvalidOptionsError"),

@@ -49,7 +49,7 @@ from locust_kv.snapshot import (
 from locust_kv.snapshot import restore as snapshot_restore
 from locust_kv.store import set_reporter
 
-from .conftest import BACKENDS
+from .conftest import BACKENDS, store_options
 from .disk_helpers import run_python
 
 VALUES: dict[str, Any] = {
@@ -112,8 +112,8 @@ def test_string_serialization_round_trip(kv_string: KV, tmp_path: Path) -> None:
 @pytest.mark.parametrize(("source", "target"), [("memory", "disk"), ("disk", "memory"), ("disk", "disk")])
 def test_snapshots_cross_backends(source: str, target: str, tmp_path: Path) -> None:
     """One format: memory -> disk -> memory (and disk -> disk) keeps every key and value."""
-    first = open_kv(backend=source, path=str(tmp_path / "a.lmdb"))
-    second = open_kv(backend=target, path=str(tmp_path / "b.lmdb"))
+    first = open_kv(**store_options(source, tmp_path, "a"))
+    second = open_kv(**store_options(target, tmp_path, "b"))
     try:
         expected = _fill(first, 2_000)
         first.backup(tmp_path / "x.kv")
@@ -540,7 +540,7 @@ def test_a_killed_restore_changes_nothing(kv: KV, tmp_path: Path, good_snapshot:
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_backup_and_restore_are_reported(backend: str, tmp_path: Path) -> None:
-    kv = open_kv(backend=backend, path=str(tmp_path / "r.lmdb"))
+    kv = open_kv(**store_options(backend, tmp_path))
     calls: list[tuple[str, BaseException | None]] = []
     set_reporter(kv, lambda name, seconds, error: calls.append((name, error)))
     try:

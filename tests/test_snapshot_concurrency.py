@@ -254,9 +254,10 @@ _PROBE = """
 import gc, json, sys
 from pathlib import Path
 from locust_kv import open_kv
+from tests.conftest import store_options
 from tests.test_snapshot_concurrency import measure_million
 backend, snapshot, work = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
-kv = open_kv(backend=backend, path=str(work / "store.lmdb"))
+kv = open_kv(**store_options(backend, work))
 gc.collect()
 gc.freeze()
 print(json.dumps(measure_million(kv, snapshot, work / "copy.kv")))

@@ -80,7 +80,7 @@ def _held(tmp_path: Path, operation: str) -> tuple[object, Path, Path]:
         from locust_kv import snapshot
         from locust_kv.options import configure_backend
 
-        backend = configure_backend("disk", {str(tmp_path / "shared.lmdb")!r}, True, {{}}).create()
+        backend = configure_backend("disk", {{"path": {str(tmp_path / "shared.lmdb")!r}}}).create()
 
         def hold(done):
             if not os.path.exists({str(ready)!r}):

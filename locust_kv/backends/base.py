@@ -16,12 +16,36 @@ backend; a new backend is done when it passes.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator
-from typing import ClassVar
+from collections.abc import Hashable, Iterator
+from typing import Any, ClassVar, Final, Literal, Protocol
 
-from ..errors import ValueParseError
+from ..errors import InvalidOptionsError, ValueParseError
 
-__all__ = ["Backend", "BackupReader", "INT64_MAX", "INT64_MIN", "MAX_KEY_BYTES", "apply_increment", "prefix_end"]
+__all__ = [
+    "INT64_MAX",
+    "INT64_MIN",
+    "MAX_KEY_BYTES",
+    "SCOPES",
+    "Backend",
+    "BackendSpec",
+    "BackupReader",
+    "Scope",
+    "apply_increment",
+    "prefix_end",
+    "reject_unknown",
+]
+
+Scope = Literal["process", "host", "network"]
+"""Who shares a store: the processes that can reach the same data.
+
+- ``"process"``: one process only (memory). A Locust run of several
+  processes cannot use it.
+- ``"host"``: every process on one host (disk). A run whose workers are on
+  other hosts cannot use it; the plugin proves each worker sees it.
+- ``"network"``: every process that reaches the server (redis).
+"""
+
+SCOPES: Final[tuple[Scope, ...]] = ("process", "host", "network")
 
 MAX_KEY_BYTES = 511
 """The longest key, in bytes of UTF-8, on every backend (LMDB's limit), so
@@ -73,6 +97,38 @@ def prefix_end(prefix: bytes) -> bytes | None:
     return stripped[:-1] + bytes((stripped[-1] + 1,))
 
 
+def reject_unknown(kind: str, options: dict[str, Any]) -> None:
+    """Raise InvalidOptionsError naming the options a backend does not know."""
+    if options:
+        names = ", ".join(sorted(options))
+        raise InvalidOptionsError(f"unknown option(s) for the {kind} backend: {names}")
+
+
+class BackendSpec(Protocol):
+    """A backend's validated options: what its module's ``configure(**options)`` returns.
+
+    Every backend module has ``configure(**options) -> BackendSpec``; it
+    validates every option (``track_keys`` included), rejects unknown ones
+    with :func:`reject_unknown`, and does no I/O that cannot survive a fork.
+    """
+
+    kind: str
+    """The backend's name, as given to ``open_kv(backend=...)``."""
+
+    scope: Scope
+    """Who shares the store; see :data:`Scope`."""
+
+    @property
+    def identity(self) -> Hashable:
+        """Equal for two specs that denote the same store (same kind and place)."""
+
+    def describe(self) -> dict[str, Any]:
+        """The options as plain values, for people and for the Locust UI; never a secret."""
+
+    def create(self) -> Backend:
+        """A backend on this store. Must be safe to call before a fork; may do I/O (connect)."""
+
+
 class BackupReader(abc.ABC):
     """A read of the whole store for a backup, in key order, in batches.
 
@@ -95,7 +151,10 @@ class Backend(abc.ABC):
     """One store's data. See the module docstring for the contract."""
 
     kind: ClassVar[str]
-    """``"memory"`` or ``"disk"``: the name of the backend in options and errors."""
+    """The backend's name in options and errors: ``"memory"``, ``"disk"``, ``"redis"``."""
+
+    scope: ClassVar[Scope]
+    """Who shares the store; see :data:`Scope`."""
 
     location: str = ""
     """Where the data lives, for people: a path, or a description."""
@@ -156,9 +215,26 @@ class Backend(abc.ABC):
     def random_key(self, prefix: bytes) -> bytes | None:
         """A key chosen uniformly among those starting with ``prefix``; None when none does."""
 
+    def rebuild_key_list(self) -> None:  # noqa: B027 - a no-op unless the backend keeps a separate index
+        """Rebuild the index ``random_key`` uses from the data.
+
+        Only a backend whose index can fall behind its data needs this; the
+        default does nothing.
+        """
+
     @abc.abstractmethod
-    def rebuild_key_list(self) -> None:
-        """Rebuild the index ``random_key`` uses from the data."""
+    def read_marker(self, name: bytes) -> bytes | None:
+        """The marker ``name``, or None when it was never written.
+
+        Markers are small records beside the data, outside the key space:
+        never counted, listed, sampled, cleared, backed up or restored. The
+        Locust plugin keeps its run token in one, so that each worker proves
+        it sees the store the master prepared.
+        """
+
+    @abc.abstractmethod
+    def write_marker(self, name: bytes, value: bytes) -> None:
+        """Store ``value`` as the marker ``name``, visible at once to every process sharing the store."""
 
     @abc.abstractmethod
     def begin_backup(self, allow_concurrent_writes: bool) -> BackupReader:

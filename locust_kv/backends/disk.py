@@ -97,8 +97,7 @@ from ..errors import (
     RestoreInProgressError,
     StoreClosedError,
 )
-from ..options import reject_unknown
-from .base import Backend, BackupReader, apply_increment, prefix_end
+from .base import Backend, BackupReader, Scope, apply_increment, prefix_end, reject_unknown
 
 __all__ = ["DEFAULT_MAP_SIZE", "DEFAULT_PATH", "LMDB_ERRORS", "DiskBackend", "DiskSpec", "configure"]
 
@@ -117,6 +116,7 @@ _DEFAULT_MAX_READERS: Final = 126
 _FORMAT_KEY: Final = b"locust_kv.format"
 _FORMAT: Final = b"1"
 _STATE_KEY: Final = b"locust_kv.state"
+_MARKER_PREFIX: Final = b"locust_kv.marker."
 _DB_NAMES: Final = tuple(
     (b"locust_kv.data.%d" % g, b"locust_kv.slots.%d" % g, b"locust_kv.slotof.%d" % g) for g in (0, 1)
 )
@@ -438,6 +438,7 @@ class DiskBackend(Backend):
     """A store in an LMDB file, shared by every process that opens its path. See the module docstring."""
 
     kind = "disk"
+    scope = "host"
 
     def __init__(self, spec: DiskSpec) -> None:
         self.location = spec.path
@@ -1349,6 +1350,14 @@ class DiskBackend(Backend):
 
     # -- lifecycle -------------------------------------------------------------------------------
 
+    # -- markers: records of the main database, outside the generations ----------
+
+    def read_marker(self, name: bytes) -> bytes | None:
+        return self._read(_READ, _get_marker, _MARKER_PREFIX + name)  # type: ignore[no-any-return]
+
+    def write_marker(self, name: bytes, value: bytes) -> None:
+        self._write_unchecked(_WRITE, _put_marker, _MARKER_PREFIX + name, value)
+
     def close(self) -> None:
         if self._closed:
             return
@@ -1364,6 +1373,14 @@ class DiskBackend(Backend):
 
 def _pid() -> int:
     return os.getpid()
+
+
+def _get_marker(txn: lmdb.Transaction, _view: _View, key: bytes) -> bytes | None:
+    return txn.get(key)  # type: ignore[no-any-return]
+
+
+def _put_marker(txn: lmdb.Transaction, _view: _View, key: bytes, value: bytes) -> None:
+    txn.put(key, value)
 
 
 def _set_mapsize(env: lmdb.Environment, size: int) -> None:
@@ -1503,6 +1520,7 @@ class DiskSpec:
     max_map_size: int | None = None
     max_readers: int = _DEFAULT_MAX_READERS
     kind: str = "disk"
+    scope: Scope = "host"
 
     @property
     def identity(self) -> tuple[str, str]:
@@ -1525,9 +1543,9 @@ class DiskSpec:
 
 
 def configure(
-    path: object,
-    track_keys: bool,
     *,
+    path: object = None,
+    track_keys: object = True,
     durable: object = False,
     writemap: object = True,
     map_size: object = DEFAULT_MAP_SIZE,
@@ -1538,6 +1556,10 @@ def configure(
     """The disk backend's spec: validate the options and resolve the path.
 
     Options:
+        path: the store's file (default ``.locust-kv.lmdb`` in the working
+            directory); every process that opens the same real path shares it.
+        track_keys: keep the key index that makes ``random_key()`` O(1);
+            without it, sampling walks the keys.
         durable: fsync every commit (LMDB ``sync=True, metasync=True``).
             Off by default: a killed process loses nothing committed, an OS
             crash or power loss may lose recent commits or, with
@@ -1556,7 +1578,7 @@ def configure(
     InvalidOptionsError for unknown options or values of the wrong type.
     """
     reject_unknown("disk", options)
-    for name, value in (("durable", durable), ("writemap", writemap)):
+    for name, value in (("track_keys", track_keys), ("durable", durable), ("writemap", writemap)):
         if not isinstance(value, bool):
             raise InvalidOptionsError(f"{name} must be a bool, not {type(value).__name__}")
     size = _size_option("map_size", map_size)
@@ -1567,7 +1589,7 @@ def configure(
         raise InvalidOptionsError("max_readers must be an int between 1 and 65536")
     return DiskSpec(
         path=_resolve_path(path),
-        track_keys=track_keys,
+        track_keys=track_keys,  # type: ignore[arg-type]
         durable=durable,  # type: ignore[arg-type]
         writemap=writemap,  # type: ignore[arg-type]
         map_size=size,

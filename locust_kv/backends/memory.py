@@ -23,8 +23,7 @@ from sortedcontainers import SortedList
 
 from .._cooperative import CHUNK, pause
 from ..errors import BackupInProgressError, InvalidOptionsError, KVError, RestoreInProgressError
-from ..options import reject_unknown
-from .base import Backend, BackupReader, apply_increment, prefix_end
+from .base import Backend, BackupReader, Scope, apply_increment, prefix_end, reject_unknown
 
 __all__ = ["MemoryBackend", "MemorySpec", "configure"]
 
@@ -98,6 +97,7 @@ class MemoryBackend(Backend):
     """The store of one process, in memory. See the module docstring."""
 
     kind = "memory"
+    scope = "process"
 
     def __init__(self, track_keys: bool = True, name: str = "default") -> None:
         self.location = f"memory store {name!r} of this process"
@@ -112,6 +112,7 @@ class MemoryBackend(Backend):
         # restore is running. Checked under the lock.
         self._writers_refused: type[KVError] | None = None
         self._backup_running = False
+        self._markers: dict[bytes, bytes] = {}
 
     # -- single-key operations --------------------------------------------
 
@@ -320,6 +321,13 @@ class MemoryBackend(Backend):
         _dispose(old)
         return len(index.order)
 
+    def read_marker(self, name: bytes) -> bytes | None:
+        return self._markers.get(name)
+
+    def write_marker(self, name: bytes, value: bytes) -> None:
+        with self._lock:
+            self._markers[name] = value
+
     def close(self) -> None:
         with self._lock:
             old = self._shards
@@ -375,6 +383,7 @@ class MemorySpec:
     track_keys: bool = True
     name: str = "default"
     kind: str = "memory"
+    scope: Scope = "process"
 
     @property
     def identity(self) -> tuple[str, str]:
@@ -387,13 +396,20 @@ class MemorySpec:
         return MemoryBackend(track_keys=self.track_keys, name=self.name)
 
 
-def configure(path: object, track_keys: bool, *, name: object = "default", **options: object) -> MemorySpec:
+def configure(*, track_keys: object = True, name: object = "default", **options: object) -> MemorySpec:
     """The memory backend's spec.
 
-    ``name`` tells memory stores of one process apart (default ``"default"``);
-    ``path`` is ignored: memory stores have no file.
+    Options:
+        track_keys: keep the dense key list that makes ``random_key()``
+            without a prefix O(1); without it, sampling is O(log n).
+        name: tells memory stores of one process apart (default ``"default"``).
+
+    Raises InvalidOptionsError for unknown options (``path`` included: a
+    memory store has no file) and values of the wrong type.
     """
     reject_unknown("memory", options)
+    if not isinstance(track_keys, bool):
+        raise InvalidOptionsError(f"track_keys must be a bool, not {type(track_keys).__name__}")
     if not isinstance(name, str) or not name:
         raise InvalidOptionsError("name must be a non-empty str")
     return MemorySpec(track_keys=track_keys, name=name)

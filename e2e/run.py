@@ -2,13 +2,16 @@
 
     python e2e/run.py                          # every scenario on every topology
     python e2e/run.py --backend memory         # memory only; --backend disk: disk, standalone and --processes 2
+    python e2e/run.py --backend redis          # a redis-server the runner starts; standalone and --processes 2
     python e2e/run.py job_queue flash_sale     # some scenarios
     python e2e/run.py --topology disk-2p       # one topology (repeatable)
     E2E_BREAK=1 python e2e/run.py              # every scenario commits its deliberate bug: every run must FAIL
 
 Each run is its own ``locust`` process (with ``--processes 2``, a master and
 two workers) in a fresh work directory holding its disk store, snapshots,
-log and statistics. Runs go ``--jobs`` at a time. A run passes when Locust
+log and statistics. The redis topologies share one ``redis-server`` that the
+runner starts on a free loopback port (persistence off) and stops at the end;
+each run has a namespace of its own on it. Runs go ``--jobs`` at a time. A run passes when Locust
 exits 0 and the scenario's check wrote a passing verdict; otherwise the
 runner says why: the violated invariant, else the first failure or error
 Locust recorded, else the end of the log. The exit status is 1 if any run
@@ -35,6 +38,10 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "benchmarks"))
+
+import redis_server  # noqa: E402 - the benchmark's private-server helper, after the path insert
+
 RUN_TIMEOUT = 120.0
 """Seconds after which a run is killed and reported as failed."""
 
@@ -63,6 +70,8 @@ TOPOLOGIES = (
     Topology("memory", "memory"),
     Topology("disk", "disk"),
     Topology("disk-2p", "disk", processes=2),
+    Topology("redis", "redis"),
+    Topology("redis-2p", "redis", processes=2),
 )
 
 SCENARIOS = (
@@ -102,7 +111,7 @@ class Result:
     workdir: str = ""
 
 
-def locust_command(scenario: Scenario, topology: Topology) -> list[str]:
+def locust_command(scenario: Scenario, topology: Topology, redis_url: str | None = None) -> list[str]:
     command = [
         sys.executable, "-m", "locust",
         "-f", str(HERE / f"{scenario.name}.py"),
@@ -113,6 +122,10 @@ def locust_command(scenario: Scenario, topology: Topology) -> list[str]:
     ]  # fmt: skip
     if topology.backend == "disk":
         command += ["--kv-path", "store.lmdb"]
+    if topology.backend == "redis":
+        if redis_url is None:
+            raise ValueError("a redis topology needs the runner's server")
+        command += ["--kv-redis-url", redis_url, "--kv-namespace", f"{scenario.name}-{topology.name}"]
     if topology.processes:
         port = str(_free_port())  # runs go side by side: each master needs its own port
         command += [
@@ -129,7 +142,7 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def run_one(scenario: Scenario, topology: Topology, root: Path) -> Result:
+def run_one(scenario: Scenario, topology: Topology, root: Path, redis_url: str | None = None) -> Result:
     workdir = root / f"{scenario.name}-{topology.name}"
     workdir.mkdir()
     verdict_path = workdir / "verdict.json"
@@ -151,7 +164,7 @@ def run_one(scenario: Scenario, topology: Topology, root: Path) -> Result:
             if done.returncode != 0:
                 return result(False, f"preparing failed: {' '.join(step)} exited {done.returncode}", None)
         process = subprocess.Popen(
-            locust_command(scenario, topology),
+            locust_command(scenario, topology, redis_url),
             cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         try:
@@ -217,8 +230,8 @@ def main(argv: list[str] | None = None) -> int:
         help="scenarios to run (default: all): " + ", ".join(s.name for s in SCENARIOS),
     )  # fmt: skip
     parser.add_argument(
-        "--backend", choices=("memory", "disk", "all"), default="all",
-        help="memory: standalone; disk: standalone and --processes 2 (default: all)",
+        "--backend", choices=("memory", "disk", "redis", "all"), default="all",
+        help="memory: standalone; disk and redis: standalone and --processes 2 (default: all)",
     )  # fmt: skip
     parser.add_argument(
         "--topology", action="append", choices=[t.name for t in TOPOLOGIES],
@@ -251,9 +264,17 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.jobs} at a time, in {root}", flush=True)  # fmt: skip
     started = time.monotonic()
     printing = threading.Lock()
+    server = None
+    if any(t.backend == "redis" for t in topologies):
+        try:
+            server = redis_server.start(allow_install=False)
+        except redis_server.Skipped as why:
+            print(f"e2e: cannot run the redis topologies: {why}", flush=True)
+            return 1
+    redis_url = f"redis://127.0.0.1:{server.port}/0" if server is not None else None
 
     def run_and_print(run: tuple[Scenario, Topology]) -> Result:
-        result = run_one(*run, root)
+        result = run_one(*run, root, redis_url)
         if result.passed:
             detail = " ".join(f"{k}={v}" for k, v in result.facts.items() if k != "kv_backend")
         else:
@@ -265,8 +286,12 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(result.workdir, ignore_errors=True)
         return result
 
-    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        results = list(pool.map(run_and_print, runs))
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+            results = list(pool.map(run_and_print, runs))
+    finally:
+        if server is not None:
+            server.stop()
 
     failed = [r for r in results if not r.passed]
     print(f"\ne2e: {len(results) - len(failed)} passed, {len(failed)} failed in {time.monotonic() - started:.1f}s")

@@ -13,10 +13,10 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, Final
 
-from .backends.base import BackendSpec
+from .backends.base import BackendSpec, Scope
 from .errors import InvalidBackendError
 
-__all__ = ["BACKENDS", "DEFAULT_BACKEND", "DEFAULT_SERIALIZATION", "BackendSpec", "StoreOptions", "configure_backend"]
+__all__ = ["BACKENDS", "DEFAULT_BACKEND", "DEFAULT_SERIALIZATION", "BackendSpec", "StoreOptions", "configure_backend", "scope_of"]
 
 DEFAULT_BACKEND: Final = "disk"
 DEFAULT_SERIALIZATION: Final = "json"
@@ -26,7 +26,8 @@ BACKENDS: Final[dict[str, str]] = {
     "disk": "locust_kv.backends.disk",
     "redis": "locust_kv.backends.redis",
 }
-"""Backend name -> the module that implements it (imported on first use)."""
+"""Backend name -> the module that implements it (imported on first use). Each module has
+``configure(**options)`` and ``SCOPE``, the :data:`~locust_kv.backends.base.Scope` of its stores."""
 
 
 @dataclass(frozen=True)
@@ -37,16 +38,27 @@ class StoreOptions:
     serialization: str
 
 
+def scope_of(backend: object) -> Scope:
+    """The scope of the backend named ``backend``, without configuring or opening anything.
+
+    Raises InvalidBackendError for an unknown name.
+    """
+    return _module(backend).SCOPE  # type: ignore[no-any-return]
+
+
+def _module(backend: object) -> Any:
+    module_name = BACKENDS.get(backend) if isinstance(backend, str) else None
+    if module_name is None:
+        names = ", ".join(f'"{name}"' for name in BACKENDS)
+        raise InvalidBackendError(f"backend must be one of {names}, not {backend!r}")
+    return importlib.import_module(module_name)
+
+
 def configure_backend(backend: object, options: dict[str, Any]) -> BackendSpec:
     """Validate the backend name and let its module's ``configure`` validate the options.
 
     Raises InvalidBackendError, InvalidOptionsError, or the backend's own
     configuration errors (DiskPathError...).
     """
-    module_name = BACKENDS.get(backend) if isinstance(backend, str) else None
-    if module_name is None:
-        names = ", ".join(f'"{name}"' for name in BACKENDS)
-        raise InvalidBackendError(f"backend must be one of {names}, not {backend!r}")
-    module = importlib.import_module(module_name)
-    spec: BackendSpec = module.configure(**options)
+    spec: BackendSpec = _module(backend).configure(**options)
     return spec

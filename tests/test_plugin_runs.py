@@ -238,6 +238,8 @@ def test_options_from_command_line_environment_and_config_file(tmp_path: Path, o
     assert probe["settings"] == {
         "backend": "memory",  # config file
         "path": None,
+        "redis_url": None,
+        "namespace": None,
         "serialization": "string",  # environment over config file
         "restore_from": None,
         "restore_max_entries": 0,

@@ -98,8 +98,12 @@ from ..errors import (
     StoreClosedError,
 )
 from .base import Backend, BackupReader, Scope, apply_increment, prefix_end, reject_unknown
+from .filesystems import check_local
 
-__all__ = ["DEFAULT_MAP_SIZE", "DEFAULT_PATH", "LMDB_ERRORS", "DiskBackend", "DiskSpec", "configure"]
+__all__ = ["SCOPE", "DEFAULT_MAP_SIZE", "DEFAULT_PATH", "LMDB_ERRORS", "DiskBackend", "DiskSpec", "configure"]
+
+SCOPE: Final[Scope] = "host"
+"""Who shares a store of this backend (see ``backends.base.Scope``)."""
 
 DEFAULT_PATH: Final = ".locust-kv.lmdb"
 """The store's file when ``open_kv`` gets no ``path``: in the working directory."""
@@ -438,7 +442,7 @@ class DiskBackend(Backend):
     """A store in an LMDB file, shared by every process that opens its path. See the module docstring."""
 
     kind = "disk"
-    scope = "host"
+    scope = SCOPE
 
     def __init__(self, spec: DiskSpec) -> None:
         self.location = spec.path
@@ -1520,7 +1524,7 @@ class DiskSpec:
     max_map_size: int | None = None
     max_readers: int = _DEFAULT_MAX_READERS
     kind: str = "disk"
-    scope: Scope = "host"
+    scope: Scope = SCOPE
 
     @property
     def identity(self) -> tuple[str, str]:
@@ -1574,7 +1578,8 @@ def configure(
             first process to open the store sets it).
 
     Creates the path's missing directories. Raises DiskPathError for a path
-    that is a directory or whose directory cannot be created, and
+    that is a directory or whose directory cannot be created,
+    UnsafeFilesystemError for a path on a network filesystem, and
     InvalidOptionsError for unknown options or values of the wrong type.
     """
     reject_unknown("disk", options)
@@ -1587,8 +1592,10 @@ def configure(
         raise InvalidOptionsError(f"max_map_size ({cap}) must be at least map_size ({size})")
     if type(max_readers) is not int or not 1 <= max_readers <= 65_536:
         raise InvalidOptionsError("max_readers must be an int between 1 and 65536")
+    resolved = _resolve_path(path)
+    check_local(resolved)
     return DiskSpec(
-        path=_resolve_path(path),
+        path=resolved,
         track_keys=track_keys,  # type: ignore[arg-type]
         durable=durable,  # type: ignore[arg-type]
         writemap=writemap,  # type: ignore[arg-type]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Final
 from itertools import islice
 
 from gevent.monkey import get_original
@@ -25,7 +26,10 @@ from .._cooperative import CHUNK, pause
 from ..errors import BackupInProgressError, InvalidOptionsError, KVError, RestoreInProgressError
 from .base import Backend, BackupReader, Scope, apply_increment, prefix_end, reject_unknown
 
-__all__ = ["MemoryBackend", "MemorySpec", "configure"]
+__all__ = ["SCOPE", "MemoryBackend", "MemorySpec", "configure"]
+
+SCOPE: Final[Scope] = "process"
+"""Who shares a store of this backend (see ``backends.base.Scope``)."""
 
 # The real OS lock even when gevent has patched threading: it must exclude
 # threads of gevent's threadpool too, and no critical section here yields.
@@ -97,7 +101,7 @@ class MemoryBackend(Backend):
     """The store of one process, in memory. See the module docstring."""
 
     kind = "memory"
-    scope = "process"
+    scope = SCOPE
 
     def __init__(self, track_keys: bool = True, name: str = "default") -> None:
         self.location = f"memory store {name!r} of this process"
@@ -383,7 +387,7 @@ class MemorySpec:
     track_keys: bool = True
     name: str = "default"
     kind: str = "memory"
-    scope: Scope = "process"
+    scope: Scope = SCOPE
 
     @property
     def identity(self) -> tuple[str, str]:

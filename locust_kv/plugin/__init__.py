@@ -55,18 +55,26 @@ _NOT_OPEN = (
 )
 
 
-def register(environment: Environment, **options: Any) -> KV:
+_NOT_YET = (
+    "a worker opens the run's store when the test starts (the master's options name it), "
+    "so environment.kv is there from test_start on"
+)
+
+
+def register(environment: Environment, **options: Any) -> KV | None:
     """Attach the run's store to ``environment``; returns it (also ``environment.kv``).
 
     Options come from ``environment.parsed_options`` (the ``--kv-*`` command
     line options, ``LOCUST_KV_*`` environment variables and locust.conf keys);
     when it is None, from the environment variables and the defaults.
-    Keyword ``options`` (``backend``, ``path``, ``serialization``, ``clear``,
+    Keyword ``options`` (``backend``, ``path``, ``redis_url``, ``namespace``, ``serialization``, ``clear``,
     ``restore_from``, ``restore_max_entries``, ``restore_max_bytes``,
     ``backup_to``, ``report``) override both. Create the runner and the web UI
     first: the runner decides the process's role and the KV tab needs the UI.
 
-    Registering an Environment twice returns its store. Raises the
+    Registering an Environment twice returns its store. On a worker it
+    returns None: a worker opens the store the master's options name when the
+    test starts, and proves it is the master's (see lifecycle). Raises the
     configuration errors (InvalidBackendError, InvalidOptionsError,
     MemoryBackendNotSharedError, DiskPathError...) and, when a restore is
     asked for, the snapshot errors.
@@ -136,6 +144,10 @@ class _EnvironmentStore:
         attachment = _attachment(environment)
         if attachment is None:
             raise DatabaseNotOpenError(_NOT_OPEN)
+        if attachment.refusal is not None:
+            raise attachment.refusal
+        if attachment.kv is None:
+            raise DatabaseNotOpenError(_NOT_YET)
         return attachment.kv
 
 

@@ -2,50 +2,63 @@
 
 One :class:`Attachment` per Environment. What runs where:
 
-============================  ======================  ==================  ===========
-step                          standalone              master              worker
-============================  ======================  ==================  ===========
-open the store (events.init)  yes                     yes                 yes
-clear / restore, before_load  yes, once               yes, once           no
-reporter (--kv-report)        yes                     no (no users)       yes
-follow the master's options   \\-                      \\-                  test_start
-after_load, backup            once, at quitting       once, at quitting   no
-close                         quit                    quit                quit
-============================  ======================  ==================  ===========
+==============================  =================  =================  ==================
+step                            standalone         master             worker
+==============================  =================  =================  ==================
+open the store (events.init)    yes                yes                no: at test_start
+clear / restore, before_load    yes, once          yes, once          no
+write the run token             \\-                 yes, once          \\-
+open the master's store, check  \\-                 \\-                 test_start
+reporter (--kv-report)          yes                no (no users)      yes
+users-stopped barrier           \\-                 test_stop          answers
+after_load, backup              once, at quitting  once, at quitting  no
+close                           quit               quit               quit
+==============================  =================  =================  ==================
 
-A worker's options are replaced by the master's when a test starts, so at
-``test_start`` a worker reopens its store if the master's store options
-differ from its own, and takes the master's reporting switch.
+Decisions depend on the store's scope, never on the backend's name: a
+``process`` store (memory) cannot serve a run of several processes; a
+``host`` store (disk) or a ``network`` store (redis) can, if every worker
+really reaches it, which the run token proves.
 
-"After every user has stopped" on the master needs more than Locust's own
-events: a headless master stops its workers with a quit message and does not
-wait for their users. So each worker process on the host holds a shared
-``flock`` on a file beside the disk store while it has users, and the master
-takes the lock exclusively before ``after_load`` and the backup. The kernel
-drops the lock of a process that dies, so a crashed worker cannot hold it.
+**No silent split.** A worker's options are replaced by the master's when a
+test starts, so a worker opens nothing at init: at ``test_start`` it opens the
+store the master's options name and reads the run token the master wrote into
+a marker of that store (markers are outside the key space). The token itself
+travels in a hidden option that Locust copies from the master to its workers.
+A worker that cannot open the store, or reads another token (a disk path on
+another host's filesystem, a Redis URL that reaches another server), refuses:
+it logs StoreNotSharedError, makes ``environment.kv`` raise it, tells the
+master, and quits with exit code 1; the master logs the refusal and ends the
+run with exit code 1.
+
+**After every user has stopped.** A headless master stops its workers with a
+quit message and does not wait for their users, and once it quits it can no
+longer receive messages. So when the master's test stops (``test_stop``,
+which Locust fires while the runner still listens), it asks every connected
+worker to stop its users and waits for each one's answer, with Locust's own
+master-worker messages: this works whatever host a worker is on. A worker
+that is missing or gone is not waited for; one that does not answer within
+the stop timeout plus a margin makes the run exit 1, since a backup may then
+miss its last writes.
 """
 
 from __future__ import annotations
 
 import logging
-import os
+import secrets
 import time
 from typing import TYPE_CHECKING, Any
 
 import gevent
 from locust.event import EventHook
-from locust.runners import STATE_RUNNING, STATE_SPAWNING, MasterRunner, WorkerRunner
+from locust.runners import STATE_CLEANUP, STATE_MISSING, STATE_RUNNING, STATE_SPAWNING, MasterRunner, WorkerRunner
 
-from ..errors import KVError, MemoryBackendNotSharedError
-from ..store import KV, open_kv, open_stores, set_reporter
+from ..errors import KVError, MemoryBackendNotSharedError, StoreNotSharedError
+from ..options import scope_of
+from ..store import KV, open_kv, open_stores, read_marker, set_reporter, write_marker
 from . import settings as settings_module
-from .settings import Settings
+from .settings import RUN_TOKEN_DEST, Settings
 from .timings import Timings
-
-try:
-    import fcntl
-except ImportError:  # Windows: Locust runs no --processes there; workers on one host get no guarantee
-    fcntl = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
     from locust.env import Environment
@@ -68,11 +81,26 @@ after_load = EventHook()
 has stopped, before the backup: check invariants here. Listeners get
 ``environment`` and ``kv``."""
 
-_STARTUP_FIELDS = ("backend", "path", "serialization", "restore_from", "restore_max_entries", "restore_max_bytes", "clear")
+_STARTUP_FIELDS = (
+    "backend", "path", "redis_url", "namespace", "serialization",
+    "restore_from", "restore_max_entries", "restore_max_bytes", "clear",
+)  # fmt: skip
 """Options that act when the process starts; the web UI's form cannot change them afterwards."""
 
 _USERS_STOPPED_TIMEOUT = 60.0
 """Seconds past the stop timeout the master waits for workers' users to stop before the backup."""
+
+RUN_MARKER = "run"
+"""The store marker holding the master's run token."""
+
+STOP_USERS = "locust_kv_stop_users"
+USERS_STOPPED = "locust_kv_users_stopped"
+REFUSED = "locust_kv_refused"
+"""The plugin's master-worker messages: the end-of-run barrier, and a worker's refusal."""
+
+_PINNED = ("path", "namespace")
+"""Settings the master replaces with the store's own description of them (an absolute path),
+so that a worker started elsewhere names the same store."""
 
 
 def role_of(runner: Runner | None) -> str:
@@ -94,7 +122,12 @@ class Attachment:
         self.role = role_of(environment.runner)
         self.kv: KV | None = None
         self.timings = Timings()
-        self._users_lock: _UsersLock | None = None
+        self.refusal: StoreNotSharedError | None = None
+        """Set on a worker that cannot reach the master's store: ``environment.kv`` raises it."""
+        self.token: str | None = None
+        self._opened_with: dict[str, Any] | None = None  # a worker's store options
+        self._verified: tuple[dict[str, Any], str] | None = None  # (store options, token) a worker checked
+        self._pending: set[str] = set()  # workers the master waits for at the end of a test
         self._finished = False
         self._closed = False
 
@@ -108,28 +141,42 @@ class Attachment:
 
     # -- start-up ----------------------------------------------------------
 
-    def start(self) -> KV:
+    def start(self) -> KV | None:
         """Open the store and, on the master or standalone process, prepare it.
 
+        A worker opens nothing here: the master's options, which Locust
+        copies to it when a test starts, name its store (``on_test_start``).
+
         Raises MemoryBackendNotSharedError in a run of several processes with
-        a memory store, the store's configuration errors, and the snapshot
-        errors of a failed restore.
+        a process-scoped store, the store's configuration errors, and the
+        snapshot errors of a failed restore.
         """
-        if self.role != "standalone" and self.settings.backend == "memory":
-            raise MemoryBackendNotSharedError(
-                f"--kv-backend memory keeps one store per process, but this is a {self.role} of a run with "
-                "several processes; use --kv-backend disk to share one store by every process on this host"
-            )
+        runner = self.environment.runner
+        if isinstance(runner, MasterRunner):
+            runner.register_message(USERS_STOPPED, self._on_users_stopped)
+            runner.register_message(REFUSED, self._on_refused)
+        elif isinstance(runner, WorkerRunner):
+            runner.register_message(STOP_USERS, self._on_stop_users, concurrent=True)
+            if scope_of(self.settings.backend) == "process":
+                raise self._private_store_refusal(self.settings.backend)
+            _refuse_memory_stores()
+            return None
         self.kv = open_kv(**self.settings.store_options())
         try:
             # A backend may open its files on first use; use it now, so that a bad path or a
             # foreign file stops the run here rather than in the first user's task.
             KV.size(self.kv)
-            self._pin_location()
             if self.role != "standalone":
+                if self.kv.scope == "process":
+                    raise self._private_store_refusal(self.kv.backend)
                 _refuse_memory_stores()
+                self._pin_location()
             if self.coordinates:
                 self._prepare()
+            if self.role == "master":
+                self.token = secrets.token_hex(16)
+                write_marker(self.kv, RUN_MARKER, self.token)
+                self._set_option(RUN_TOKEN_DEST, self.token)
             self._apply_reporting()
         except BaseException:
             self.kv.close()
@@ -137,19 +184,30 @@ class Attachment:
             raise
         return self.kv
 
+    def _private_store_refusal(self, backend: str) -> MemoryBackendNotSharedError:
+        return MemoryBackendNotSharedError(
+            f"--kv-backend {backend} keeps one store per process, but this is a {self.role} of a run with "
+            "several processes; use --kv-backend disk (one host) or redis (several hosts)"
+        )
+
+    def _set_option(self, dest: str, value: Any) -> None:
+        options = self.environment.parsed_options
+        if options is not None:
+            setattr(options, dest, value)
+
     def _pin_location(self) -> None:
-        """Record the disk store's absolute path as the path option.
+        """Replace relative store options with the store's own description (an absolute path).
 
         A relative ``--kv-path`` (or the default) would name another file in
         a worker started from another directory; the master's options reach
         the workers with the absolute path instead.
         """
-        if self.kv.backend != "disk":
-            return
-        self.settings = self.settings.replace(path=self.kv.location)
-        options = self.environment.parsed_options
-        if options is not None and hasattr(options, settings_module.option("path").dest):
-            setattr(options, settings_module.option("path").dest, self.kv.location)
+        assert self.kv is not None
+        described = self.kv.options
+        pinned = {name: described[name] for name in _PINNED if name in described}
+        self.settings = self.settings.replace(**pinned)
+        for name, value in pinned.items():
+            self._set_option(settings_module.option(name).dest, value)
 
     def _prepare(self) -> None:
         kv, settings = self.kv, self.settings
@@ -189,26 +247,74 @@ class Attachment:
         wanted = self._read()
         if self.role == "worker":
             self._follow_master(wanted)
-            self._hold_users_lock()
         else:
             self._keep_startup_options(wanted)
         self.timings.reset()
 
     def _follow_master(self, wanted: Settings) -> None:
-        """Take the master's options, which Locust copied over this worker's own."""
-        reopen = wanted.store_options() != self.settings.store_options()
+        """Open the store the master's options name and prove it is the master's, or refuse."""
+        if self.refusal is not None:
+            return
+        token = getattr(self.environment.parsed_options, RUN_TOKEN_DEST, None)
+        options = wanted.store_options()
         self.settings = wanted
-        if reopen:
-            previous = self.kv
-            self.kv = open_kv(**wanted.store_options())
-            if previous is not None:
-                set_reporter(previous, None)
-                previous.close()
-            self._release_users_lock()
-            self._pin_location()
-            described = ", ".join(f"{k}={v!r}" for k, v in wanted.store_options().items())
-            logger.info("locust_kv: using the master's store (%s)", described)
+        if self._verified == (options, token):
+            self._apply_reporting()
+            return
+        try:
+            if self.kv is None or options != self._opened_with:
+                previous, self.kv = self.kv, None
+                if previous is not None:
+                    set_reporter(previous, None)
+                    previous.close()
+                self.kv = open_kv(**options)
+                self._opened_with = options
+            seen = read_marker(self.kv, RUN_MARKER)
+        except KVError as error:
+            self._refuse(
+                f"this worker cannot open the master's store ({error}); every process of a distributed "
+                "run must reach one store: use --kv-backend redis --kv-redis-url with a server every host reaches",
+                error,
+            )
+            return
+        if token is None or seen != token:
+            self._refuse(
+                f"this worker opened {self.kv.location!r}, but it is not the store the master prepared (the run "
+                "token differs): the worker is on another host, or reaches another server. Use --kv-backend "
+                "redis --kv-redis-url with the address of one server that every host reaches",
+                None,
+            )
+            return
+        self._verified = (options, token)
+        described = ", ".join(f"{k}={v!r}" for k, v in self.kv.options.items())
+        logger.info("locust_kv: using the master's store (%s), checked by its run token", described)
         self._apply_reporting()
+
+    def _refuse(self, message: str, cause: KVError | None) -> None:
+        """Run no user against a store that is not the master's: tell the master, and quit with exit code 1."""
+        refusal = StoreNotSharedError(message)
+        refusal.__cause__ = cause
+        self.refusal = refusal
+        if self.kv is not None:
+            set_reporter(self.kv, None)
+            self.kv.close()
+            self.kv = None
+        logger.error("%s (locust_kv: this worker runs no users)", refusal)
+        self.environment.process_exit_code = 1
+        runner = self.environment.runner
+        if runner is not None:
+            runner.send_message(REFUSED, {"error": str(refusal)})
+            # Outside the runner's greenlets: quitting kills them, this one included.
+            gevent.spawn(runner.quit)
+
+    def _on_refused(self, environment: Environment, msg: Any, **_kwargs: Any) -> None:
+        """On the master: a worker refused the run's store; end the run with exit code 1."""
+        logger.error("locust_kv: worker %s refused the run: %s", msg.node_id, msg.data.get("error"))
+        self.environment.process_exit_code = 1
+        runner = self.environment.runner
+        if runner is not None:
+            headless = bool(getattr(self.environment.parsed_options, "headless", False))
+            gevent.spawn(runner.quit if headless else runner.stop)
 
     def _keep_startup_options(self, wanted: Settings) -> None:
         """Undo web-UI edits of options that acted at start-up, so that workers get the effective ones."""
@@ -224,19 +330,49 @@ class Attachment:
         self._apply_reporting()
 
     def on_test_stop(self, **_kwargs: Any) -> None:
-        if self.role == "worker":
-            self._release_users_lock()
+        if self.role == "master":
+            self._wait_for_workers_users()
 
-    def _hold_users_lock(self) -> None:
-        if self._users_lock is None and self.kv is not None and self.kv.backend == "disk":
-            self._users_lock = _UsersLock.for_store(self.kv)
-            if self._users_lock is not None:
-                self._users_lock.hold_shared()
+    # -- the end-of-run barrier ------------------------------------------------
 
-    def _release_users_lock(self) -> None:
-        if self._users_lock is not None:
-            self._users_lock.close()
-            self._users_lock = None
+    def _wait_for_workers_users(self) -> None:
+        """On the master: ask each connected worker to stop its users, and wait for every answer."""
+        runner = self.environment.runner
+        if not isinstance(runner, MasterRunner):
+            return
+        self._pending = {client.id for client in runner.clients.all if client.state != STATE_MISSING}
+        for client_id in list(self._pending):
+            runner.send_message(STOP_USERS, None, client_id=client_id)
+        timeout = (self.environment.stop_timeout or 0.0) + _USERS_STOPPED_TIMEOUT
+        deadline = time.monotonic() + timeout
+        while self._pending and time.monotonic() < deadline:
+            gevent.sleep(0.05)
+            # A worker that quit or went missing has no users left to wait for.
+            self._pending = {
+                client_id for client_id in self._pending
+                if client_id in runner.clients and runner.clients[client_id].state != STATE_MISSING
+            }  # fmt: skip
+        if self._pending:
+            logger.error(
+                "locust_kv: %d worker(s) did not report their users stopped within %.0f s; after_load and the "
+                "backup may miss their last writes (exit code 1)", len(self._pending), timeout,
+            )  # fmt: skip
+            self.environment.process_exit_code = 1
+            self._pending = set()
+
+    def _on_users_stopped(self, environment: Environment, msg: Any, **_kwargs: Any) -> None:
+        self._pending.discard(msg.node_id)
+
+    def _on_stop_users(self, environment: Environment, msg: Any, **_kwargs: Any) -> None:
+        """On a worker: stop every user (waiting for them as Locust does), then tell the master."""
+        runner = self.environment.runner
+        if runner is None:
+            return
+        if runner.state in (STATE_SPAWNING, STATE_RUNNING):
+            runner.stop()
+        while runner.state == STATE_CLEANUP:  # Locust's own stop message is stopping them meanwhile
+            gevent.sleep(0.05)
+        runner.send_message(USERS_STOPPED, None)
 
     # -- statistics ------------------------------------------------------------
 
@@ -280,17 +416,8 @@ class Attachment:
     def _wait_for_users_to_stop(self) -> None:
         runner = self.environment.runner
         if runner is not None and runner.state in (STATE_SPAWNING, STATE_RUNNING):
-            runner.stop()  # the master's stop asks the workers and waits for their users
-        if self.role == "master" and self.kv.backend == "disk":
-            lock = _UsersLock.for_store(self.kv)
-            if lock is not None:
-                timeout = (self.environment.stop_timeout or 0.0) + _USERS_STOPPED_TIMEOUT
-                if not lock.wait_exclusive(timeout):
-                    logger.warning(
-                        "locust_kv: workers' users still running after %.0f s; the backup may miss their last writes",
-                        timeout,
-                    )
-                lock.close()
+            # Stopping fires test_stop, where a master waits for every worker's users.
+            runner.stop()
 
     def on_quitting(self, **_kwargs: Any) -> None:
         self.finish_load()
@@ -305,7 +432,6 @@ class Attachment:
         self._closed = True
         if self.coordinates and self.timings:
             self._write_timings()
-        self._release_users_lock()
         if self.kv is not None:
             set_reporter(self.kv, None)
             self.kv.close()
@@ -327,56 +453,15 @@ class Attachment:
 
 
 def _refuse_memory_stores() -> None:
-    """Raise MemoryBackendNotSharedError if a locustfile opened a memory store (at import, before a fork)."""
+    """Raise MemoryBackendNotSharedError if a locustfile opened a process-scoped store (at import, before a fork)."""
     handles = open_stores()
     try:
-        memory = [kv for kv in handles if kv.backend == "memory"]
-        if memory:
+        private = [kv for kv in handles if kv.scope == "process"]
+        if private:
             raise MemoryBackendNotSharedError(
-                "the locustfile opened a memory store, which each process of this run would hold "
-                'separately; open it with backend="disk" to share one store by every process on this host'
+                f"the locustfile opened a {private[0].backend} store, which each process of this run would hold "
+                'separately; open it with backend="disk" (one host) or backend="redis" (several hosts)'
             )
     finally:
         for kv in handles:
             kv.close()
-
-
-class _UsersLock:
-    """A lock file beside a disk store: shared while a worker has users, exclusive for the master's backup."""
-
-    def __init__(self, fd: int) -> None:
-        self._fd = fd
-
-    @classmethod
-    def for_store(cls, kv: KV) -> _UsersLock | None:
-        if fcntl is None:
-            return None
-        path = f"{kv.location}.users.lock"
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-        except OSError as error:
-            logger.warning("locust_kv: cannot open %s (%s); the backup will not wait for workers' users", path, error)
-            return None
-        return cls(fd)
-
-    def hold_shared(self) -> None:
-        # Only a master taking its backup holds the lock exclusively, for moments.
-        self._wait(fcntl.LOCK_SH, _USERS_STOPPED_TIMEOUT)
-
-    def wait_exclusive(self, timeout: float) -> bool:
-        return self._wait(fcntl.LOCK_EX, timeout)
-
-    def _wait(self, mode: int, timeout: float) -> bool:
-        # Polled rather than blocking: a blocking flock would freeze every greenlet of the process.
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(self._fd, mode | fcntl.LOCK_NB)
-                return True
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    return False
-                gevent.sleep(0.05)
-
-    def close(self) -> None:
-        os.close(self._fd)  # closing the descriptor releases the lock

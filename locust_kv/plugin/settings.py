@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
-from ..backends.disk import DEFAULT_PATH
 from ..errors import InvalidOptionsError
 from ..options import DEFAULT_SERIALIZATION
 
@@ -28,6 +27,10 @@ works in every topology (standalone, ``--processes``, master and workers on
 one host), and a locustfile's own ``open_kv()`` with default options then
 reaches the same store as ``environment.kv``."""
 
+RUN_TOKEN_DEST: Final = "kv_run_token"
+"""A hidden option: the master's run token, which Locust copies to every worker
+with the master's options when a test starts (see lifecycle)."""
+
 
 @dataclass(frozen=True)
 class Option:
@@ -38,6 +41,8 @@ class Option:
     default: Any
     metavar: str | None
     help: str
+    secret: bool = False
+    """Shown masked in the web UI and never logged (a password may be in it)."""
 
     @property
     def flag(self) -> str:
@@ -53,8 +58,10 @@ class Option:
 
 
 OPTIONS: Final[tuple[Option, ...]] = (
-    Option("backend", str, DEFAULT_BACKEND, "<name>", 'Store backend: "disk" (LMDB, shared by every process on this host) or "memory" (one process only). Default: disk.'),
-    Option("path", str, None, "<file>", f"Disk store file. Default: {DEFAULT_PATH} in the working directory. Not allowed with the memory backend."),
+    Option("backend", str, DEFAULT_BACKEND, "<name>", 'Store backend: "disk" (LMDB, shared by every process on this host), "redis" (a Redis server, shared by every host of the run) or "memory" (one process only). Default: disk.'),
+    Option("path", str, None, "<file>", "Disk store file. Default: .locust-kv.lmdb in the working directory. Only with the disk backend."),
+    Option("redis_url", str, None, "<url>", "Redis server of the redis backend: redis://[[user]:password@]host[:port][/db], rediss:// for TLS. Default: redis://127.0.0.1:6379/0. Use an address every host of the run reaches. Never logged nor shown. Only with the redis backend.", secret=True),
+    Option("namespace", str, None, "<name>", 'Namespace of the store on the Redis server (several stores can share one server). Default: "default". Only with the redis backend.'),
     Option("serialization", str, DEFAULT_SERIALIZATION, "<name>", 'Value encoding: "json" or "string". Default: json.'),
     Option("restore_from", str, None, "<snapshot>", "Snapshot to restore once, before any user starts (on the master or standalone process)."),
     Option("restore_max_entries", int, 0, "<n>", "Refuse a snapshot with more entries than this (0: no cap)."),
@@ -65,9 +72,13 @@ OPTIONS: Final[tuple[Option, ...]] = (
 )
 
 
-def option(field: str) -> Option:
+_BACKEND_OPTIONS: Final = {"path": "path", "redis_url": "url", "namespace": "namespace"}
+"""Plugin options that are a backend's own options, by the name ``open_kv`` takes."""
+
+
+def option(name: str) -> Option:
     """The option behind a ``Settings`` field."""
-    return next(o for o in OPTIONS if o.field == field)
+    return next(o for o in OPTIONS if o.field == name)
 
 
 @dataclass(frozen=True)
@@ -76,6 +87,8 @@ class Settings:
 
     backend: str = DEFAULT_BACKEND
     path: str | None = None
+    redis_url: str | None = field(default=None, repr=False)
+    namespace: str | None = None
     serialization: str = DEFAULT_SERIALIZATION
     restore_from: str | None = None
     restore_max_entries: int = 0
@@ -85,8 +98,17 @@ class Settings:
     report: bool = False
 
     def store_options(self) -> dict[str, Any]:
-        """The arguments ``open_kv`` gets for the run's store."""
-        return {"backend": self.backend, "path": self.path, "serialization": self.serialization}
+        """The arguments ``open_kv`` gets for the run's store.
+
+        Only the options that were given: the backend refuses those it does
+        not take (``--kv-path`` with redis) with InvalidOptionsError.
+        """
+        options: dict[str, Any] = {"backend": self.backend, "serialization": self.serialization}
+        for field_name, backend_option in _BACKEND_OPTIONS.items():
+            value = getattr(self, field_name)
+            if value is not None:
+                options[backend_option] = value
+        return options
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -114,9 +136,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         # Argument groups do not take Locust's include_in_web_ui keyword; the
         # parser looks for these attributes on each action instead.
         action.include_in_web_ui = True
-        action.is_secret = False
+        action.is_secret = option.secret
         action.is_required = False
         action.is_multiple = False
+    # Not an option for people: the master sets it, and Locust copies it to the workers.
+    token = group.add_argument("--kv-run-token", dest=RUN_TOKEN_DEST, default=None, help=argparse.SUPPRESS)
+    token.include_in_web_ui = False
 
 
 def read(parsed_options: object | None, **overrides: Any) -> Settings:
@@ -185,7 +210,6 @@ def _convert(option: Option, raw: Any) -> Any:
 
 
 def _check_consistent(settings: Settings) -> None:
-    if settings.backend == "memory" and settings.path is not None:
-        raise InvalidOptionsError("--kv-path is for the disk backend; the memory backend has no file")
+    # Options of the wrong backend (--kv-path with redis...) are refused by the backend itself.
     if settings.restore_from is None and (settings.restore_max_entries or settings.restore_max_bytes):
         raise InvalidOptionsError("--kv-restore-max-entries and --kv-restore-max-bytes need --kv-restore-from")

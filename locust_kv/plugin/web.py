@@ -154,13 +154,13 @@ def _base_path(web_ui: WebUI) -> str:
 
 
 def summary_of(kv: KV, reporting: bool) -> dict[str, Any]:
-    """What the KV tab and the browser show about the store."""
+    """What the KV tab and the browser show about the store (the location never holds a password)."""
     return {
         "backend": kv.backend,
         "location": kv.location,
         "serialization": kv.serialization,
         "keys": KV.size(kv),
-        "size_bytes": _bytes_on_disk(kv.location) if kv.backend == "disk" else None,
+        "size_bytes": _bytes_on_disk(kv.location) if os.path.exists(kv.location) else None,
         "reporting": reporting,
     }
 
@@ -172,7 +172,7 @@ def _store_rows(summary: dict[str, Any], browser_url: str) -> list[dict[str, Any
         {"field": "Location", "value": summary["location"]},
         {"field": "Serialization", "value": summary["serialization"]},
         {"field": "Keys", "value": summary["keys"]},
-        {"field": "Size on disk", "value": "in process memory" if size is None else _human_bytes(size)},
+        {"field": "Size on disk", "value": "not a local file" if size is None else _human_bytes(size)},
         {"field": "Operations reported (--kv-report)", "value": "yes" if summary["reporting"] else "no"},
         {"field": "Key browser", "value": browser_url},
     ]

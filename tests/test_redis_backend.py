@@ -26,6 +26,7 @@ from locust_kv.errors import (
     StoreFullError,
     StoreOpenError,
     StoreReadError,
+    StoreTimeoutError,
     StoreUnavailableError,
     StoreWriteError,
     ValueParseError,
@@ -119,6 +120,20 @@ def test_a_password_protected_server(own_server: RedisServer, tmp_path: Path) ->
         with pytest.raises(StoreUnavailableError) as down:
             kv.get("k")
         assert PASSWORD not in str(down.value)
+
+
+def test_a_database_the_server_lacks_is_store_open_error() -> None:
+    url = session_redis_url().rsplit("/", 1)[0] + "/99"
+    with pytest.raises(StoreOpenError) as info:
+        open_kv(backend="redis", url=url)
+    assert "DB index" in str(info.value)
+
+
+def test_an_unreachable_server_is_store_unavailable_at_open() -> None:
+    from .redis_helpers import free_port
+
+    with pytest.raises(StoreUnavailableError):
+        open_kv(backend="redis", url=f"redis://127.0.0.1:{free_port()}/0", connect_timeout=1.0)
 
 
 def test_track_keys_is_accepted_and_has_no_effect(tmp_path: Path) -> None:
@@ -225,9 +240,10 @@ def test_a_read_only_replica_refuses_writes_with_store_open_error(own_server: Re
         with open_kv(backend="redis", url=replica.url, namespace="replica") as kv:
             assert kv.size() == 0  # reads work
             with pytest.raises(StoreOpenError) as info:
-                kv.set("k", 1)
+                kv.set("customer:4711:token", 1)
             assert "ReadOnlyError" in str(info.value) or "read only" in str(info.value)
-            assert info.value.operation == "set" and info.value.key == "k"
+            assert info.value.operation == "set" and info.value.key == "customer:4711:token"
+            assert "customer:4711" not in str(info.value) and "customer:4711" not in repr(info.value)
     finally:
         replica.stop()
 

@@ -38,7 +38,7 @@ def test_forked_processes_incrementing_one_key_end_exact(tmp_path: Path) -> None
 def _pool_identity(kv: KV, out: Path) -> None:
     pool = kv._store.backend._pool  # type: ignore[attr-defined]
     kv.set(f"child:{os.getpid()}", os.getpid())
-    sockets = [id(c._sock) for c in pool._connections if c._sock is not None]  # noqa: SLF001
+    sockets = [id(c._sock) for c in pool._connections if c._sock is not None]
     out.write_text(json.dumps({"pool_pid": pool.pid, "pid": os.getpid(), "sockets": sockets}))
 
 
@@ -46,7 +46,7 @@ def test_a_forked_child_gets_a_fresh_connection_pool(tmp_path: Path) -> None:
     kv = open_kv(**store_options("redis", tmp_path))
     kv.set("parent", 1)
     pool = kv._store.backend._pool  # type: ignore[attr-defined]
-    parent_sockets = {id(c._sock) for c in pool._connections if c._sock is not None}  # noqa: SLF001
+    parent_sockets = {id(c._sock) for c in pool._connections if c._sock is not None}
     assert parent_sockets
     out = tmp_path / "child.json"
     wait_all_ok([fork_call(_pool_identity, kv, out)])

@@ -113,10 +113,6 @@ def configure(
         raise InvalidOptionsError("namespace must not contain { or } (it is the store's hash tag)")
     if not isinstance(track_keys, bool):
         raise InvalidOptionsError(f"track_keys must be a bool, not {type(track_keys).__name__}")
-    seconds = {
-        name: _seconds(name, value)
-        for name, value in (("socket_timeout", socket_timeout), ("connect_timeout", connect_timeout), ("lease_timeout", lease_timeout))
-    }
     if type(max_connections) is not int or not 1 <= max_connections <= 10_000:
         raise InvalidOptionsError("max_connections must be an int between 1 and 10000")
     return RedisSpec(
@@ -125,8 +121,10 @@ def configure(
         password=password,
         namespace=namespace,
         track_keys=track_keys,
+        socket_timeout=_seconds("socket_timeout", socket_timeout),
+        connect_timeout=_seconds("connect_timeout", connect_timeout),
+        lease_timeout=_seconds("lease_timeout", lease_timeout),
         max_connections=max_connections,
-        **seconds,
     )
 
 

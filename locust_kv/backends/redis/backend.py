@@ -61,7 +61,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from ..._cooperative import pause
-from ...errors import KVError
+from ...errors import KVError, StoreOpenError, StoreReadError, StoreWriteError
 from ..base import Backend, BackupReader, prefix_end
 from .errors import map_redis_error
 from .scripts import SCRIPTS
@@ -128,6 +128,10 @@ class RedisBackend(Backend):
             pipe.execute()
         except redis.RedisError as exc:
             error = map_redis_error(exc, True, self._secret)
+            if isinstance(error, (StoreReadError, StoreWriteError)):
+                # Refused while opening (a database the server lacks, scripting
+                # disabled): retrying will not fix it.
+                error = StoreOpenError(f"cannot open the store: {error.message}")
             raise error from exc
 
     # -- the boundary ----------------------------------------------------------------------

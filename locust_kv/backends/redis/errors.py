@@ -37,50 +37,55 @@ __all__ = ["BY_OPERATION", "REDIS_ERRORS", "SCRIPT_CODES", "map_redis_error"]
 BY_OPERATION: Final = None
 """A row's target meaning: StoreReadError for a read, StoreWriteError for a write."""
 
-REDIS_ERRORS: Final[dict[type[BaseException], type[KVError] | None]] = {
+_ROWS: Final[tuple[tuple[str, type[KVError] | None], ...]] = (
     # The server cannot be reached or is not serving yet: transient.
-    rx.ConnectionError: StoreUnavailableError,
-    rx.BusyLoadingError: StoreUnavailableError,
-    rx.MaxConnectionsError: StoreUnavailableError,
-    rx.MaxClientsReachedError: StoreUnavailableError,
-    rx.ClusterDownError: StoreUnavailableError,
-    rx.TryAgainError: StoreUnavailableError,
-    rx.MasterDownError: StoreUnavailableError,
-    rx.RedisClusterUnreachableError: StoreUnavailableError,
-    rx.TimeoutError: StoreTimeoutError,
+    ("ConnectionError", StoreUnavailableError),
+    ("BusyLoadingError", StoreUnavailableError),
+    ("MaxConnectionsError", StoreUnavailableError),
+    ("MaxClientsReachedError", StoreUnavailableError),
+    ("ClusterDownError", StoreUnavailableError),
+    ("TryAgainError", StoreUnavailableError),
+    ("MasterDownError", StoreUnavailableError),
+    ("RedisClusterUnreachableError", StoreUnavailableError),
+    ("TimeoutError", StoreTimeoutError),
     # Configuration that retrying will not fix: credentials, permissions, a
     # replica, a Cluster node answered by this (non-Cluster) client.
-    rx.AuthenticationError: StoreOpenError,
-    rx.AuthenticationWrongNumberOfArgsError: StoreOpenError,
-    rx.AuthorizationError: StoreOpenError,
-    rx.NoPermissionError: StoreOpenError,
-    rx.ExternalAuthProviderError: StoreOpenError,
-    rx.ReadOnlyError: StoreOpenError,
-    rx.MovedError: StoreOpenError,
-    rx.AskError: StoreOpenError,
-    rx.ClusterCrossSlotError: StoreOpenError,
-    rx.SlotNotCoveredError: StoreOpenError,
+    ("AuthenticationError", StoreOpenError),
+    ("AuthenticationWrongNumberOfArgsError", StoreOpenError),
+    ("AuthorizationError", StoreOpenError),
+    ("NoPermissionError", StoreOpenError),
+    ("ExternalAuthProviderError", StoreOpenError),
+    ("ReadOnlyError", StoreOpenError),
+    ("MovedError", StoreOpenError),
+    ("AskError", StoreOpenError),
+    ("ClusterCrossSlotError", StoreOpenError),
+    ("SlotNotCoveredError", StoreOpenError),
     # maxmemory reached with a no-eviction policy.
-    rx.OutOfMemoryError: StoreFullError,
+    ("OutOfMemoryError", StoreFullError),
     # Anything else the server or the client refused: a failed read or write.
-    rx.RedisError: BY_OPERATION,
-    rx.ResponseError: BY_OPERATION,
-    rx.NoScriptError: BY_OPERATION,  # reloaded by redis-py's Script; escapes only if the reload fails
-    rx.ExecAbortError: BY_OPERATION,
-    rx.ModuleError: BY_OPERATION,
-    rx.NoSuchFieldsetError: BY_OPERATION,
-    rx.InvalidResponse: BY_OPERATION,
-    rx.DataError: BY_OPERATION,
-    rx.PubSubError: BY_OPERATION,
-    rx.WatchError: BY_OPERATION,
-    rx.LockError: BY_OPERATION,
-    rx.LockNotOwnedError: BY_OPERATION,
-    rx.ChildDeadlockedError: BY_OPERATION,
-    rx.RedisClusterException: BY_OPERATION,
-    rx.ClusterError: BY_OPERATION,
-    rx.CrossSlotTransactionError: BY_OPERATION,
-    rx.InvalidPipelineStack: BY_OPERATION,
-    rx.IncorrectPolicyType: BY_OPERATION,
+    ("RedisError", BY_OPERATION),
+    ("ResponseError", BY_OPERATION),
+    ("NoScriptError", BY_OPERATION),  # reloaded by redis-py's Script; escapes only if the reload fails
+    ("ExecAbortError", BY_OPERATION),
+    ("ModuleError", BY_OPERATION),
+    ("NoSuchFieldsetError", BY_OPERATION),
+    ("InvalidResponse", BY_OPERATION),
+    ("DataError", BY_OPERATION),
+    ("PubSubError", BY_OPERATION),
+    ("WatchError", BY_OPERATION),
+    ("LockError", BY_OPERATION),
+    ("LockNotOwnedError", BY_OPERATION),
+    ("ChildDeadlockedError", BY_OPERATION),
+    ("RedisClusterException", BY_OPERATION),
+    ("ClusterError", BY_OPERATION),
+    ("CrossSlotTransactionError", BY_OPERATION),
+    ("InvalidPipelineStack", BY_OPERATION),
+    ("IncorrectPolicyType", BY_OPERATION),
+)
+
+# By name: classes that an older redis-py (>= 5.0) lacks are left out.
+REDIS_ERRORS: Final[dict[type[BaseException], type[KVError] | None]] = {
+    getattr(rx, name): target for name, target in _ROWS if hasattr(rx, name)
 }
 """redis-py exception class -> catalogued class (or BY_OPERATION)."""
 

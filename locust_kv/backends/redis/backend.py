@@ -51,6 +51,7 @@ the cause chained.
 
 from __future__ import annotations
 
+import hashlib
 import random
 import secrets
 from collections.abc import Iterator
@@ -58,6 +59,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import redis
 from redis.backoff import NoBackoff
+from redis.exceptions import NoScriptError
 from redis.retry import Retry
 
 from ..._cooperative import pause
@@ -93,15 +95,16 @@ class RedisBackend(Backend):
         self.location = spec.location
         self._secret = spec.password
         self._lease_ms = max(1, int(spec.lease_timeout * 1000))
-        prefix = f"lkv:{{{spec.namespace}}}:"
-        self._data = prefix + "data"
-        self._index = prefix + "index"
-        self._staging_data = prefix + "staging:data"
-        self._staging_index = prefix + "staging:index"
-        self._restore = prefix + "restore"
-        self._backup = prefix + "backup"
-        self._markers = prefix + "markers"
-        self._copies = [prefix + "backup:cursor", prefix + "backup:old", prefix + "backup:oldindex", prefix + "backup:new"]
+        # Key names encoded once: redis-py would encode them on every call.
+        prefix = f"lkv:{{{spec.namespace}}}:".encode()
+        self._data = prefix + b"data"
+        self._index = prefix + b"index"
+        self._staging_data = prefix + b"staging:data"
+        self._staging_index = prefix + b"staging:index"
+        self._restore = prefix + b"restore"
+        self._backup = prefix + b"backup"
+        self._markers = prefix + b"markers"
+        self._copies = [prefix + b"backup:cursor", prefix + b"backup:old", prefix + b"backup:oldindex", prefix + b"backup:new"]
         self._gated = [self._data, self._index, self._restore, self._backup, *self._copies]
         # The URL was validated by configure(). A blocking pool: a thousand
         # greenlets share at most max_connections sockets, waiting their turn
@@ -115,7 +118,8 @@ class RedisBackend(Backend):
             retry=Retry(NoBackoff(), 0),
         )
         self._client = redis.Redis(connection_pool=self._pool)
-        self._scripts = {name: self._client.register_script(source) for name, source in SCRIPTS.items()}
+        self._scripts = {name: (hashlib.sha1(source.encode()).hexdigest(), source) for name, source in SCRIPTS.items()}
+        self._execute = self._client.execute_command
         self._connect()
 
     def _connect(self) -> None:
@@ -123,8 +127,8 @@ class RedisBackend(Backend):
         try:
             pipe = self._client.pipeline(transaction=False)
             pipe.ping()
-            for script in self._scripts.values():
-                pipe.script_load(script.script)
+            for _, source in self._scripts.values():
+                pipe.script_load(source)
             pipe.execute()
         except redis.RedisError as exc:
             error = map_redis_error(exc, True, self._secret)
@@ -136,15 +140,23 @@ class RedisBackend(Backend):
 
     # -- the boundary ----------------------------------------------------------------------
 
-    def _run(self, name: str, keys: list[str], args: list[Any], writing: bool) -> Any:
+    def _run(self, name: str, keys: list[bytes], args: list[Any], writing: bool) -> Any:
+        """Run script ``name`` by its digest (EVALSHA); one round trip unless the server forgot it."""
+        sha, source = self._scripts[name]
         try:
-            return self._scripts[name](keys=keys, args=args)
+            try:
+                return self._execute("EVALSHA", sha, len(keys), *keys, *args)
+            except NoScriptError:
+                # The server restarted or its script cache was flushed; the
+                # script did not run, so loading it and running it again is safe.
+                self._execute("SCRIPT", "LOAD", source)
+                return self._execute("EVALSHA", sha, len(keys), *keys, *args)
         except redis.RedisError as exc:
             raise map_redis_error(exc, writing, self._secret) from exc
 
     def _read(self, command: str, *args: Any) -> Any:
         try:
-            return self._client.execute_command(command, *args)
+            return self._execute(command, *args)
         except redis.RedisError as exc:
             raise map_redis_error(exc, False, self._secret) from exc
 
@@ -221,7 +233,7 @@ class RedisBackend(Backend):
 
     def write_marker(self, name: bytes, value: bytes) -> None:
         try:
-            self._client.execute_command("HSET", self._markers, name, value)
+            self._execute("HSET", self._markers, name, value)
         except redis.RedisError as exc:
             raise map_redis_error(exc, True, self._secret) from exc
 

@@ -367,3 +367,15 @@ def test_clear_waits_for_a_running_backup(redis_kv: KV) -> None:
         redis_kv.clear()
     reader.close()
     assert redis_kv.clear() is True and redis_kv.size() == 0
+
+
+def test_every_byte_survives_scan_backup_and_restore(redis_kv: KV, tmp_path: Path) -> None:
+    """Pages and restore batches travel as MessagePack: values of any bytes, keys of any UTF-8."""
+    backend = redis_kv._store.backend  # type: ignore[attr-defined]
+    rows = {f"k:{i:03d}:é\x00🙂".encode(): bytes(range(i, 256)) + bytes(range(i)) for i in range(256)}
+    rows[b"k:empty"] = b""
+    backend.replace_all(iter([sorted(rows.items())]))
+    assert dict(backend.scan(b"k:", b"", 0)[0]) == rows
+    reader = backend.begin_backup(False)
+    assert dict(row for page in reader.batches(100) for row in page) == rows
+    reader.close()

@@ -57,13 +57,21 @@ import secrets
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Final
 
+import msgpack  # type: ignore[import-untyped]
+
 import redis
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError
 from redis.retry import Retry
 
 from ..._cooperative import pause
-from ...errors import KVError, StoreOpenError, StoreReadError, StoreWriteError
+from ...errors import (
+    KVError,
+    StoreOpenError,
+    StoreReadError,
+    StoreWriteError,
+    UnexpectedStoreOutputError,
+)
 from ..base import Backend, BackupReader, prefix_end
 from .errors import map_redis_error
 from .scripts import SCRIPTS
@@ -206,11 +214,14 @@ class RedisBackend(Backend):
         low = max(prefix, start)
         end = prefix_end(prefix)
         count = limit + 1 if limit > 0 else 0
-        keys, values = self._run(
-            "scan",
-            [self._data, self._index],
-            [b"[" + low if low else b"-", b"+" if end is None else b"(" + end, count],
-            False,
+        keys, values = _unpack(
+            self._run(
+                "scan",
+                [self._data, self._index],
+                [b"[" + low if low else b"-", b"+" if end is None else b"(" + end, count],
+                False,
+            ),
+            2,
         )
         rows = list(zip(keys, values))
         if 0 < limit < len(rows):
@@ -251,11 +262,14 @@ class RedisBackend(Backend):
 
     def _backup_page(self, lease: str, after: bytes, count: int) -> tuple[list[tuple[bytes, bytes]], bytes | None]:
         """The entries of the backup's moment after ``after``, and the last key they cover (None: the end)."""
-        keys, values, created, old_keys, old_values = self._run(
-            "backup_page",
-            [self._data, self._index, self._backup, *self._copies],
-            [lease, after, count, self._lease_ms],
-            False,
+        keys, values, created, old_keys, old_values = _unpack(
+            self._run(
+                "backup_page",
+                [self._data, self._index, self._backup, *self._copies],
+                [lease, after, count, self._lease_ms],
+                False,
+            ),
+            5,
         )
         # Both lists hold keys after ``after``; a full one may stop short of
         # keys the other has, so the page covers keys up to the smaller of
@@ -292,12 +306,11 @@ class RedisBackend(Backend):
         self._run("restore_begin", [self._restore, self._backup, self._staging_data, self._staging_index], [token, lease_ms], True)
         try:
             for batch in batches:
+                pause()  # reading and verifying the batch was work too
                 for start in range(0, len(batch), _RESTORE_ROWS):
-                    args: list[Any] = [token, lease_ms]
-                    for key, value in batch[start : start + _RESTORE_ROWS]:
-                        args.append(key)
-                        args.append(value)
-                    self._run("restore_load", staging, args, True)
+                    rows = [part for row in batch[start : start + _RESTORE_ROWS] for part in row]
+                    # The server's cmsgpack reads the original format, where bytes are "raw".
+                    self._run("restore_load", staging, [token, lease_ms, msgpack.packb(rows, use_bin_type=False)], True)
                     pause()
             return int(
                 self._run(
@@ -316,6 +329,20 @@ class RedisBackend(Backend):
 
     def close(self) -> None:
         self._pool.disconnect()
+
+
+def _unpack(reply: bytes, parts: int) -> list[list[Any]]:
+    """The lists a script packed with ``cmsgpack.pack(list1, list2, ...)`` (several objects, concatenated).
+
+    Lua cannot tell an empty array from an empty map, so an empty list may
+    arrive as a map; it is an empty list all the same.
+    """
+    unpacker = msgpack.Unpacker(raw=True, strict_map_key=False)
+    unpacker.feed(reply)
+    lists = [list(part) if part else [] for part in unpacker]
+    if len(lists) != parts:
+        raise UnexpectedStoreOutputError("a redis script returned a page of the wrong shape")
+    return lists
 
 
 class _RedisBackupReader(BackupReader):

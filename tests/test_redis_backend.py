@@ -379,3 +379,19 @@ def test_every_byte_survives_scan_backup_and_restore(redis_kv: KV, tmp_path: Pat
     reader = backend.begin_backup(False)
     assert dict(row for page in reader.batches(100) for row in page) == rows
     reader.close()
+
+
+@pytest.mark.parametrize(("ci", "outcome"), [("", "1 skipped"), ("1", "1 failed")])
+def test_without_redis_server_the_tests_skip_or_fail_under_ci(ci: str, outcome: str, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, LOCUST_KV_REDIS_SERVER=str(tmp_path / "no-redis-server"), CI=ci, PYTHONPATH=str(root))
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", "tests/test_redis_backend.py", "-k", "namespaces_are_separate"],
+        cwd=root, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert outcome in run.stdout, run.stdout
+    assert "redis-server is not installed" in run.stdout

@@ -12,6 +12,7 @@ in a namespace of its own. Without the binary they skip, saying why; with the
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,23 +28,27 @@ BACKENDS = ["memory", "disk", "redis"]
 _redis_server: RedisServer | None = None
 
 
+_SESSION_URL = "LOCUST_KV_TEST_REDIS_URL"
+"""Environment variable holding the session server's URL, so that child
+processes of a test (which import this module) use it instead of starting
+servers that nobody would stop."""
+
+
 def session_redis_url() -> str:
     """The URL of the session's redis-server, started on first use; skips (fails under CI) without the binary."""
     global _redis_server
     reason = redis_missing_reason()
     if reason is not None:
-        if _in_ci():
+        if os.environ.get("CI"):
             pytest.fail(reason)
         pytest.skip(reason)
+    inherited = os.environ.get(_SESSION_URL)
+    if inherited:
+        return inherited
     if _redis_server is None:
         _redis_server = RedisServer.start()
+        os.environ[_SESSION_URL] = _redis_server.url
     return _redis_server.url
-
-
-def _in_ci() -> bool:
-    import os
-
-    return bool(os.environ.get("CI"))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -51,6 +56,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if _redis_server is not None:
         _redis_server.stop()
         _redis_server = None
+        os.environ.pop(_SESSION_URL, None)
 
 
 def store_options(backend: str, place: Path, name: str = "store") -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
@@ -22,6 +23,14 @@ def redis_missing_reason() -> str | None:
     if not os.path.isfile(REDIS_SERVER) or not os.access(REDIS_SERVER, os.X_OK):
         return "redis-server is not installed (Debian: apt-get install redis-server); the redis backend's tests need it"
     return None
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the test process dies, even by SIGKILL, so no server outlives it."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass  # not Linux: sessionfinish still stops the server
 
 
 def free_port() -> int:
@@ -70,7 +79,7 @@ class RedisServer:
             "--logfile", str(self.directory / "redis.log"),
             *self.extra,
         ]  # fmt: skip
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent)  # noqa: PLW1509 - the ctypes call is async-signal-safe
         self.wait_ready()
 
     def client(self, **options: object) -> redis.Redis:

@@ -128,7 +128,11 @@ class RedisBackend(Backend):
         self._client = redis.Redis(connection_pool=self._pool)
         self._scripts = {name: (hashlib.sha1(source.encode()).hexdigest(), source) for name, source in SCRIPTS.items()}
         self._execute = self._client.execute_command
-        self._connect()
+        try:
+            self._connect()
+        except BaseException:
+            self._pool.disconnect()
+            raise
 
     def _connect(self) -> None:
         """Reach the server once, and load the scripts, so that open_kv reports a bad URL or password."""

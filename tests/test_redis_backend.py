@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import redis
 from redis import exceptions as rx
+from redis.crc import key_slot
 
 from locust_kv import KV, open_kv
 from locust_kv.backends.base import apply_increment
@@ -164,14 +165,7 @@ def test_every_key_of_a_store_is_under_its_hash_tag(redis_kv: KV, tmp_path: Path
     names = sorted(name.decode() for name in client.scan_iter(match=f"*{namespace}*"))
     reader.close()
     assert names and all(name.startswith(f"lkv:{{{namespace}}}:") for name in names), names
-    slots = {client.cluster_keyslot(name) if hasattr(client, "cluster_keyslot") else _slot(name) for name in names}
-    assert len(slots) == 1
-
-
-def _slot(name: str) -> int:
-    from redis.crc import key_slot
-
-    return int(key_slot(name.encode()))
+    assert len({key_slot(name.encode()) for name in names}) == 1  # one Cluster slot
 
 
 # -- the script cache ---------------------------------------------------------------------

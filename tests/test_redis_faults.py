@@ -295,3 +295,33 @@ def _backs_up(kv, path: Path) -> bool:  # type: ignore[no-untyped-def]
     except BackupInProgressError:
         return False
     return True
+
+
+# -- leases are renewed by the work, and lost by a stall ------------------------------------------
+
+
+def _slow_batches(count: int, pause_seconds: float) -> Iterator[list[tuple[bytes, bytes]]]:
+    for n in range(count):
+        yield [(b"slow:%04d" % n, b"%d" % n)]
+        time.sleep(pause_seconds)
+
+
+def test_a_restore_outliving_its_lease_timeout_keeps_the_lease_by_renewing_it(server: RedisServer) -> None:
+    with open_kv(backend="redis", url=server.url, namespace="renew", lease_timeout=2.0) as kv:
+        backend = kv._store.backend  # type: ignore[attr-defined]
+        # 16 batches 0.25 s apart: twice the lease in all, each gap far inside it.
+        assert backend.replace_all(_slow_batches(16, 0.25)) == 16
+        assert kv.size() == 16
+
+
+def test_a_restore_that_stalls_past_its_lease_stops_and_changes_nothing(server: RedisServer) -> None:
+    from locust_kv.errors import StoreWriteError
+
+    with open_kv(backend="redis", url=server.url, namespace="stall", lease_timeout=0.2) as kv:
+        kv.set("old", 1)
+        backend = kv._store.backend  # type: ignore[attr-defined]
+        with pytest.raises(StoreWriteError) as info:
+            backend.replace_all(_slow_batches(3, 1.0))  # a gap five times the lease
+        assert "lease expired" in str(info.value)
+        assert {e.key for e in kv.scan().entries} == {"old"}
+        kv.set("after", 2)  # nobody holds the lease

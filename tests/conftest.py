@@ -2,10 +2,17 @@
 
 ``kv`` is parametrized over every backend, so each contract test runs against
 each; a backend joins the suite by being listed in ``BACKENDS``.
+
+The redis backend's tests use a real ``redis-server`` that this module starts
+on a free loopback port (one for the session, stopped at its end), each test
+in a namespace of its own. Without the binary they skip, saying why; with the
+``CI`` environment variable set they fail instead.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +21,42 @@ import pytest
 
 from locust_kv import KV, open_kv
 
-BACKENDS = ["memory", "disk"]
+from .redis_helpers import RedisServer, redis_missing_reason
+
+BACKENDS = ["memory", "disk", "redis"]
+
+_redis_server: RedisServer | None = None
+
+
+_SESSION_URL = "LOCUST_KV_TEST_REDIS_URL"
+"""Environment variable holding the session server's URL, so that child
+processes of a test (which import this module) use it instead of starting
+servers that nobody would stop."""
+
+
+def session_redis_url() -> str:
+    """The URL of the session's redis-server, started on first use; skips (fails under CI) without the binary."""
+    global _redis_server
+    reason = redis_missing_reason()
+    if reason is not None:
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    inherited = os.environ.get(_SESSION_URL)
+    if inherited:
+        return inherited
+    if _redis_server is None:
+        _redis_server = RedisServer.start()
+        os.environ[_SESSION_URL] = _redis_server.url
+    return _redis_server.url
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    global _redis_server
+    if _redis_server is not None:
+        _redis_server.stop()
+        _redis_server = None
+        os.environ.pop(_SESSION_URL, None)
 
 
 def store_options(backend: str, place: Path, name: str = "store") -> dict[str, Any]:
@@ -27,6 +69,10 @@ def store_options(backend: str, place: Path, name: str = "store") -> dict[str, A
         return {"backend": "disk", "path": str(place / f"{name}.lmdb")}
     if backend == "memory":
         return {"backend": "memory", "name": f"{place}/{name}"}
+    if backend == "redis":
+        # A namespace of its own per place and name: tests share one server, never a store.
+        digest = hashlib.sha1(f"{place}/{name}".encode()).hexdigest()[:16]
+        return {"backend": "redis", "url": session_redis_url(), "namespace": f"test-{digest}"}
     raise ValueError(f"no test options for backend {backend!r}")
 
 

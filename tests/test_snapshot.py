@@ -109,7 +109,10 @@ def test_string_serialization_round_trip(kv_string: KV, tmp_path: Path) -> None:
     assert inspect(tmp_path / "s.kv").serialization == "string"
 
 
-@pytest.mark.parametrize(("source", "target"), [("memory", "disk"), ("disk", "memory"), ("disk", "disk")])
+@pytest.mark.parametrize(
+    ("source", "target"),
+    [("memory", "disk"), ("disk", "memory"), ("disk", "disk"), ("memory", "redis"), ("redis", "memory"), ("disk", "redis"), ("redis", "disk"), ("redis", "redis")],
+)
 def test_snapshots_cross_backends(source: str, target: str, tmp_path: Path) -> None:
     """One format: memory -> disk -> memory (and disk -> disk) keeps every key and value."""
     first = open_kv(**store_options(source, tmp_path, "a"))

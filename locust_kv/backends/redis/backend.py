@@ -1,0 +1,383 @@
+"""The redis backend's engine: one store in a Redis (or Valkey) server, shared by every host that reaches it.
+
+Layout. Every key of a store starts with ``lkv:{<namespace>}:``; the braces
+are a hash tag, so on Redis Cluster the whole store is in one slot and every
+script may touch all of its keys.
+
+* ``data``: hash, key -> value (the user's entries).
+* ``index``: sorted set of the same keys, every score 0, so that members are
+  in byte order: ``ZRANGEBYLEX`` pages a scan, ``ZLEXCOUNT`` and ``ZRANGE`` by
+  rank draw a uniform random key in O(log n), ``ZCARD`` is the size.
+* ``staging:data``, ``staging:index``: a restore being loaded.
+* ``restore``, ``backup``: leases (a random token with an expiry, ``PX``).
+* ``backup:cursor``, ``backup:old``, ``backup:oldindex``, ``backup:new``:
+  what a running backup has read, and what writers preserved for it.
+* ``markers``: hash of the markers, outside the key space.
+
+Every operation is one round trip: a plain command where one suffices
+(``HGET``, ``HEXISTS``, ``ZCARD``, the markers), else one Lua script
+(``scripts.py``) that updates the hash and the index together. A script runs
+with no other command interleaved, so each operation is atomic for every
+client of the server.
+
+Restore loads the staging keys in scripts of 1,000 entries, then one script
+unlinks the old data (the server frees it in the background) and renames the
+staging keys into place: readers see the old data until that moment, writers
+fail with RestoreInProgressError meanwhile, and a failure at any point leaves
+the live data untouched.
+
+A backup is point in time in both modes, and writers are never refused:
+while the backup lease is held, a writer about to change a key the backup
+has not read yet first copies what the key held when the backup began into
+``backup:old`` (or records in ``backup:new`` that it was absent). Each page
+reads the next live keys and the next preserved ones, and the client merges
+them. Only ``clear`` waits for a backup (BackupInProgressError): preserving a
+whole store would copy it.
+
+Leases expire unless the work renews them (every page or batch does), so a
+process killed while it holds one blocks nobody for longer than
+``lease_timeout``.
+
+Connections. One redis-py connection pool per backend object; redis-py
+checks the process id on every checkout and starts a fresh pool in a forked
+child. Under gevent's monkey patching (Locust applies it) the sockets are
+cooperative, so a call waiting on the server lets other greenlets run.
+Commands are never retried by redis-py: a script whose reply was lost may
+already have run, and running an increment twice would be wrong.
+
+Errors. Every redis-py exception is mapped by ``errors.REDIS_ERRORS`` with
+the cause chained.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import secrets
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Final
+
+import msgpack  # type: ignore[import-untyped]
+
+import redis
+from redis.backoff import NoBackoff
+from redis.exceptions import NoScriptError
+from redis.retry import Retry
+
+from ..._cooperative import pause
+from ...errors import (
+    KVError,
+    StoreOpenError,
+    StoreReadError,
+    StoreWriteError,
+    UnexpectedStoreOutputError,
+)
+from ..base import Backend, BackupReader, prefix_end
+from .errors import map_redis_error
+from .scripts import SCRIPTS
+
+if TYPE_CHECKING:
+    from . import RedisSpec
+
+__all__ = ["RedisBackend"]
+
+_RESTORE_ROWS: Final = 1_000
+"""Entries loaded by one restore script: about a millisecond of server time."""
+
+_BACKUP_PAGE: Final = 1_000
+"""Entries read by one backup script, for the same reason."""
+
+_DELTA_CAP: Final = 2**1024
+"""Deltas beyond this are sent as this: the result could be in range only if
+the stored counter had over 300 digits, and Python refuses to print ints of
+more than 4,300 digits."""
+
+
+class RedisBackend(Backend):
+    """A store in a Redis server. See the module docstring."""
+
+    kind = "redis"
+    scope = "network"
+
+    def __init__(self, spec: RedisSpec) -> None:
+        self.location = spec.location
+        self._secret = spec.password
+        self._lease_ms = max(1, int(spec.lease_timeout * 1000))
+        # Key names encoded once: redis-py would encode them on every call.
+        prefix = f"lkv:{{{spec.namespace}}}:".encode()
+        self._data = prefix + b"data"
+        self._index = prefix + b"index"
+        self._staging_data = prefix + b"staging:data"
+        self._staging_index = prefix + b"staging:index"
+        self._restore = prefix + b"restore"
+        self._backup = prefix + b"backup"
+        self._markers = prefix + b"markers"
+        self._copies = [prefix + b"backup:cursor", prefix + b"backup:old", prefix + b"backup:oldindex", prefix + b"backup:new"]
+        self._gated = [self._data, self._index, self._restore, self._backup, *self._copies]
+        # The URL was validated by configure(). A blocking pool: a thousand
+        # greenlets share at most max_connections sockets, waiting their turn
+        # (cooperatively under gevent) instead of opening one each.
+        self._pool = redis.BlockingConnectionPool.from_url(
+            spec.url,
+            max_connections=spec.max_connections,
+            timeout=spec.connect_timeout,  # the wait for a free connection of the pool
+            socket_timeout=spec.socket_timeout,
+            socket_connect_timeout=spec.connect_timeout,
+            retry=Retry(NoBackoff(), 0),
+        )
+        self._client = redis.Redis(connection_pool=self._pool)
+        self._scripts = {name: (hashlib.sha1(source.encode()).hexdigest(), source) for name, source in SCRIPTS.items()}
+        self._execute = self._client.execute_command
+        try:
+            self._connect()
+        except BaseException:
+            self._pool.disconnect()
+            raise
+
+    def _connect(self) -> None:
+        """Reach the server once, and load the scripts, so that open_kv reports a bad URL or password."""
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            pipe.ping()
+            for _, source in self._scripts.values():
+                pipe.script_load(source)
+            pipe.execute()
+        except redis.RedisError as exc:
+            error = map_redis_error(exc, True, self._secret)
+            if isinstance(error, (StoreReadError, StoreWriteError)):
+                # Refused while opening (a database the server lacks, scripting
+                # disabled): retrying will not fix it.
+                error = StoreOpenError(f"cannot open the store: {error.message}")
+            raise error from exc
+
+    # -- the boundary ----------------------------------------------------------------------
+
+    def _run(self, name: str, keys: list[bytes], args: list[Any], writing: bool) -> Any:
+        """Run script ``name`` by its digest (EVALSHA); one round trip unless the server forgot it."""
+        sha, source = self._scripts[name]
+        try:
+            try:
+                return self._execute("EVALSHA", sha, len(keys), *keys, *args)
+            except NoScriptError:
+                # The server restarted or its script cache was flushed; the
+                # script did not run, so loading it and running it again is safe.
+                self._execute("SCRIPT", "LOAD", source)
+                return self._execute("EVALSHA", sha, len(keys), *keys, *args)
+        except redis.RedisError as exc:
+            raise map_redis_error(exc, writing, self._secret) from exc
+
+    def _read(self, command: str, *args: Any) -> Any:
+        try:
+            return self._execute(command, *args)
+        except redis.RedisError as exc:
+            raise map_redis_error(exc, False, self._secret) from exc
+
+    # -- single-key operations -----------------------------------------------------------
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._read("HGET", self._data, key)  # type: ignore[no-any-return]
+
+    def exists(self, key: bytes) -> bool:
+        return bool(self._read("HEXISTS", self._data, key))
+
+    def set(self, key: bytes, value: bytes) -> None:
+        self._run("set", self._gated, [key, value], True)
+
+    def delete(self, key: bytes) -> bool:
+        return bool(self._run("delete", self._gated, [key], True))
+
+    def increment_by(self, key: bytes, delta: int) -> int:
+        if not -_DELTA_CAP <= delta <= _DELTA_CAP:
+            delta = _DELTA_CAP if delta > 0 else -_DELTA_CAP
+        return int(self._run("increment_by", self._gated, [key, b"%d" % delta], True))
+
+    def get_or_set(self, key: bytes, value: bytes) -> tuple[bytes, bool]:
+        reply = self._run("get_or_set", self._gated, [key, value], True)
+        return (reply[1], True) if reply[0] else (value, False)
+
+    def swap(self, key: bytes, value: bytes) -> bytes | None:
+        reply = self._run("swap", self._gated, [key, value], True)
+        return reply[1] if reply[0] else None
+
+    def compare_and_swap(self, key: bytes, old: bytes | None, new: bytes) -> bool:
+        args = [key, new, b"0", b""] if old is None else [key, new, b"1", old]
+        return bool(self._run("compare_and_swap", self._gated, args, True))
+
+    def compare_and_delete(self, key: bytes, old: bytes) -> bool:
+        return bool(self._run("compare_and_delete", self._gated, [key, old], True))
+
+    # -- whole-store operations ----------------------------------------------------------
+
+    def clear(self) -> None:
+        self._run("clear", [*self._gated, self._staging_data, self._staging_index], [], True)
+
+    def size(self) -> int:
+        return int(self._read("ZCARD", self._index))
+
+    def scan(self, prefix: bytes, start: bytes, limit: int) -> tuple[list[tuple[bytes, bytes]], bool]:
+        low = max(prefix, start)
+        end = prefix_end(prefix)
+        count = limit + 1 if limit > 0 else 0
+        keys, values = _unpack(
+            self._run(
+                "scan",
+                [self._data, self._index],
+                [b"[" + low if low else b"-", b"+" if end is None else b"(" + end, count],
+                False,
+            ),
+            2,
+        )
+        rows = list(zip(keys, values))
+        if 0 < limit < len(rows):
+            rows.pop()
+            return rows, True
+        return rows, False
+
+    def random_key(self, prefix: bytes) -> bytes | None:
+        end = prefix_end(prefix)
+        high = b"+" if end is None else b"(" + end
+        return self._run("random_key", [self._index], [prefix, high, repr(random.random())], False)  # type: ignore[no-any-return]
+
+    def rebuild_key_list(self) -> None:
+        """Nothing to do: every script updates the index with the data, so it never falls behind."""
+
+    # -- markers: their own hash, outside the key space ------------------------------------
+
+    def read_marker(self, name: bytes) -> bytes | None:
+        return self._read("HGET", self._markers, name)  # type: ignore[no-any-return]
+
+    def write_marker(self, name: bytes, value: bytes) -> None:
+        try:
+            self._execute("HSET", self._markers, name, value)
+        except redis.RedisError as exc:
+            raise map_redis_error(exc, True, self._secret) from exc
+
+    # -- snapshots -----------------------------------------------------------------------
+
+    def begin_backup(self, allow_concurrent_writes: bool) -> BackupReader:
+        """Take the backup lease; the reader is point in time in both modes and writers go on.
+
+        Raises BackupInProgressError while another backup holds the lease,
+        RestoreInProgressError during a restore.
+        """
+        lease = secrets.token_hex(16)
+        self._run("backup_begin", [self._restore, self._backup, *self._copies], [lease, self._lease_ms], False)
+        return _RedisBackupReader(self, lease)
+
+    def _backup_page(self, lease: str, after: bytes, count: int) -> tuple[list[tuple[bytes, bytes]], bytes | None]:
+        """The entries of the backup's moment after ``after``, and the last key they cover (None: the end)."""
+        keys, values, created, old_keys, old_values = _unpack(
+            self._run(
+                "backup_page",
+                [self._data, self._index, self._backup, *self._copies],
+                [lease, after, count, self._lease_ms],
+                False,
+            ),
+            5,
+        )
+        # Both lists hold keys after ``after``; a full one may stop short of
+        # keys the other has, so the page covers keys up to the smaller of
+        # their last keys. Preserved values win; keys created since are not
+        # the backup's.
+        bounds = [page[-1] for page in (keys, old_keys) if len(page) == count]
+        last = min(bounds) if bounds else None
+        preserved = {k: v for k, v in zip(old_keys, old_values) if last is None or k <= last}
+        rows = [
+            (k, preserved.pop(k, v))
+            for k, v, new in zip(keys, values, created)
+            if (last is None or k <= last) and (k in preserved or not new)
+        ]
+        if preserved:
+            rows.extend(preserved.items())
+            rows.sort()
+        return rows, last
+
+    def _end_backup(self, lease: str) -> None:
+        self._run("backup_end", [self._backup, *self._copies], [lease], True)
+
+    def replace_all(self, batches: Iterator[list[tuple[bytes, bytes]]]) -> int:
+        """Load the staging keys under the restore lease, then rename them into place in one script.
+
+        Raises BackupInProgressError during a backup, RestoreInProgressError
+        during another restore. If ``batches`` raises or the server fails,
+        the staging keys are dropped (or left for the next restore or clear
+        to drop, when the server cannot be reached) and the live data was
+        never touched.
+        """
+        token = secrets.token_hex(16)
+        lease_ms = self._lease_ms
+        staging = [self._restore, self._staging_data, self._staging_index]
+        self._run("restore_begin", [self._restore, self._backup, self._staging_data, self._staging_index], [token, lease_ms], True)
+        try:
+            for batch in batches:
+                pause()  # reading and verifying the batch was work too
+                for start in range(0, len(batch), _RESTORE_ROWS):
+                    rows = [part for row in batch[start : start + _RESTORE_ROWS] for part in row]
+                    # The server's cmsgpack reads the original format, where bytes are "raw".
+                    self._run("restore_load", staging, [token, lease_ms, msgpack.packb(rows, use_bin_type=False)], True)
+                    pause()
+            return int(
+                self._run(
+                    "restore_finish",
+                    [self._restore, self._data, self._index, self._staging_data, self._staging_index],
+                    [token],
+                    True,
+                )
+            )
+        except BaseException:
+            try:
+                self._run("restore_abort", staging, [token], True)
+            except KVError:
+                pass  # the lease expires by itself; the next restore or clear drops the staging keys
+            raise
+
+    def close(self) -> None:
+        self._pool.disconnect()
+
+
+def _unpack(reply: bytes, parts: int) -> list[list[Any]]:
+    """The lists a script packed with ``cmsgpack.pack(list1, list2, ...)`` (several objects, concatenated).
+
+    Lua cannot tell an empty array from an empty map, so an empty list may
+    arrive as a map; it is an empty list all the same.
+    """
+    unpacker = msgpack.Unpacker(raw=True, strict_map_key=False)
+    unpacker.feed(reply)
+    lists = [list(part) if part else [] for part in unpacker]
+    if len(lists) != parts:
+        raise UnexpectedStoreOutputError("a redis script returned a page of the wrong shape")
+    return lists
+
+
+class _RedisBackupReader(BackupReader):
+    """Reads the store as it was when the backup began, in pages under the lease; each page renews it."""
+
+    point_in_time = True
+
+    def __init__(self, backend: RedisBackend, lease: str) -> None:
+        self._backend = backend
+        self._lease = lease
+        self._closed = False
+
+    def batches(self, batch_size: int) -> Iterator[list[tuple[bytes, bytes]]]:
+        page_size = max(1, min(batch_size, _BACKUP_PAGE))
+        after: bytes | None = b""
+        batch: list[tuple[bytes, bytes]] = []
+        while after is not None:
+            rows, after = self._backend._backup_page(self._lease, after, page_size)
+            batch.extend(rows)
+            while len(batch) >= batch_size:
+                yield batch[:batch_size]
+                batch = batch[batch_size:]
+            pause()  # a hub without monkey patching runs its other greenlets too
+        if batch:
+            yield batch
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._backend._end_backup(self._lease)
+        except KVError:
+            pass  # the lease expires by itself within lease_timeout

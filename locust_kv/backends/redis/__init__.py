@@ -7,6 +7,7 @@ See :mod:`.backend` for the layout and the atomicity, and docs/redis-backend.md.
 from __future__ import annotations
 
 import math
+from typing import Final
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -16,7 +17,10 @@ from ...errors import InvalidOptionsError
 from ..base import Scope, reject_unknown
 from .backend import RedisBackend
 
-__all__ = ["DEFAULT_URL", "RedisBackend", "RedisSpec", "configure"]
+__all__ = ["DEFAULT_URL", "SCOPE", "RedisBackend", "RedisSpec", "configure"]
+
+SCOPE: Final[Scope] = "network"
+"""Who shares a store of this backend (see ``backends.base.Scope``): every host that reaches the server."""
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 _SCHEMES = ("redis", "rediss", "unix")
@@ -41,7 +45,7 @@ class RedisSpec:
     lease_timeout: float = 10.0
     max_connections: int = 64
     kind: str = "redis"
-    scope: Scope = "network"
+    scope: Scope = SCOPE
 
     @property
     def identity(self) -> tuple[str, str, str]:

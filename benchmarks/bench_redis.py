@@ -240,8 +240,34 @@ def throughput(server: redis_server.RedisServer, seconds: int) -> list[tuple[str
     return rows
 
 
+def plot(rows: list, path: Path) -> None:  # type: ignore[type-arg]
+    """Per-operation ratios with their quartiles, and the goal, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [row[0] for row in rows]
+    medians = [row[3].median for row in rows]
+    low = [row[3].median - row[3].p25 for row in rows]
+    high = [row[3].p75 - row[3].median for row in rows]
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    ax.barh(names, medians, xerr=[low, high], color="#4c72b0")
+    ax.axvline(GOAL, color="#c44e52", linestyle="--", label=f"goal {GOAL}x")
+    ax.axvline(1.0, color="#555555", linewidth=0.8)
+    ax.set_xlabel("locust_kv redis backend / bare redis-py (wall clock, median and quartiles)")
+    ax.invert_yaxis()
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def report(rows: list, tput: list, server: redis_server.RedisServer) -> str:  # type: ignore[type-arg]
     lines = [
+        "## Redis backend",
+        "",
+        "From `python benchmarks/bench_redis.py --out benchmarks/redis.md` (plot: `redis.png`). "
         f"Redis backend against bare redis-py, same server ({server.version.split(' sha')[0]}), loopback, wall clock, "
         f"median of interleaved rounds (p25-p75). Goal: ratio <= {GOAL}.",
         "",
@@ -262,7 +288,7 @@ def report(rows: list, tput: list, server: redis_server.RedisServer) -> str:  # 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer rounds and shorter Locust runs")
-    parser.add_argument("--out", type=Path, help="also write the report (Markdown) here")
+    parser.add_argument("--out", type=Path, help="also write the report (Markdown) here, and a plot beside it (.png)")
     parser.add_argument("--no-throughput", action="store_true", help="skip the Locust and redis-benchmark runs")
     args = parser.parse_args()
     random.seed(1)
@@ -276,6 +302,10 @@ def main() -> None:
     print(text)
     if args.out:
         args.out.write_text(text, encoding="utf-8")
+        try:
+            plot(rows, args.out.with_suffix(".png"))
+        except ImportError as exc:
+            print(f"no plot: {exc}", file=sys.stderr)
         print(json.dumps({"written": str(args.out)}), file=sys.stderr)
 
 

@@ -496,6 +496,11 @@ def write_outputs(results: dict[str, Any], out_dir: str, include_notes: bool) ->
     if include_notes and os.path.exists(notes_path):
         with open(notes_path) as f:
             notes = f.read()
+    # The redis backend's own run (bench_redis.py --out redis.md) is a section of its own.
+    redis_path = os.path.join(HERE, "redis.md")
+    if include_notes and os.path.exists(redis_path):
+        with open(redis_path) as f:
+            notes = f.read().rstrip() + "\n\n" + (notes or "")
     same_work = SAME_WORK
     lmdb_meta = results["meta"].get("lmdb_flags")
     if lmdb_meta:

@@ -329,10 +329,10 @@ class DatabaseNotOpenError(KVError):
 
 
 class InvalidBackendError(KVError):
-    """``open_kv`` was given a backend other than ``"memory"`` or ``"disk"``."""
+    """``open_kv`` was given a backend name that is not one of ``locust_kv.options.BACKENDS``."""
 
     group = ErrorGroup.CONFIGURATION
-    default_message = 'backend must be "memory" or "disk"'
+    default_message = 'backend must be "memory", "disk" or "redis"'
 
 
 class InvalidSerializationError(KVError):

@@ -10,7 +10,7 @@ Two runs of ``e2e/run.py`` as a subprocess, each once per module:
   test asserting that the run failed, that Locust itself exited 1, and that
   the runner gave the violated invariant as the reason.
 
-The runner runs four Locust runs at a time (about a minute in all on 2 cores).
+The runner runs three Locust runs at a time (about two and a half minutes in all on 2 cores).
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ Outcome = tuple[int, str, dict[tuple[str, str], dict[str, Any]]]
 
 def _run_runner(report: Path, topologies: list[str], env: dict[str, str]) -> Outcome:
     """Run e2e/run.py; its exit status, its output, and its results by (scenario, topology)."""
-    command = [sys.executable, str(RUNNER), "--jobs", "4", "--report", str(report)]
+    command = [sys.executable, str(RUNNER), "--jobs", "3", "--report", str(report)]
     for topology in topologies:
         command += ["--topology", topology]
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)

@@ -26,7 +26,7 @@ from locust_kv.errors import (
 from locust_kv.snapshot import write_snapshot
 
 from .conftest import session_redis_url
-from .disk_helpers import python_child
+from .disk_helpers import python_child, run_python
 from .redis_helpers import RedisServer
 
 LEASE = 1.0
@@ -325,3 +325,53 @@ def test_a_restore_that_stalls_past_its_lease_stops_and_changes_nothing(server: 
         assert "lease expired" in str(info.value)
         assert {e.key for e in kv.scan().entries} == {"old"}
         kv.set("after", 2)  # nobody holds the lease
+
+
+# Greenlets killed while their calls wait for the server, as Locust kills its
+# users at the end of a test: every operation the server applied must have
+# been seen by its caller (the kill lands after the reply is read).
+_KILLED_MID_CALL = """
+from gevent import monkey
+monkey.patch_all()
+import json, sys
+import gevent
+from locust_kv import open_kv
+
+kv = open_kv(backend="redis", url=sys.argv[1], namespace="killed-mid-call")
+kv.clear()
+acked = {}
+deaths = {}
+
+def user(n):
+    # A task of two calls, then a pause outside the store, as a Locust user waits between tasks;
+    # the odd users only ever call the store: a kill must still end them (within a second).
+    try:
+        while True:
+            kv.increment_by("hits", 1)
+            acked[n] = acked.get(n, 0) + 1
+            kv.set(f"tally:{n:03d}", acked[n])
+            if n % 2 == 0:
+                gevent.sleep(0)
+    except gevent.GreenletExit:
+        deaths[n] = True
+        raise
+
+users = [gevent.spawn(user, n) for n in range(50)]
+for round in range(20):
+    gevent.sleep(0.02)
+    victim = users[round % len(users)]
+    victim.kill(block=False)
+gevent.sleep(0.05)
+gevent.killall(users, block=True)
+tallies = {int(e.key.split(":")[1]): e.value for e in kv.list("tally:")}
+print(json.dumps({"hits": kv.get("hits"), "acked": sum(acked.values()), "deaths": len(deaths),
+                  "tallies_match": all(tallies.get(n, 0) == count for n, count in acked.items() if n % 2 == 0)}))
+"""
+
+
+def test_greenlets_killed_mid_call_see_every_operation_the_server_applied(server: RedisServer) -> None:
+    out = run_python(_KILLED_MID_CALL.replace("sys.argv[1]", repr(server.url)), timeout=120)
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["deaths"] == 50  # every kill was delivered, after its reply
+    assert result["hits"] == result["acked"]  # no increment applied without its caller seeing it
+    assert result["tallies_match"]  # users that pause between tasks finish the task they were in

@@ -55,12 +55,6 @@ _NOT_OPEN = (
 )
 
 
-_NOT_YET = (
-    "a worker opens the run's store when the test starts (the master's options name it), "
-    "so environment.kv is there from test_start on"
-)
-
-
 def register(environment: Environment, **options: Any) -> KV | None:
     """Attach the run's store to ``environment``; returns it (also ``environment.kv``).
 
@@ -144,11 +138,7 @@ class _EnvironmentStore:
         attachment = _attachment(environment)
         if attachment is None:
             raise DatabaseNotOpenError(_NOT_OPEN)
-        if attachment.refusal is not None:
-            raise attachment.refusal
-        if attachment.kv is None:
-            raise DatabaseNotOpenError(_NOT_YET)
-        return attachment.kv
+        return attachment.store()
 
 
 def _on_init_command_line_parser(parser: Any, **_kwargs: Any) -> None:

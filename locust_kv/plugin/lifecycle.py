@@ -53,7 +53,7 @@ import gevent
 from locust.event import EventHook
 from locust.runners import STATE_CLEANUP, STATE_MISSING, STATE_RUNNING, STATE_SPAWNING, MasterRunner, WorkerRunner
 
-from ..errors import KVError, MemoryBackendNotSharedError, StoreNotSharedError
+from ..errors import DatabaseNotOpenError, KVError, MemoryBackendNotSharedError, StoreNotSharedError
 from ..options import scope_of
 from ..store import KV, open_kv, open_stores, read_marker, set_reporter, write_marker
 from . import settings as settings_module
@@ -89,6 +89,11 @@ _STARTUP_FIELDS = (
 
 _USERS_STOPPED_TIMEOUT = 60.0
 """Seconds past the stop timeout the master waits for workers' users to stop before the backup."""
+
+_NOT_YET = (
+    "a worker opens the run's store when the test starts (the master's options name it), "
+    "so environment.kv is there from test_start on"
+)
 
 RUN_MARKER = "run"
 """The store marker holding the master's run token."""
@@ -255,6 +260,7 @@ class Attachment:
         """Open the store the master's options name and prove it is the master's, or refuse."""
         if self.refusal is not None:
             return
+        started = time.monotonic()
         token = getattr(self.environment.parsed_options, RUN_TOKEN_DEST, None)
         options = wanted.store_options()
         self.settings = wanted
@@ -287,8 +293,31 @@ class Attachment:
             return
         self._verified = (options, token)
         described = ", ".join(f"{k}={v!r}" for k, v in self.kv.options.items())
-        logger.info("locust_kv: using the master's store (%s), checked by its run token", described)
+        logger.info(
+            "locust_kv: using the master's store (%s), checked by its run token in %.0f ms",
+            described, (time.monotonic() - started) * 1000,
+        )  # fmt: skip
         self._apply_reporting()
+
+    def store(self) -> KV:
+        """The run's store, for ``environment.kv``.
+
+        On a worker whose test started before it got here (Locust can hand a
+        worker its first spawn message while the worker's init listeners
+        still run), the master's store is opened and checked now. Raises the
+        worker's refusal (StoreNotSharedError), or DatabaseNotOpenError on a
+        worker before its test starts.
+        """
+        if self.refusal is not None:
+            raise self.refusal
+        if self.kv is None and self.role == "worker":
+            if getattr(self.environment.parsed_options, RUN_TOKEN_DEST, None) is not None:
+                self._follow_master(self._read())
+                if self.refusal is not None:
+                    raise self.refusal
+        if self.kv is None:
+            raise DatabaseNotOpenError(_NOT_YET)
+        return self.kv
 
     def _refuse(self, message: str, cause: KVError | None) -> None:
         """Run no user against a store that is not the master's: tell the master, and quit with exit code 1."""

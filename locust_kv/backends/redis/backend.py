@@ -54,14 +54,18 @@ from __future__ import annotations
 import hashlib
 import random
 import secrets
+import weakref
+from time import monotonic
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Final
 
 import msgpack  # type: ignore[import-untyped]
 
+import gevent
 import redis
+from gevent import GreenletExit
 from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 from redis.retry import Retry
 
 from ..._cooperative import pause
@@ -127,7 +131,7 @@ class RedisBackend(Backend):
         )
         self._client = redis.Redis(connection_pool=self._pool)
         self._scripts = {name: (hashlib.sha1(source.encode()).hexdigest(), source) for name, source in SCRIPTS.items()}
-        self._execute = self._client.execute_command
+        self._execute = self._round_trip
         try:
             self._connect()
         except BaseException:
@@ -151,6 +155,51 @@ class RedisBackend(Backend):
             raise error from exc
 
     # -- the boundary ----------------------------------------------------------------------
+
+    def _round_trip(self, *command: Any) -> Any:
+        """Send one command and read its reply; a greenlet kill waits for the reply.
+
+        Once a command is sent, the server runs it whole, whatever happens to
+        the client. If the calling greenlet is killed while it waits for the
+        reply (Locust kills its users at the end of a test, and a kill asked
+        for while a user sleeps can land in its next task), the reply is still
+        read and returned, and the kill is delivered again at the greenlet's
+        next switch: an operation is never applied without its caller seeing
+        the result. ``disconnect_on_error=False`` lets redis-py read an
+        interrupted reply again from its start. A kill that keeps landing in
+        replies (a greenlet that only calls the store) is raised before the
+        next command is sent once it is ``_KILL_GRACE`` seconds old, so that
+        greenlet still dies.
+        """
+        pending = _pending_kills.get(gevent.getcurrent())
+        if pending is not None and monotonic() >= pending[1]:
+            del _pending_kills[gevent.getcurrent()]
+            raise pending[0]
+        pool = self._pool
+        connection = pool.get_connection()
+        interrupted: BaseException | None = None
+        try:
+            connection.send_command(*command)
+            while True:
+                try:
+                    reply = connection.read_response(disconnect_on_error=False)
+                    break
+                except Exception:
+                    connection.disconnect()  # a timeout or a broken socket: the reply is lost
+                    raise
+                except GreenletExit as kill:
+                    interrupted = kill
+        except ResponseError:
+            raise  # an error reply: the connection is in step, reusable
+        except BaseException:
+            connection.disconnect()
+            raise
+        finally:
+            pool.release(connection)
+            if interrupted is not None:
+                _deliver_later(interrupted)
+        return reply
+
 
     def _run(self, name: str, keys: list[bytes], args: list[Any], writing: bool) -> Any:
         """Run script ``name`` by its digest (EVALSHA); one round trip unless the server forgot it."""
@@ -381,3 +430,25 @@ class _RedisBackupReader(BackupReader):
             self._backend._end_backup(self._lease)
         except KVError:
             pass  # the lease expires by itself within lease_timeout
+
+
+_KILL_GRACE: Final = 1.0
+"""Seconds a kill may be put off by store calls that keep receiving it while they wait for replies."""
+
+_pending_kills: weakref.WeakKeyDictionary[Any, tuple[BaseException, float]] = weakref.WeakKeyDictionary()
+"""Kills put off until a reply was read, by greenlet, with the time they must be raised by."""
+
+
+def _deliver_later(interruption: BaseException) -> None:
+    """Raise ``interruption`` in the current greenlet at its next switch (or see ``_round_trip``)."""
+    current = gevent.getcurrent()
+    earlier = _pending_kills.get(current)
+    _pending_kills[current] = (interruption, earlier[1] if earlier else monotonic() + _KILL_GRACE)
+
+    def deliver() -> None:
+        # The entry stays until the greenlet dies or a command raises it: a throw that lands in
+        # another reply is put off again with the same deadline, never a later one.
+        if _pending_kills.get(current) is not None and not current.dead:
+            current.throw(interruption)
+
+    gevent.get_hub().loop.run_callback(deliver)

@@ -100,7 +100,7 @@ def test_the_spec_describes_the_store_without_the_password() -> None:
     assert spec.describe()["url"] == "redis://user@db.example:6390/3"
     for text in (repr(spec), str(spec.identity), str(spec.describe()), spec.location):
         assert PASSWORD not in text
-    assert spec.track_keys is True and spec.socket_timeout == 5.0 and spec.lease_timeout == 10.0
+    assert spec.track_keys is True and spec.socket_timeout == 5.0 and spec.lease_timeout == 30.0
 
 
 def test_a_password_protected_server(own_server: RedisServer, tmp_path: Path) -> None:

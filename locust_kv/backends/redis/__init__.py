@@ -42,7 +42,7 @@ class RedisSpec:
     track_keys: bool = True
     socket_timeout: float = 5.0
     connect_timeout: float = 5.0
-    lease_timeout: float = 10.0
+    lease_timeout: float = 30.0
     max_connections: int = 64
     kind: str = "redis"
     scope: Scope = SCOPE
@@ -79,7 +79,7 @@ def configure(
     track_keys: object = True,
     socket_timeout: object = 5.0,
     connect_timeout: object = 5.0,
-    lease_timeout: object = 10.0,
+    lease_timeout: object = 30.0,
     max_connections: object = 64,
     **options: object,
 ) -> RedisSpec:

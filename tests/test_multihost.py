@@ -52,19 +52,21 @@ def _separate_hosts_possible() -> None:
         pytest.skip(reason)
 
 
-def _worker_on_its_own_host(store_dir: Path, port: int, cwd: Path, env: dict[str, str]) -> subprocess.Popen[str]:
-    """A worker whose filesystem differs from the master's where the store lives."""
+def _worker_on_its_own_host(
+    store_dir: Path, port: int, cwd: Path, env: dict[str, str], mount: str
+) -> subprocess.Popen[str]:
+    """A worker whose filesystem differs from the master's where the store lives (tmpfs ``mount`` options)."""
     command = locust_command("multihost.py", "--worker", "--master-host", "127.0.0.1", "--master-port", str(port))
     wrapped = [
         "unshare", "--mount", "--propagation", "private",
-        "sh", "-c", 'mount -t tmpfs -o size=64m tmpfs "$1" && shift && exec "$@"', "sh", str(store_dir), *command,
+        "sh", "-c", f'mount -t tmpfs -o {mount} tmpfs "$1" && shift && exec "$@"', "sh", str(store_dir), *command,
     ]  # fmt: skip
     return subprocess.Popen(
         wrapped, cwd=cwd, env=clean_environment(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
 
 
-def _run(tmp_path: Path, backend_args: list[str]) -> tuple[list, Path]:  # type: ignore[type-arg]
+def _run(tmp_path: Path, backend_args: list[str], mount: str = "size=64m") -> tuple[list, Path]:  # type: ignore[type-arg]
     out = tmp_path / "out"
     out.mkdir()
     store_dir = tmp_path / "store"
@@ -80,7 +82,7 @@ def _run(tmp_path: Path, backend_args: list[str]) -> tuple[list, Path]:  # type:
     )  # fmt: skip
     elsewhere = tmp_path / "workers"
     elsewhere.mkdir()
-    workers = [_worker_on_its_own_host(store_dir, port, elsewhere, env) for _ in range(2)]
+    workers = [_worker_on_its_own_host(store_dir, port, elsewhere, env, mount) for _ in range(2)]
     return finish([master, *workers]), out
 
 
@@ -91,15 +93,20 @@ def _user_rows(out: Path) -> list[dict[str, object]]:
     return rows
 
 
-def test_a_host_scoped_store_is_refused_when_workers_cannot_see_it(tmp_path: Path) -> None:
-    results, out = _run(tmp_path, ["--kv-path", str(tmp_path / "store" / "kv.lmdb")])
+@pytest.mark.parametrize(
+    ("mount", "why"),
+    [("size=64m", "it is not the store the master prepared"), ("ro,size=1m", "cannot open the master's store")],
+    ids=["another-file", "cannot-open"],
+)
+def test_a_host_scoped_store_is_refused_when_workers_cannot_see_it(tmp_path: Path, mount: str, why: str) -> None:
+    results, out = _run(tmp_path, ["--kv-path", str(tmp_path / "store" / "kv.lmdb")], mount)
     master, *workers = results
     assert master.returncode != 0, describe(*results)
     for worker in workers:
         assert worker.returncode != 0, describe(worker)
         refusal = worker.lines_with("StoreNotSharedError")
         assert refusal, describe(worker)
-        assert "--kv-backend redis" in refusal[0]
+        assert "--kv-backend redis" in refusal[0] and why in refusal[0], refusal[0]
         assert not worker.lines_with("using the master's store"), describe(worker)
     assert master.lines_with("refused the run"), describe(master)
     # No worker user took an order id from a store that was not the master's.

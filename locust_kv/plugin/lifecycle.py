@@ -129,7 +129,6 @@ class Attachment:
         self.timings = Timings()
         self.refusal: StoreNotSharedError | None = None
         """Set on a worker that cannot reach the master's store: ``environment.kv`` raises it."""
-        self.token: str | None = None
         self._opened_with: dict[str, Any] | None = None  # a worker's store options
         self._verified: tuple[dict[str, Any], str] | None = None  # (store options, token) a worker checked
         self._pending: set[str] = set()  # workers the master waits for at the end of a test
@@ -179,9 +178,9 @@ class Attachment:
             if self.coordinates:
                 self._prepare()
             if self.role == "master":
-                self.token = secrets.token_hex(16)
-                write_marker(self.kv, RUN_MARKER, self.token)
-                self._set_option(RUN_TOKEN_DEST, self.token)
+                token = secrets.token_hex(16)
+                write_marker(self.kv, RUN_MARKER, token)
+                self._set_option(RUN_TOKEN_DEST, token)
             self._apply_reporting()
         except BaseException:
             self.kv.close()

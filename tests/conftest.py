@@ -34,14 +34,28 @@ processes of a test (which import this module) use it instead of starting
 servers that nobody would stop."""
 
 
-def session_redis_url() -> str:
-    """The URL of the session's redis-server, started on first use; skips (fails under CI) without the binary."""
-    global _redis_server
+def require_redis_server() -> None:
+    """Skip the calling test when redis-server is not installed; under CI, fail it instead."""
     reason = redis_missing_reason()
     if reason is not None:
         if os.environ.get("CI"):
             pytest.fail(reason)
         pytest.skip(reason)
+
+
+@pytest.fixture
+def own_redis_server() -> Iterator[RedisServer]:
+    """A redis-server of the test's own, for faults and settings the shared one must not suffer."""
+    require_redis_server()
+    server = RedisServer.start()
+    yield server
+    server.stop()
+
+
+def session_redis_url() -> str:
+    """The URL of the session's redis-server, started on first use; skips (fails under CI) without the binary."""
+    global _redis_server
+    require_redis_server()
     inherited = os.environ.get(_SESSION_URL)
     if inherited:
         return inherited

@@ -114,13 +114,10 @@ def test_a_host_scoped_store_is_refused_when_workers_cannot_see_it(tmp_path: Pat
 
 
 def test_a_redis_store_is_shared_by_workers_on_other_hosts(tmp_path: Path) -> None:
-    from .redis_helpers import RedisServer, redis_missing_reason
+    from .conftest import require_redis_server
+    from .redis_helpers import RedisServer
 
-    reason = redis_missing_reason()
-    if reason is not None:
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
+    require_redis_server()
     server = RedisServer.start()
     try:
         results, out = _run(tmp_path, ["--kv-backend", "redis", "--kv-redis-url", server.url, "--kv-namespace", "multihost"])

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +18,8 @@ import pytest
 from locust_kv import open_kv
 
 from .plugin_helpers import describe, read_values, run_locust
-from .redis_helpers import RedisServer, redis_missing_reason
+from .conftest import require_redis_server
+from .redis_helpers import RedisServer
 from .test_plugin_runs import HEADLESS, assert_exact, snapshot_entries
 
 PASSWORD = "s3cr3t-pw-for-the-test"
@@ -27,11 +27,7 @@ PASSWORD = "s3cr3t-pw-for-the-test"
 
 @pytest.fixture
 def server() -> Iterator[RedisServer]:
-    reason = redis_missing_reason()
-    if reason is not None:
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
+    require_redis_server()
     started = RedisServer.start(extra=("--requirepass", PASSWORD))
     try:
         yield started

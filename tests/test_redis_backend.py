@@ -47,12 +47,8 @@ def redis_kv(tmp_path: Path) -> Iterator[KV]:
 
 
 @pytest.fixture
-def own_server() -> Iterator[RedisServer]:
-    """A server of the test's own, for faults the shared one must not suffer."""
-    session_redis_url()  # skips (or fails under CI) without the binary
-    server = RedisServer.start()
-    yield server
-    server.stop()
+def own_server(own_redis_server: RedisServer) -> RedisServer:
+    return own_redis_server
 
 
 # -- options ------------------------------------------------------------------------------

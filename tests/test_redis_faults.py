@@ -34,11 +34,8 @@ LEASE = 1.0
 
 
 @pytest.fixture
-def server() -> Iterator[RedisServer]:
-    session_redis_url()  # skips (or fails under CI) without the binary
-    own = RedisServer.start()
-    yield own
-    own.stop()
+def server(own_redis_server: RedisServer) -> RedisServer:
+    return own_redis_server
 
 
 def _wait_for(condition, what: str, timeout: float = 60.0) -> None:  # type: ignore[no-untyped-def]

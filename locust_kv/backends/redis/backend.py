@@ -131,7 +131,9 @@ class RedisBackend(Backend):
         )
         self._client = redis.Redis(connection_pool=self._pool)
         self._scripts = {name: (hashlib.sha1(source.encode()).hexdigest(), source) for name, source in SCRIPTS.items()}
+        self._heads: dict[tuple[str, tuple[bytes, ...]], bytes] = {}
         self._execute = self._round_trip
+        self._execute_packed = self._round_trip_packed
         try:
             self._connect()
         except BaseException:
@@ -157,7 +159,11 @@ class RedisBackend(Backend):
     # -- the boundary ----------------------------------------------------------------------
 
     def _round_trip(self, *command: Any) -> Any:
-        """Send one command and read its reply; a greenlet kill waits for the reply.
+        """Send one command and read its reply (see :meth:`_round_trip_packed`)."""
+        return self._round_trip_packed(_pack(command))
+
+    def _round_trip_packed(self, packed: list[bytes]) -> Any:
+        """Send one command, already in the protocol's form, and read its reply; a greenlet kill waits for the reply.
 
         Once a command is sent, the server runs it whole, whatever happens to
         the client. If the calling greenlet is killed while it waits for the
@@ -179,7 +185,7 @@ class RedisBackend(Backend):
         connection = pool.get_connection()
         interrupted: BaseException | None = None
         try:
-            connection.send_command(*command)
+            connection.send_packed_command(packed)
             while True:
                 try:
                     reply = connection.read_response(disconnect_on_error=False)
@@ -203,15 +209,22 @@ class RedisBackend(Backend):
 
     def _run(self, name: str, keys: list[bytes], args: list[Any], writing: bool) -> Any:
         """Run script ``name`` by its digest (EVALSHA); one round trip unless the server forgot it."""
-        sha, source = self._scripts[name]
+        cached = (name, tuple(keys))
+        head = self._heads.get(cached)
+        if head is None:
+            # The script's digest and key names are the same on every call:
+            # packed once, they cost nothing per call (redis-py would encode
+            # every one of them each time, about as long as the script runs).
+            head = self._heads[cached] = b"".join(_pack(("EVALSHA", self._scripts[name][0], len(keys), *keys), b""))
+        packed = _pack(args, b"*%d\r\n" % (3 + len(keys) + len(args)) + head)
         try:
             try:
-                return self._execute("EVALSHA", sha, len(keys), *keys, *args)
+                return self._execute_packed(packed)
             except NoScriptError:
                 # The server restarted or its script cache was flushed; the
                 # script did not run, so loading it and running it again is safe.
-                self._execute("SCRIPT", "LOAD", source)
-                return self._execute("EVALSHA", sha, len(keys), *keys, *args)
+                self._execute("SCRIPT", "LOAD", self._scripts[name][1])
+                return self._execute_packed(packed)
         except redis.RedisError as exc:
             raise map_redis_error(exc, writing, self._secret) from exc
 
@@ -437,6 +450,38 @@ _KILL_GRACE: Final = 1.0
 
 _pending_kills: weakref.WeakKeyDictionary[Any, tuple[BaseException, float]] = weakref.WeakKeyDictionary()
 """Kills put off until a reply was read, by greenlet, with the time they must be raised by."""
+
+
+_LARGE: Final = 16_384
+"""Arguments longer than this are sent as chunks of their own rather than copied into the command."""
+
+
+def _pack(parts: Any, head: bytes | None = None) -> list[bytes]:
+    """``parts`` as the chunks of a RESP array of bulk strings (bytes, str and int arguments), after ``head``.
+
+    Without ``head`` the array's length comes first; with it, ``head`` must
+    already hold the length and the leading parts (``b""``: only the parts).
+    """
+    chunks: list[bytes] = []
+    out = [b"*%d\r\n" % len(parts) if head is None else head]
+    for part in parts:
+        if isinstance(part, bytes):
+            data = part
+        elif isinstance(part, str):
+            data = part.encode()
+        elif isinstance(part, int):
+            data = b"%d" % part
+        else:
+            raise TypeError(f"cannot send {type(part).__name__} to the server")
+        if len(data) > _LARGE:
+            out.append(b"$%d\r\n" % len(data))
+            chunks.append(b"".join(out))
+            chunks.append(data)
+            out = [b"\r\n"]
+        else:
+            out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    chunks.append(b"".join(out))
+    return chunks
 
 
 def _deliver_later(interruption: BaseException) -> None:

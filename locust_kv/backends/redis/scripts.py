@@ -33,7 +33,8 @@ __all__ = ["SCRIPTS"]
 # Top-level code, so the gate's ``return`` ends the script. Lua compares
 # strings with strcoll (the server's locale), so byte order is computed.
 _GATE = """
-if redis.call('EXISTS', KEYS[3]) == 1 then
+local leases = redis.call('EXISTS', KEYS[3], KEYS[4])
+if leases > 0 and redis.call('EXISTS', KEYS[3]) == 1 then
   return redis.error_reply('LKV_RESTORE a restore is in progress; retry when it completes')
 end
 local function after(a, b)
@@ -45,7 +46,7 @@ local function after(a, b)
   return #a > #b
 end
 local function preserve(key, current)
-  if redis.call('EXISTS', KEYS[4]) == 0 then return end
+  if leases == 0 or redis.call('EXISTS', KEYS[4]) == 0 then return end
   local cursor = redis.call('GET', KEYS[5])
   if cursor and cursor ~= '' and not after(key, cursor) then return end
   if redis.call('HEXISTS', KEYS[6], key) == 1 or redis.call('SISMEMBER', KEYS[8], key) == 1 then return end
@@ -189,7 +190,12 @@ if current then
 end
 local delta_sign, delta_magnitude = string.match(ARGV[2], '^(%-?)([0-9]+)$')
 local result_sign, result
-if sign == delta_sign then
+if #magnitude <= 14 and #delta_magnitude <= 14 then
+  -- Both below 10^14: their sum is below 2^53, exact in a Lua number.
+  local n = tonumber(sign .. magnitude) + tonumber(delta_sign .. delta_magnitude)
+  if n < 0 then result_sign, result = '-', string.format('%.0f', -n)
+  else result_sign, result = '', string.format('%.0f', n) end
+elseif sign == delta_sign then
   result_sign, result = sign, add_magnitudes(magnitude, delta_magnitude)
 else
   local order = compare(magnitude, delta_magnitude)

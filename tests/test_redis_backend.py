@@ -397,3 +397,13 @@ def test_without_redis_server_the_tests_skip_or_fail_under_ci(ci: str, outcome: 
     )  # fmt: skip
     assert outcome in run.stdout, run.stdout
     assert "redis-server is not installed" in run.stdout
+
+
+@pytest.mark.parametrize(
+    ("version", "accepted"),
+    [("6.2.0", True), ("7.0.15", True), ("10.1.0", True), ("6.0.16", False), ("5.0.7", False), ("", False), ("x.y", False)],
+)
+def test_servers_older_than_6_2_are_refused(version: str, accepted: bool) -> None:
+    from locust_kv.backends.redis.backend import _new_enough
+
+    assert _new_enough(version) is accepted

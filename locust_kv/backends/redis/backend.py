@@ -144,10 +144,10 @@ class RedisBackend(Backend):
         """Reach the server once, and load the scripts, so that open_kv reports a bad URL or password."""
         try:
             pipe = self._client.pipeline(transaction=False)
-            pipe.ping()
+            pipe.info("server")
             for _, source in self._scripts.values():
                 pipe.script_load(source)
-            pipe.execute()
+            info = pipe.execute()[0]
         except redis.RedisError as exc:
             error = map_redis_error(exc, True, self._secret)
             if isinstance(error, (StoreReadError, StoreWriteError)):
@@ -155,6 +155,12 @@ class RedisBackend(Backend):
                 # disabled): retrying will not fix it.
                 error = StoreOpenError(f"cannot open the store: {error.message}")
             raise error from exc
+        version = info.get("redis_version", "")
+        if not _new_enough(str(version)):
+            raise StoreOpenError(
+                f"cannot open the store: the server is Redis {version or '(version unknown)'};"
+                " the redis backend needs Redis 6.2 or newer (or Valkey)"
+            )
 
     # -- the boundary ----------------------------------------------------------------------
 
@@ -451,6 +457,19 @@ _KILL_GRACE: Final = 1.0
 _pending_kills: weakref.WeakKeyDictionary[Any, tuple[BaseException, float]] = weakref.WeakKeyDictionary()
 """Kills put off until a reply was read, by greenlet, with the time they must be raised by."""
 
+
+def _new_enough(version: str) -> bool:
+    """Whether a server's ``redis_version`` (Valkey reports the Redis version it matches) is 6.2 or newer."""
+    try:
+        major, minor = (int(part) for part in version.split(".")[:2])
+    except ValueError:
+        return False
+    return (major, minor) >= _OLDEST
+
+
+_OLDEST: Final = (6, 2)
+"""The oldest server the backend is documented for: redis-py's RESP3 handshake (HELLO) needs 6.0, and
+the tests run against Debian's Redis 7; an older server fails later in ways that name nothing useful."""
 
 _LARGE: Final = 16_384
 """Arguments longer than this are sent as chunks of their own rather than copied into the command."""

@@ -83,10 +83,16 @@ def _encode_prefix(prefix: object) -> bytes:
         raise InvalidArgumentError("prefix is not encodable as UTF-8") from None
 
 
+MAX_SCAN_LIMIT: Final = 1 << 62
+"""Larger limits are clamped to this: no store holds that many keys, so the page is the same,
+and every backend's arithmetic (``islice``, Redis's ``LIMIT``, a signed 64-bit count) takes it."""
+
+
 def _check_limit(limit: object) -> int:
+    """The scan limit as a backend takes it: an int in ``[-inf, MAX_SCAN_LIMIT]``; <= 0 means no limit."""
     if type(limit) is not int and (not isinstance(limit, int) or isinstance(limit, bool)):
         raise InvalidArgumentError(f"limit must be an int, not {type(limit).__name__}")
-    return limit  # type: ignore[return-value]
+    return min(int(limit), MAX_SCAN_LIMIT)  # type: ignore[call-overload, no-any-return]
 
 
 def _pair(result: Any) -> tuple[Any, Any]:

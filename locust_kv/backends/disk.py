@@ -63,6 +63,7 @@ import fcntl
 import functools
 import os
 import secrets
+import stat
 import sys
 import weakref
 from bisect import bisect_left
@@ -1636,4 +1637,38 @@ def _resolve_path(path: object) -> str:
     real = os.path.realpath(full)
     if os.path.isdir(real):
         raise DiskPathError(f"{full} leads to a directory; the disk store is a file")
+    _refuse_special_files(real)
     return real
+
+
+_SIDE_SUFFIXES: Final = ("", "-lock", "-kvlock")
+"""The store's file and the two files beside it (LMDB's lock file, locust_kv's side file)."""
+
+
+def _refuse_special_files(real: str) -> None:
+    """DiskPathError if the store's file or a side file exists and is not a regular file.
+
+    Checked with ``stat`` only: opening a FIFO blocks until a writer comes,
+    and a device or socket is no place for a store. Missing files are fine
+    (they are created).
+    """
+    for suffix in _SIDE_SUFFIXES:
+        path = real + suffix
+        try:
+            mode = os.stat(path).st_mode
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise DiskPathError(f"cannot inspect the disk store file {path}: {_os_error(exc)}") from exc
+        if not stat.S_ISREG(mode):
+            kind = _FILE_KINDS.get(stat.S_IFMT(mode), "a special file")
+            raise DiskPathError(f"the disk store file is not a regular file: {path} is {kind}")
+
+
+_FILE_KINDS: Final = {
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFDIR: "a directory",
+}

@@ -17,7 +17,7 @@ import pytest
 
 from locust_kv import open_kv
 
-from .disk_helpers import python_child, wait_exit
+from .disk_helpers import fork_call, python_child, wait_exit
 
 # ---------------------------------------------------------------------------
 # Item 3: backup() in a child forked (plain os.fork) from a program that used gevent unpatched.
@@ -65,3 +65,81 @@ def test_backup_in_a_child_forked_without_monkey_patching_finishes(tmp_path: Pat
     assert stdout.split() == ["0"], (stdout, stderr)
     with open_kv(backend="memory", name=str(tmp_path)) as check:
         assert check.restore(tmp_path / "child.snapshot").total_entries == 1
+
+
+# ---------------------------------------------------------------------------
+# Item 1: a reader slot left by a process killed during backup() does not make the file grow for good.
+
+
+def _stale_reader_txns(env: object) -> list[tuple[int, str]]:
+    """(pid, txnid) of every reader slot that holds a transaction, from LMDB's reader table."""
+    rows = []
+    for line in env.readers().splitlines()[1:]:  # type: ignore[attr-defined]
+        fields = line.split()
+        if fields and fields[0].isdigit() and fields[-1] != "-":
+            rows.append((int(fields[0]), fields[-1]))
+    return rows
+
+
+def _hold_backup_and_signal(kv: object, write_fd: int) -> None:  # pragma: no cover - runs in the child
+    """In the child: start a backup, read its first batch, say so, and wait to be killed."""
+    reader = kv._backend.begin_backup(False)  # type: ignore[attr-defined]
+    next(iter(reader.batches(1)))
+    os.write(write_fd, b"1")
+    while True:
+        signal.pause()
+
+
+def test_a_process_killed_mid_backup_does_not_make_the_store_grow_until_full(tmp_path: Path) -> None:
+    size = 1 << 20  # 256 pages: a store that cannot grow at all
+    kv = open_kv(backend="disk", path=tmp_path / "s.lmdb", map_size=size, max_map_size=size)
+    try:
+        for i in range(20):
+            kv.set(f"other{i}", i)
+        kv.set("hot", "v" * 3000)  # an overflow page per version
+        read_fd, write_fd = os.pipe()
+        pid = fork_call(_hold_backup_and_signal, kv, write_fd)
+        try:
+            assert os.read(read_fd, 1) == b"1"  # the child holds the backup's read transaction
+        finally:
+            os.kill(pid, signal.SIGKILL)
+            assert wait_exit(pid) == -signal.SIGKILL
+            os.close(read_fd)
+            os.close(write_fd)
+        env = kv._backend._env
+        assert pid in [p for p, _ in _stale_reader_txns(env)]  # its slot pins the snapshot it read
+        for n in range(2_000):  # each overwrite frees the previous version's pages
+            kv.set("hot", f"{n:04d}" + "v" * 2996)
+        assert kv.get("hot").startswith("1999")
+        assert pid not in [p for p, _ in _stale_reader_txns(kv._backend._env)]
+        assert kv.size() == 21
+        assert kv.backup(tmp_path / "after.snapshot").total_entries == 21  # a backup can run again
+    finally:
+        kv.close()
+
+
+@pytest.mark.parametrize("operation", ["backup", "restore", "clear"])
+def test_backup_restore_and_clear_reclaim_the_slot_of_a_killed_backup(tmp_path: Path, operation: str) -> None:
+    kv = open_kv(backend="disk", path=tmp_path / "s.lmdb")
+    try:
+        kv.set("k", 1)
+        kv.backup(tmp_path / "seed.snapshot")
+        read_fd, write_fd = os.pipe()
+        pid = fork_call(_hold_backup_and_signal, kv, write_fd)
+        try:
+            assert os.read(read_fd, 1) == b"1"
+        finally:
+            os.kill(pid, signal.SIGKILL)
+            assert wait_exit(pid) == -signal.SIGKILL
+            os.close(read_fd)
+            os.close(write_fd)
+        assert pid in [p for p, _ in _stale_reader_txns(kv._backend._env)]
+        if operation == "backup":
+            kv.backup(tmp_path / "again.snapshot")
+        elif operation == "restore":
+            kv.restore(tmp_path / "seed.snapshot")
+        else:
+            kv.clear()
+        assert pid not in [p for p, _ in _stale_reader_txns(kv._backend._env)]
+    finally:
+        kv.close()

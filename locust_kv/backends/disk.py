@@ -657,6 +657,8 @@ class DiskBackend(Backend):
 
     def _recover(self, family: _Family, exc: lmdb.Error, attempt: int, resizes: int) -> None:
         """Make the next attempt possible after ``exc``, or raise its catalogued error."""
+        if isinstance(exc, lmdb.MapFullError) and self._reclaim_stale_readers():
+            return  # a killed process's reader pinned freed pages: they are free now, retry before growing
         if isinstance(exc, lmdb.MapResizedError):
             self._resize(family, False, resizes)
         elif isinstance(exc, lmdb.MapFullError):
@@ -670,6 +672,28 @@ class DiskBackend(Backend):
             self._env.reader_check()
         elif self._resizes == resizes:  # else another thread's resize ended the transaction: retry
             raise map_lmdb_error(exc, family) from exc
+
+    def _reclaim_stale_readers(self) -> int:
+        """Free the reader slots of dead processes (``env.reader_check()``); how many were freed.
+
+        A process killed inside a read transaction (a backup, typically)
+        keeps its slot, and LMDB reuses no page freed after that reader's
+        snapshot: every write then takes new pages and the file grows until
+        the map is full. Called where that matters and costs nothing
+        measurable: before a write grows the map (at ``MapFullError``: the
+        pages are reusable at once, so the retry may fit without growing),
+        and at the start of a backup, restore, clear or rebuild (each writes
+        or pins many pages). Not per operation: it scans the whole reader
+        table and asks the kernel about each pid's lock. Opening the
+        environment does it too.
+        """
+        env = self._env
+        if env is None:
+            return 0
+        try:
+            return env.reader_check()  # type: ignore[no-any-return]
+        except lmdb.Error:
+            return 0  # the operation's own error, if any, follows
 
     # -- OS threads ----------------------------------------------------------------------
 
@@ -1018,6 +1042,7 @@ class DiskBackend(Backend):
     # -- whole-store operations ------------------------------------------------------------------
 
     def clear(self) -> None:
+        self._reclaim_stale_readers()  # the dropped pages are reusable only past every reader
         self._write(_DELETE, self._clear_in)
 
     def _clear_in(self, txn: lmdb.Transaction, view: _View) -> None:
@@ -1231,6 +1256,7 @@ class DiskBackend(Backend):
             raise BackupInProgressError("another backup is in progress")
         side.backup_owner = self
         try:
+            self._reclaim_stale_readers()  # e.g. the slot of a backup whose process was killed
             reader = self._read(_SCAN, self._start_backup)
         except BaseException:
             self._end_backup(None)
@@ -1277,6 +1303,7 @@ class DiskBackend(Backend):
         owner = _pid()
         staging: int | None = None
         try:
+            self._reclaim_stale_readers()
             staging = self._write_unchecked(_WRITE, self._start_restore, owner)
             for batch in batches:
                 pause()  # reading the batch was work too

@@ -1677,7 +1677,8 @@ def _refuse_special_files(real: str) -> None:
 
     Checked with ``stat`` only: opening a FIFO blocks until a writer comes,
     and a device or socket is no place for a store. Missing files are fine
-    (they are created).
+    (they are created); a directory in a side file's place is left to LMDB,
+    whose error (DiskStoreOpenError) says the lock file cannot be made.
     """
     for suffix in _SIDE_SUFFIXES:
         path = real + suffix
@@ -1687,7 +1688,7 @@ def _refuse_special_files(real: str) -> None:
             continue
         except OSError as exc:
             raise DiskPathError(f"cannot inspect the disk store file {path}: {_os_error(exc)}") from exc
-        if not stat.S_ISREG(mode):
+        if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
             kind = _FILE_KINDS.get(stat.S_IFMT(mode), "a special file")
             raise DiskPathError(f"the disk store file is not a regular file: {path} is {kind}")
 
@@ -1697,5 +1698,4 @@ _FILE_KINDS: Final = {
     stat.S_IFCHR: "a character device",
     stat.S_IFBLK: "a block device",
     stat.S_IFSOCK: "a socket",
-    stat.S_IFDIR: "a directory",
 }

@@ -143,3 +143,97 @@ def test_backup_restore_and_clear_reclaim_the_slot_of_a_killed_backup(tmp_path: 
         assert pid not in [p for p, _ in _stale_reader_txns(kv._backend._env)]
     finally:
         kv.close()
+
+
+# ---------------------------------------------------------------------------
+# Item 2: a rebuild whose process was killed, or whose greenlet was killed, does not leave the
+# index "being built" forever: the next random_key() that finds it orphaned resumes it.
+
+
+def _fill(kv: object, n: int) -> None:
+    rows = [(b"k%06d" % i, b"%d" % i) for i in range(n)]
+    kv._backend.replace_all(iter([rows]))  # type: ignore[attr-defined]
+
+
+def _index_status(kv: object) -> bytes:
+    kv.size()  # type: ignore[attr-defined] # adopts the current state
+    return kv._backend._view.state.index  # type: ignore[attr-defined, no-any-return]
+
+
+def _rebuild_until_first_pause(kv: object, write_fd: int) -> None:  # pragma: no cover - runs in the child
+    """In the child: rebuild; at the first pause between slices, say so and wait to be killed."""
+    from locust_kv.backends import disk
+
+    def frozen() -> None:
+        os.write(write_fd, b"1")
+        while True:
+            signal.pause()
+
+    disk.pause = frozen  # the hook only tells the parent when the build is under way
+    kv.rebuild_key_list()  # type: ignore[attr-defined]
+
+
+def test_a_rebuild_killed_with_its_process_is_resumed_by_the_next_random_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from locust_kv.backends import disk
+
+    from .test_disk_index import assert_index_matches_data
+
+    monkeypatch.setattr(disk, "_SLICE_SECONDS", 0.0)  # a slice per 256 keys: the build takes many
+    kv = open_kv(backend="disk", path=tmp_path / "s.lmdb")
+    try:
+        _fill(kv, 20_000)
+        assert _index_status(kv) == b"v"
+        read_fd, write_fd = os.pipe()
+        pid = fork_call(_rebuild_until_first_pause, kv, write_fd)
+        try:
+            assert os.read(read_fd, 1) == b"1"
+            building = _index_status(kv)
+            assert building.startswith(b"b%d." % pid)  # the marker names its owner
+            assert kv.random_key() != ""  # a live builder is left alone: this one walks
+            assert _index_status(kv) == building
+        finally:
+            os.kill(pid, signal.SIGKILL)
+            assert wait_exit(pid) == -signal.SIGKILL
+            os.close(read_fd)
+            os.close(write_fd)
+        assert _index_status(kv) == building  # being built, by a dead process
+        kv.set("new", 1)  # writers keep the partial index up meanwhile
+        kv.delete("k000003")
+        kv.delete("k019999")
+        assert kv.random_key() != ""
+        assert _index_status(kv) == b"v"  # healed, without a manual rebuild
+        assert_index_matches_data(kv)
+    finally:
+        kv.close()
+
+
+def test_a_rebuild_whose_greenlet_is_killed_is_resumed_by_the_next_random_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gevent
+
+    from locust_kv.backends import disk
+
+    from .test_disk_index import assert_index_matches_data
+
+    monkeypatch.setattr(disk, "_SLICE_SECONDS", 0.0)
+    kv = open_kv(backend="disk", path=tmp_path / "s.lmdb")
+    try:
+        _fill(kv, 20_000)
+        rebuilding = gevent.spawn(kv.rebuild_key_list)
+        while not _index_status(kv).startswith(b"b"):
+            gevent.sleep(0)
+        gevent.sleep(0)  # a slice or two
+        rebuilding.kill(block=True)  # GreenletExit at its next switch, as Locust stops its users
+        assert rebuilding.dead and isinstance(rebuilding.value, gevent.GreenletExit)
+        assert _index_status(kv).startswith(b"b")  # left half built
+        kv.set("new", 1)
+        assert kv.random_key() != ""
+        assert _index_status(kv) == b"v"
+        assert_index_matches_data(kv)
+        assert kv.rebuild_key_list() is True  # and a rebuild still works afterwards
+        assert_index_matches_data(kv)
+    finally:
+        kv.close()

@@ -15,7 +15,8 @@ the *state*; six named databases hold the data in two generations (0 and 1):
 * ``locust_kv.slotof.<g>``: key -> slot, to swap-remove a deleted key.
 
 The state, ``b"<g>:<index>:<restorer>"``, names the live generation, the
-index status (``v`` valid, ``n`` none, ``b<token>`` being rebuilt) and the pid
+index status (``v`` valid, ``n`` none, ``b<pid>.<token>`` being rebuilt by
+that process; older files may hold ``b<token>``) and the pid
 of a process replacing the dataset (0 when none). Every transaction reads it
 first (one lookup in a one-page database) and compares it with what this
 process last saw, so a clear, restore or rebuild done by another process is
@@ -129,7 +130,7 @@ _MAX_DBS: Final = 8
 
 _VALID: Final = b"v"
 _NONE: Final = b"n"
-_BUILDING: Final = b"b"  # followed by the builder's token
+_BUILDING: Final = b"b"  # followed by the builder's pid, a dot and its token
 
 _SLICE_SECONDS: Final = 0.004
 """How long one transaction of long work runs before it commits and pauses."""
@@ -164,6 +165,7 @@ _real_sleep = get_original("time", "sleep")
 _RESIZE_LOCK: Final = 64
 _BACKUP_LOCK: Final = 65
 _RESTORE_LOCK: Final = 66
+_REBUILD_LOCK: Final = 67  # shared: held by every process running a rebuild
 
 
 class _State(NamedTuple):
@@ -312,6 +314,7 @@ class _SideFile:
         self.users = 0
         self.backup_owner: object | None = None
         self.restoring = False
+        self.rebuilding = 0  # rebuilds running in this process (greenlets or threads)
         # Threads of this process resize one at a time: POSIX locks do not exclude them.
         self.guard = _allocate_lock()
 
@@ -319,6 +322,7 @@ class _SideFile:
         """The child holds none of the parent's locks, and runs none of its backups or restores."""
         self.backup_owner = None
         self.restoring = False
+        self.rebuilding = 0
         self.guard = _allocate_lock()
 
     @classmethod
@@ -340,7 +344,7 @@ class _SideFile:
 
     def close_if_unused(self) -> None:
         """Close the descriptor once no backend uses it and no backup or restore holds a lock on it."""
-        if self.users > 0 or self.backup_owner is not None or self.restoring:
+        if self.users > 0 or self.backup_owner is not None or self.restoring or self.rebuilding:
             return
         if _SideFile._open.get(self.store_path) is self:
             del _SideFile._open[self.store_path]
@@ -358,6 +362,25 @@ class _SideFile:
 
     def unlock(self, offset: int) -> None:
         fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, offset)
+
+    def begin_rebuild(self) -> None:
+        """Mark a rebuild running in this process: a shared lock other processes can see, and a count."""
+        with self.guard:
+            if self.rebuilding == 0:
+                # Waits only while another process probes with its exclusive lock (microseconds).
+                fcntl.lockf(self.fd, fcntl.LOCK_SH, 1, _REBUILD_LOCK)
+            self.rebuilding += 1
+
+    def end_rebuild(self) -> None:
+        with self.guard:
+            self.rebuilding -= 1
+            if self.rebuilding == 0:
+                self.unlock(_REBUILD_LOCK)
+        self.close_if_unused()
+
+    def rebuild_running(self) -> bool:
+        """Whether any process (this one included) runs a rebuild of the store."""
+        return self.rebuilding > 0 or self.held_elsewhere(_REBUILD_LOCK)
 
     def held_elsewhere(self, offset: int) -> bool:
         """Whether another process holds the lock at ``offset`` (this one must not)."""
@@ -1123,9 +1146,31 @@ class DiskBackend(Backend):
 
     def _random_key_slow(self, prefix: bytes) -> bytes | None:
         found = self._read(_INDEX, self._random_probe, prefix)
+        if found is _WALK and self._resume_orphaned_rebuild():
+            found = self._read(_INDEX, self._random_probe, prefix)
         if found is _WALK:
             return self._random_walk(prefix)
         return found  # type: ignore[no-any-return]
+
+    def _resume_orphaned_rebuild(self) -> bool:
+        """Finish a rebuild that nobody runs any more; whether one was finished.
+
+        A rebuild whose process was killed, or whose greenlet was killed
+        (GreenletExit at a pause between its transactions), leaves the index
+        marked ``b<owner>.<token>``: writers keep it up, but it is never
+        marked valid, and ``random_key()`` walks every key until a rebuild.
+        A rebuild is running when some process holds the shared rebuild lock
+        on the side file (the kernel drops it with its process) or one runs
+        in this process. Checked only here, where sampling would otherwise
+        walk the keys: one ``fcntl`` call beside milliseconds of reading.
+        The partial index is consistent (every indexed key has its slot), so
+        the build resumes: it indexes the keys still missing.
+        """
+        state = self._view.state
+        if state is None or not state.index.startswith(_BUILDING) or self._side.rebuild_running():
+            return False
+        self._rebuild(resume=state.index)
+        return True
 
     def _random_probe(self, txn: lmdb.Transaction, view: _View, prefix: bytes) -> bytes | None | object:
         """Sample in one short read; _WALK when only walking the keys can answer."""
@@ -1198,27 +1243,54 @@ class DiskBackend(Backend):
     def rebuild_key_list(self) -> None:
         """Build the index from the data, a slice per transaction; writers keep it up meanwhile.
 
-        The index is emptied and marked as being built (``b<token>``); from
-        then on every writer maintains it, and the builder adds each key it
-        finds unindexed. When the builder has seen every key the index is
+        The index is emptied and marked as being built (``b<pid>.<token>``);
+        from then on every writer maintains it, and the builder adds each key
+        it finds unindexed. When the builder has seen every key the index is
         marked valid. A clear, a restore or another rebuild replaces the
         token, and this builder stops: the index they leave is complete.
+        While it runs, this process holds the shared rebuild lock of the side
+        file; a build left behind by a killed process or greenlet is resumed
+        by the next ``random_key()`` (see :meth:`_resume_orphaned_rebuild`).
         """
-        token = _BUILDING + secrets.token_hex(4).encode()
+        self._rebuild(resume=None)
+
+    def _rebuild(self, resume: bytes | None) -> None:
+        """Run a rebuild: a new one, or, with ``resume``, take over the orphaned build marked ``resume``."""
         owner = _pid()
-        generation = self._write(_REBUILD, self._start_rebuild, token)
-        after: bytes | None = None
-        while True:
-            progress = self._write_unchecked(_REBUILD, self._rebuild_slice, token, owner, generation, after)
-            if progress is None:
-                return
-            after = progress
-            pause()
+        token = _BUILDING + b"%d." % owner + secrets.token_hex(4).encode()
+        side = self._side
+        side.begin_rebuild()
+        try:
+            if resume is None:
+                generation = self._write(_REBUILD, self._start_rebuild, token)
+            else:
+                generation = self._write(_REBUILD, self._take_over_rebuild, token, resume)
+                if generation is None:
+                    return  # another process took it over first, or the state moved on
+            after: bytes | None = None
+            while True:
+                progress = self._write_unchecked(_REBUILD, self._rebuild_slice, token, owner, generation, after)
+                if progress is None:
+                    return
+                after = progress
+                pause()  # GreenletExit lands here, between transactions: nothing to undo
+        finally:
+            # Never yields. A killed greenlet's build stays marked, with no live owner:
+            # the next random_key() that would walk resumes it.
+            if _pid() == owner:
+                side.end_rebuild()
 
     def _start_rebuild(self, txn: lmdb.Transaction, view: _View, token: bytes) -> int:
         txn.drop(view.slots, delete=False)
         txn.drop(view.slotof, delete=False)
         return self._set_index_status(txn, token).state.generation  # type: ignore[union-attr]
+
+    def _take_over_rebuild(self, txn: lmdb.Transaction, view: _View, token: bytes, orphan: bytes) -> int | None:
+        """Mark the orphaned build ``orphan`` as this builder's, keeping its partial index; None if it moved on."""
+        state = view.state
+        if state is None or state.index != orphan:
+            return None
+        return self._put_state(txn, state._replace(index=token)).state.generation  # type: ignore[union-attr]
 
     def _rebuild_slice(
         self, txn: lmdb.Transaction, view: _View, token: bytes, owner: int, generation: int, after: bytes | None

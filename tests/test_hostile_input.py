@@ -6,16 +6,27 @@ store something unreadable, or escape the catalogue as UnknownError.
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import stat
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from locust_kv import KV, open_kv
-from locust_kv.errors import DiskPathError, KVError, SerializerError, UnknownError
+from locust_kv.errors import (
+    DiskPathError,
+    KeyNotFoundError,
+    KVError,
+    SerializerError,
+    UnknownError,
+)
 
 from .disk_helpers import python_child
 
@@ -174,26 +185,10 @@ def test_scan_limit_contract_on_empty_store(open_store: Callable[..., KV]) -> No
         assert page.entries == [] and page.done and page.cursor == ""
 
 
-def _no_unknown(call: Callable[[], object]) -> None:
-    try:
-        call()
-    except KVError as err:
-        assert not isinstance(err, UnknownError), repr(err.__cause__)
-
-
 # ---------------------------------------------------------------------------
 # Item 7: every public method, hostile arguments, memory and disk, both serializations.
 # The invariant: success (and a written value reads back equal), or a catalogued KVError
 # that is not UnknownError; never another exception; the store stays readable.
-
-import math  # noqa: E402
-from datetime import datetime  # noqa: E402
-from typing import Any  # noqa: E402
-
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-from locust_kv.errors import KeyNotFoundError  # noqa: E402
 
 
 class _Opaque:

@@ -103,7 +103,11 @@ class JsonSerializer(Serializer):
 
 
 class StringSerializer(Serializer):
-    """Text as UTF-8: str is stored as-is, bytes too; values read back as str."""
+    """Text as UTF-8: str is stored encoded, bytes as they are; values read back as str.
+
+    Bytes must be valid UTF-8: what ``loads`` could not decode is refused
+    at the write (SerializerError), so a stored value always reads back.
+    """
 
     name = "string"
 
@@ -114,7 +118,12 @@ class StringSerializer(Serializer):
             except UnicodeEncodeError as exc:
                 raise SerializerError("string value is not encodable as UTF-8") from exc
         if isinstance(value, (bytes, bytearray, memoryview)):
-            return bytes(value)
+            data = bytes(value)
+            try:
+                data.decode()
+            except UnicodeDecodeError as exc:
+                raise SerializerError("string value is not valid UTF-8") from exc
+            return data
         raise UnsupportedValueTypeError(
             f"string serialization stores str or bytes, not {type(value).__name__}"
         )

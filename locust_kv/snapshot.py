@@ -158,14 +158,24 @@ def map_os_error(exc: OSError, doing: str, path: str | os.PathLike[str], writing
 
 
 def _offload(function: Callable[..., Any], *args: Any) -> Any:
-    """Run a blocking call (fsync) in gevent's threadpool when called from a greenlet, so the hub keeps running."""
+    """Run a blocking call (fsync) in gevent's threadpool when called from a greenlet, so the hub keeps running.
+
+    Runs it inline when there is no usable pool: outside a greenlet, and in
+    a process forked (plain ``os.fork``, without gevent's monkey patching or
+    ``gevent.reinit()``) from the one that started the pool. Such a pool
+    believes its worker threads exist, but fork() kept none of them, so a
+    task given to it would never run. A short fsync inline only pauses the
+    hub for as long as the disk takes.
+    """
     gevent = sys.modules.get("gevent")
     if gevent is not None:
         from gevent._hub_local import get_hub_if_exists
 
         hub = get_hub_if_exists()
         if hub is not None and gevent.getcurrent() is not hub:
-            return hub.threadpool.apply(function, args)
+            pool = getattr(hub, "_threadpool", None)  # None until first use: then created in this process
+            if pool is None or getattr(pool, "pid", None) == os.getpid():
+                return hub.threadpool.apply(function, args)
     return function(*args)
 
 

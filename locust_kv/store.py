@@ -61,8 +61,10 @@ _new: Final = tuple.__new__
 
 
 def _encode_key(key: object) -> bytes:
-    if type(key) is not str and not isinstance(key, str):
-        raise InvalidKeyError(f"keys must be non-empty str, not {type(key).__name__}")
+    if type(key) is not str:
+        if not isinstance(key, str):
+            raise InvalidKeyError(f"keys must be non-empty str, not {type(key).__name__}")
+        key = str.__str__(key)  # a subclass counts by its characters, whatever its methods do
     if not key:
         raise InvalidKeyError("keys must be non-empty str, not an empty string")
     try:
@@ -78,15 +80,22 @@ def _encode_prefix(prefix: object) -> bytes:
     if not isinstance(prefix, str):
         raise InvalidArgumentError(f"prefix must be str, not {type(prefix).__name__}")
     try:
-        return prefix.encode()
+        return str.encode(prefix)  # not prefix.encode(): a subclass may override it (or __len__...)
     except UnicodeEncodeError:
         raise InvalidArgumentError("prefix is not encodable as UTF-8") from None
 
 
+MAX_SCAN_LIMIT: Final = 1 << 62
+"""Larger limits are clamped to this: no store holds that many keys, so the page is the same,
+and every backend's arithmetic (``islice``, Redis's ``LIMIT``, a signed 64-bit count) takes it."""
+
+
 def _check_limit(limit: object) -> int:
+    """The scan limit as a backend takes it: an int in ``[-inf, MAX_SCAN_LIMIT]``; <= 0 means no limit."""
     if type(limit) is not int and (not isinstance(limit, int) or isinstance(limit, bool)):
         raise InvalidArgumentError(f"limit must be an int, not {type(limit).__name__}")
-    return limit  # type: ignore[return-value]
+    # int.__int__: the plain value of an int subclass, whatever its own methods do.
+    return min(int.__int__(limit), MAX_SCAN_LIMIT)  # type: ignore[arg-type]
 
 
 def _pair(result: Any) -> tuple[Any, Any]:
@@ -110,8 +119,10 @@ def encode_cursor(last_key: bytes) -> str:
 
 def decode_cursor(cursor: object) -> bytes:
     """The key a cursor resumes after; InvalidCursorError for anything ``encode_cursor`` did not make."""
-    if not isinstance(cursor, str):
-        raise InvalidCursorError(f"cursor must be str, not {type(cursor).__name__}")
+    if type(cursor) is not str:
+        if not isinstance(cursor, str):
+            raise InvalidCursorError(f"cursor must be str, not {type(cursor).__name__}")
+        cursor = str.__str__(cursor)  # a subclass counts by its characters, whatever its methods do
     try:
         raw = cursor.encode("ascii")
         last_key = base64.b64decode(raw + b"=" * (-len(raw) % 4), altchars=b"-_", validate=True)
@@ -441,8 +452,10 @@ class KV:
         signed 64-bit, in which case nothing is written.
         """
         try:
-            if type(delta) is not int and (not isinstance(delta, int) or isinstance(delta, bool)):
-                raise ValueNumberRequiredError(f"delta must be an int, not {type(delta).__name__}")
+            if type(delta) is not int:
+                if not isinstance(delta, int) or isinstance(delta, bool):
+                    raise ValueNumberRequiredError(f"delta must be an int, not {type(delta).__name__}")
+                delta = int.__int__(delta)  # the plain value of an int subclass, whatever its own methods do
             return self._backend.increment_by(_encode_key(key), delta)
         except BaseException as exc:
             raise self._failure(exc, "increment_by", key)  # noqa: B904
@@ -546,7 +559,9 @@ class KV:
     def _scan(self, prefix: str, limit: int, cursor: str) -> ScanPage:
         raw_prefix = _encode_prefix(prefix)
         limit = _check_limit(limit)
-        start = decode_cursor(cursor) + b"\x00" if cursor != "" else b""
+        if type(cursor) is not str and isinstance(cursor, str):
+            cursor = str.__str__(cursor)  # a subclass counts by its characters, whatever its methods do
+        start = decode_cursor(cursor) + b"\x00" if type(cursor) is not str or cursor != "" else b""
         rows, more = _pair(self._backend.scan(raw_prefix, start, limit))
         loads = self._loads
         try:

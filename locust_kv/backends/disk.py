@@ -15,7 +15,8 @@ the *state*; six named databases hold the data in two generations (0 and 1):
 * ``locust_kv.slotof.<g>``: key -> slot, to swap-remove a deleted key.
 
 The state, ``b"<g>:<index>:<restorer>"``, names the live generation, the
-index status (``v`` valid, ``n`` none, ``b<token>`` being rebuilt) and the pid
+index status (``v`` valid, ``n`` none, ``b<pid>.<token>`` being rebuilt by
+that process; older files may hold ``b<token>``) and the pid
 of a process replacing the dataset (0 when none). Every transaction reads it
 first (one lookup in a one-page database) and compares it with what this
 process last saw, so a clear, restore or rebuild done by another process is
@@ -63,6 +64,7 @@ import fcntl
 import functools
 import os
 import secrets
+import stat
 import sys
 import weakref
 from bisect import bisect_left
@@ -128,7 +130,7 @@ _MAX_DBS: Final = 8
 
 _VALID: Final = b"v"
 _NONE: Final = b"n"
-_BUILDING: Final = b"b"  # followed by the builder's token
+_BUILDING: Final = b"b"  # followed by the builder's pid, a dot and its token
 
 _SLICE_SECONDS: Final = 0.004
 """How long one transaction of long work runs before it commits and pauses."""
@@ -163,6 +165,7 @@ _real_sleep = get_original("time", "sleep")
 _RESIZE_LOCK: Final = 64
 _BACKUP_LOCK: Final = 65
 _RESTORE_LOCK: Final = 66
+_REBUILD_LOCK: Final = 67  # shared: held by every process running a rebuild
 
 
 class _State(NamedTuple):
@@ -311,6 +314,7 @@ class _SideFile:
         self.users = 0
         self.backup_owner: object | None = None
         self.restoring = False
+        self.rebuilding = 0  # rebuilds running in this process (greenlets or threads)
         # Threads of this process resize one at a time: POSIX locks do not exclude them.
         self.guard = _allocate_lock()
 
@@ -318,6 +322,7 @@ class _SideFile:
         """The child holds none of the parent's locks, and runs none of its backups or restores."""
         self.backup_owner = None
         self.restoring = False
+        self.rebuilding = 0
         self.guard = _allocate_lock()
 
     @classmethod
@@ -339,7 +344,7 @@ class _SideFile:
 
     def close_if_unused(self) -> None:
         """Close the descriptor once no backend uses it and no backup or restore holds a lock on it."""
-        if self.users > 0 or self.backup_owner is not None or self.restoring:
+        if self.users > 0 or self.backup_owner is not None or self.restoring or self.rebuilding:
             return
         if _SideFile._open.get(self.store_path) is self:
             del _SideFile._open[self.store_path]
@@ -357,6 +362,25 @@ class _SideFile:
 
     def unlock(self, offset: int) -> None:
         fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, offset)
+
+    def begin_rebuild(self) -> None:
+        """Mark a rebuild running in this process: a shared lock other processes can see, and a count."""
+        with self.guard:
+            if self.rebuilding == 0:
+                # Waits only while another process probes with its exclusive lock (microseconds).
+                fcntl.lockf(self.fd, fcntl.LOCK_SH, 1, _REBUILD_LOCK)
+            self.rebuilding += 1
+
+    def end_rebuild(self) -> None:
+        with self.guard:
+            self.rebuilding -= 1
+            if self.rebuilding == 0:
+                self.unlock(_REBUILD_LOCK)
+        self.close_if_unused()
+
+    def rebuild_running(self) -> bool:
+        """Whether any process (this one included) runs a rebuild of the store."""
+        return self.rebuilding > 0 or self.held_elsewhere(_REBUILD_LOCK)
 
     def held_elsewhere(self, offset: int) -> bool:
         """Whether another process holds the lock at ``offset`` (this one must not)."""
@@ -656,6 +680,8 @@ class DiskBackend(Backend):
 
     def _recover(self, family: _Family, exc: lmdb.Error, attempt: int, resizes: int) -> None:
         """Make the next attempt possible after ``exc``, or raise its catalogued error."""
+        if isinstance(exc, lmdb.MapFullError) and self._reclaim_stale_readers():
+            return  # a killed process's reader pinned freed pages: they are free now, retry before growing
         if isinstance(exc, lmdb.MapResizedError):
             self._resize(family, False, resizes)
         elif isinstance(exc, lmdb.MapFullError):
@@ -669,6 +695,28 @@ class DiskBackend(Backend):
             self._env.reader_check()
         elif self._resizes == resizes:  # else another thread's resize ended the transaction: retry
             raise map_lmdb_error(exc, family) from exc
+
+    def _reclaim_stale_readers(self) -> int:
+        """Free the reader slots of dead processes (``env.reader_check()``); how many were freed.
+
+        A process killed inside a read transaction (a backup, typically)
+        keeps its slot, and LMDB reuses no page freed after that reader's
+        snapshot: every write then takes new pages and the file grows until
+        the map is full. Called where that matters and costs nothing
+        measurable: before a write grows the map (at ``MapFullError``: the
+        pages are reusable at once, so the retry may fit without growing),
+        and at the start of a backup, restore, clear or rebuild (each writes
+        or pins many pages). Not per operation: it scans the whole reader
+        table and asks the kernel about each pid's lock. Opening the
+        environment does it too.
+        """
+        env = self._env
+        if env is None:
+            return 0
+        try:
+            return env.reader_check()  # type: ignore[no-any-return]
+        except lmdb.Error:
+            return 0  # the operation's own error, if any, follows
 
     # -- OS threads ----------------------------------------------------------------------
 
@@ -1017,6 +1065,7 @@ class DiskBackend(Backend):
     # -- whole-store operations ------------------------------------------------------------------
 
     def clear(self) -> None:
+        self._reclaim_stale_readers()  # the dropped pages are reusable only past every reader
         self._write(_DELETE, self._clear_in)
 
     def _clear_in(self, txn: lmdb.Transaction, view: _View) -> None:
@@ -1097,9 +1146,31 @@ class DiskBackend(Backend):
 
     def _random_key_slow(self, prefix: bytes) -> bytes | None:
         found = self._read(_INDEX, self._random_probe, prefix)
+        if found is _WALK and self._resume_orphaned_rebuild():
+            found = self._read(_INDEX, self._random_probe, prefix)
         if found is _WALK:
             return self._random_walk(prefix)
         return found  # type: ignore[no-any-return]
+
+    def _resume_orphaned_rebuild(self) -> bool:
+        """Finish a rebuild that nobody runs any more; whether one was finished.
+
+        A rebuild whose process was killed, or whose greenlet was killed
+        (GreenletExit at a pause between its transactions), leaves the index
+        marked ``b<owner>.<token>``: writers keep it up, but it is never
+        marked valid, and ``random_key()`` walks every key until a rebuild.
+        A rebuild is running when some process holds the shared rebuild lock
+        on the side file (the kernel drops it with its process) or one runs
+        in this process. Checked only here, where sampling would otherwise
+        walk the keys: one ``fcntl`` call beside milliseconds of reading.
+        The partial index is consistent (every indexed key has its slot), so
+        the build resumes: it indexes the keys still missing.
+        """
+        state = self._view.state
+        if state is None or not state.index.startswith(_BUILDING) or self._side.rebuild_running():
+            return False
+        self._rebuild(resume=state.index)
+        return True
 
     def _random_probe(self, txn: lmdb.Transaction, view: _View, prefix: bytes) -> bytes | None | object:
         """Sample in one short read; _WALK when only walking the keys can answer."""
@@ -1172,27 +1243,54 @@ class DiskBackend(Backend):
     def rebuild_key_list(self) -> None:
         """Build the index from the data, a slice per transaction; writers keep it up meanwhile.
 
-        The index is emptied and marked as being built (``b<token>``); from
-        then on every writer maintains it, and the builder adds each key it
-        finds unindexed. When the builder has seen every key the index is
+        The index is emptied and marked as being built (``b<pid>.<token>``);
+        from then on every writer maintains it, and the builder adds each key
+        it finds unindexed. When the builder has seen every key the index is
         marked valid. A clear, a restore or another rebuild replaces the
         token, and this builder stops: the index they leave is complete.
+        While it runs, this process holds the shared rebuild lock of the side
+        file; a build left behind by a killed process or greenlet is resumed
+        by the next ``random_key()`` (see :meth:`_resume_orphaned_rebuild`).
         """
-        token = _BUILDING + secrets.token_hex(4).encode()
+        self._rebuild(resume=None)
+
+    def _rebuild(self, resume: bytes | None) -> None:
+        """Run a rebuild: a new one, or, with ``resume``, take over the orphaned build marked ``resume``."""
         owner = _pid()
-        generation = self._write(_REBUILD, self._start_rebuild, token)
-        after: bytes | None = None
-        while True:
-            progress = self._write_unchecked(_REBUILD, self._rebuild_slice, token, owner, generation, after)
-            if progress is None:
-                return
-            after = progress
-            pause()
+        token = _BUILDING + b"%d." % owner + secrets.token_hex(4).encode()
+        side = self._side
+        side.begin_rebuild()
+        try:
+            if resume is None:
+                generation = self._write(_REBUILD, self._start_rebuild, token)
+            else:
+                generation = self._write(_REBUILD, self._take_over_rebuild, token, resume)
+                if generation is None:
+                    return  # another process took it over first, or the state moved on
+            after: bytes | None = None
+            while True:
+                progress = self._write_unchecked(_REBUILD, self._rebuild_slice, token, owner, generation, after)
+                if progress is None:
+                    return
+                after = progress
+                pause()  # GreenletExit lands here, between transactions: nothing to undo
+        finally:
+            # Never yields. A killed greenlet's build stays marked, with no live owner:
+            # the next random_key() that would walk resumes it.
+            if _pid() == owner:
+                side.end_rebuild()
 
     def _start_rebuild(self, txn: lmdb.Transaction, view: _View, token: bytes) -> int:
         txn.drop(view.slots, delete=False)
         txn.drop(view.slotof, delete=False)
         return self._set_index_status(txn, token).state.generation  # type: ignore[union-attr]
+
+    def _take_over_rebuild(self, txn: lmdb.Transaction, view: _View, token: bytes, orphan: bytes) -> int | None:
+        """Mark the orphaned build ``orphan`` as this builder's, keeping its partial index; None if it moved on."""
+        state = view.state
+        if state is None or state.index != orphan:
+            return None
+        return self._put_state(txn, state._replace(index=token)).state.generation  # type: ignore[union-attr]
 
     def _rebuild_slice(
         self, txn: lmdb.Transaction, view: _View, token: bytes, owner: int, generation: int, after: bytes | None
@@ -1230,6 +1328,7 @@ class DiskBackend(Backend):
             raise BackupInProgressError("another backup is in progress")
         side.backup_owner = self
         try:
+            self._reclaim_stale_readers()  # e.g. the slot of a backup whose process was killed
             reader = self._read(_SCAN, self._start_backup)
         except BaseException:
             self._end_backup(None)
@@ -1276,6 +1375,7 @@ class DiskBackend(Backend):
         owner = _pid()
         staging: int | None = None
         try:
+            self._reclaim_stale_readers()
             staging = self._write_unchecked(_WRITE, self._start_restore, owner)
             for batch in batches:
                 pause()  # reading the batch was work too
@@ -1636,4 +1736,38 @@ def _resolve_path(path: object) -> str:
     real = os.path.realpath(full)
     if os.path.isdir(real):
         raise DiskPathError(f"{full} leads to a directory; the disk store is a file")
+    _refuse_special_files(real)
     return real
+
+
+_SIDE_SUFFIXES: Final = ("", "-lock", "-kvlock")
+"""The store's file and the two files beside it (LMDB's lock file, locust_kv's side file)."""
+
+
+def _refuse_special_files(real: str) -> None:
+    """DiskPathError if the store's file or a side file exists and is not a regular file.
+
+    Checked with ``stat`` only: opening a FIFO blocks until a writer comes,
+    and a device or socket is no place for a store. Missing files are fine
+    (they are created); a directory in a side file's place is left to LMDB,
+    whose error (DiskStoreOpenError) says the lock file cannot be made.
+    """
+    for suffix in _SIDE_SUFFIXES:
+        path = real + suffix
+        try:
+            mode = os.stat(path).st_mode
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise DiskPathError(f"cannot inspect the disk store file {path}: {_os_error(exc)}") from exc
+        if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+            kind = _FILE_KINDS.get(stat.S_IFMT(mode), "a special file")
+            raise DiskPathError(f"the disk store file is not a regular file: {path} is {kind}")
+
+
+_FILE_KINDS: Final = {
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}

@@ -46,6 +46,10 @@ _PREFIX_DRAWS = 8
 """Draws from all keys that ``random_key(prefix)`` tries before it bisects."""
 
 
+_MAX_PAGE: Final = (1 << 62)
+"""A larger scan limit is clamped to this (islice takes at most sys.maxsize); no store holds as many keys."""
+
+
 _SHARDS = 64
 """The values and the slot map are split in this many dicts: growing one dict
 of a million keys stalls the process for 30-60 ms at each resize; growing 64
@@ -221,7 +225,7 @@ class MemoryBackend(Backend):
         with self._lock:
             keys = self._index.order.irange(max(prefix, start), prefix_end(prefix), (True, False))
             if limit > 0:
-                page = list(islice(keys, limit + 1))
+                page = list(islice(keys, min(limit, _MAX_PAGE) + 1))
                 more = len(page) > limit
                 if more:
                     page.pop()

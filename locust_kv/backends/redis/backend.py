@@ -285,7 +285,7 @@ class RedisBackend(Backend):
     def scan(self, prefix: bytes, start: bytes, limit: int) -> tuple[list[tuple[bytes, bytes]], bool]:
         low = max(prefix, start)
         end = prefix_end(prefix)
-        count = limit + 1 if limit > 0 else 0
+        count = min(limit, 1 << 62) + 1 if limit > 0 else 0  # the script's LIMIT is a signed 64-bit count
         keys, values = _unpack(
             self._run(
                 "scan",

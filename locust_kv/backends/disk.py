@@ -44,13 +44,21 @@ transactions of a few milliseconds with :func:`~locust_kv._cooperative.pause`
 between them. ``clear()`` is one short transaction: LMDB frees a database's
 pages by walking only its branch pages.
 
-Growth. The map starts at ``map_size`` (1 GiB by default; on 64-bit Linux it
-only reserves address space, and the file is sparse) and doubles when a write
-needs more room, up to ``max_map_size`` and the free disk space. Resizing runs
-under an exclusive lock on the side file, which also records the size the
-processes agreed on: every process opens or adopts at least that size, so no
-process ever maps, and with ``writemap`` truncates, the file smaller than
-another one uses (the cause of the corruption in py-lmdb issue 269).
+Growth. The map starts at ``map_size`` (8 MiB by default) and doubles when a
+write needs more room, up to ``max_map_size`` and the free disk space. Every
+byte of the map, and LMDB's lock file, is allocated on disk
+(``posix_fallocate``) before it is mapped, so a write through the map never
+needs a block the disk may not have: a full disk is DiskStoreFullError, never
+SIGBUS. A growth step is cut to what the disk can allocate. Once the map
+cannot grow any more, writes that add data may not fill its last
+``_reserve_bytes()`` (1/64 of it, at least 1 MiB, at most 1/4), so that
+deletes, ``clear()`` and the end of a restore always find pages; the side
+file holds 1 MiB of disk that the map takes if the disk fills up between two
+growths. Resizing runs under an exclusive lock on the side file, which also
+records the size the processes agreed on: every process opens or adopts at
+least that size, so no process ever maps, and with ``writemap`` truncates,
+the file smaller than another one uses (the cause of the corruption in py-lmdb
+issue 269).
 
 Errors. Every :class:`lmdb.Error` is mapped by :data:`LMDB_ERRORS` and the
 failing operation's family to a catalogued error, with the cause chained.
@@ -108,8 +116,8 @@ SCOPE: Final[Scope] = "host"
 DEFAULT_PATH: Final = ".locust-kv.lmdb"
 """The store's file when ``open_kv`` gets no ``path``: in the working directory."""
 
-DEFAULT_MAP_SIZE: Final = 1 << 30
-"""The initial map: 1 GiB of address space (the file is sparse)."""
+DEFAULT_MAP_SIZE: Final = 8 << 20
+"""The initial map: 8 MiB. Every byte of the map is allocated on disk, so it starts small and doubles."""
 
 _MIN_MAP_SIZE: Final = 1 << 16
 _DEFAULT_MAX_READERS: Final = 126
@@ -155,6 +163,12 @@ _PAGE_SIZE: Final = os.sysconf("SC_PAGE_SIZE")
 
 _RESERVE_MIN: Final = 1 << 20
 """The least reserve kept for deletes in a map that cannot grow (see ``DiskBackend._reserve_bytes``)."""
+
+_SPARE_BYTES: Final = 1 << 20
+"""Disk space the side file holds for the map to take when the disk fills up between two growths."""
+
+_BACKUP_ROOM: Final = 64 << 20
+"""The least map a backup starts with (see ``DiskBackend._make_room_for_backup``)."""
 
 _NO_SPACE: Final = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 """``posix_fallocate`` errors that mean the disk (or the quota, or the file size limit) has no more room."""
@@ -385,7 +399,21 @@ class _SideFile:
             self.unlock(offset)
 
     def reserve(self) -> None:
-        """Back the agreed size's bytes with an allocated block, so that recording a size never fails for space."""
+        """Hold the disk's reserve for deletes: allocated blocks in this file, if the disk has them.
+
+        The file is extended to ``_SPARE_BYTES``; the map takes those blocks
+        (:meth:`release_reserve`) when it must grow and the disk is full, so
+        that a map that filled up between two growths still has room for
+        deletes. Otherwise at least the first block (the agreed size) is
+        backed, so that recording a size never fails for lack of space; if
+        not even that can be, DiskStoreFullError. Holds the resize lock.
+        """
+        try:
+            os.posix_fallocate(self.fd, 0, _SPARE_BYTES)
+            return
+        except OSError as exc:
+            if exc.errno not in _NO_SPACE:
+                return  # a filesystem that cannot allocate ahead
         try:
             os.posix_fallocate(self.fd, 0, 8)
         except OSError as exc:
@@ -393,6 +421,13 @@ class _SideFile:
                 raise DiskStoreFullError(
                     f"the disk store is full: the disk cannot allocate its lock file ({_os_error(exc)})"
                 ) from exc
+
+    def release_reserve(self) -> bool:
+        """Free the reserve's blocks for the map to take; whether there were any. Holds the resize lock."""
+        if os.fstat(self.fd).st_size <= _PAGE_SIZE:
+            return False
+        os.ftruncate(self.fd, _PAGE_SIZE)  # POSIX locks do not depend on the file's size
+        return True
 
     def agreed_size(self) -> int:
         return int.from_bytes(os.pread(self.fd, 8, 0).ljust(8, b"\0"), "big")
@@ -857,8 +892,8 @@ class DiskBackend(Backend):
 
     # -- growth --------------------------------------------------------------------------
 
-    def _resize(self, family: _Family, grow: bool, resizes: int) -> None:
-        """Adopt the size another process grew the map to, or grow it.
+    def _resize(self, family: _Family, grow: bool, resizes: int, at_least: int = 0) -> None:
+        """Adopt the size another process grew the map to, or grow it (doubling, or to ``at_least``).
 
         No transaction of this greenlet is open. ``set_mapsize`` ends every
         transaction of the process, so a running backup stops with an error.
@@ -883,12 +918,20 @@ class DiskBackend(Backend):
                         self._reserve_space(target, target if self._spec.writemap else self._map_size)
                     elif grow:
                         try:
-                            wanted, clamped = self._next_map_size()
+                            wanted, clamped = self._next_map_size(at_least)
                             target = self._reserve_space(wanted, self._map_size + _PAGE_SIZE)
+                            clamped = clamped or target < wanted
                         except DiskStoreFullError:
-                            self._set_at_limit(True)
-                            raise
-                        clamped = clamped or target < wanted
+                            # The disk filled up since the last growth: take the reserve the side
+                            # file holds, so that the full map still has room for deletes.
+                            cap = self._spec.max_map_size
+                            if at_least or (cap is not None and self._map_size >= cap) or not side.release_reserve():
+                                self._set_at_limit(True)
+                                raise
+                            target = self._reserve_space(self._map_size + _SPARE_BYTES, self._map_size + _PAGE_SIZE)
+                            if cap is not None:
+                                target = min(target, cap)
+                            clamped = True
                     elif self._spec.writemap:
                         target = self._map_size
                     else:
@@ -900,6 +943,8 @@ class DiskBackend(Backend):
                     if self._map_size > agreed:
                         side.agree(self._map_size)
                     self._set_at_limit(self._at_final_size(clamped))
+                    if not self._at_limit:
+                        side.reserve()  # the disk has room again: hold the reserve again
             except lmdb.Error as exc:
                 # A failed remap leaves the environment unusable: the next operation reopens it.
                 self._discard_env()
@@ -909,14 +954,16 @@ class DiskBackend(Backend):
             except OSError as exc:
                 raise family.error(f"{family.what}: resizing the map failed: {_os_error(exc)}") from exc
 
-    def _next_map_size(self) -> tuple[int, bool]:
-        """Double the map, within ``max_map_size`` and the disk's free space; DiskStoreFullError if it cannot grow.
+    def _next_map_size(self, at_least: int = 0) -> tuple[int, bool]:
+        """Double the map (or make it ``at_least``), within ``max_map_size`` and the disk's free space.
+
+        Raises DiskStoreFullError if it cannot grow.
 
         Also says whether a limit cut the step short (then the map reaches its final size).
         """
         spec = self._spec
         current = self._map_size
-        target = current * 2
+        target = max(current * 2, at_least)
         limit = "its size"
         if spec.max_map_size is not None and target > spec.max_map_size:
             target, limit = spec.max_map_size, f"max_map_size={spec.max_map_size}"
@@ -927,7 +974,7 @@ class DiskBackend(Backend):
         target -= target % _PAGE_SIZE
         if target <= current:
             raise DiskStoreFullError(f"the disk store is full: its map of {current} bytes cannot grow beyond {limit}")
-        return target, target < current * 2
+        return target, target < max(current * 2, at_least)
 
     def _reserve_space(self, wanted: int, needed: int) -> int:
         """Allocate disk blocks for the first ``wanted`` bytes of the data file, or as many as fit, down to ``needed``.
@@ -1466,12 +1513,36 @@ class DiskBackend(Backend):
             raise BackupInProgressError("another backup is in progress")
         side.backup_owner = self
         try:
+            self._make_room_for_backup()
             reader = self._read(_SCAN, self._start_backup)
         except BaseException:
             self._end_backup(None)
             raise
         self._backup_reader = reader
         return reader  # type: ignore[no-any-return]
+
+    def _make_room_for_backup(self) -> None:
+        """Grow the map before a backup's snapshot is taken, so that writes during it rarely need a resize.
+
+        Pages freed while the snapshot is read cannot be reused, so writers
+        take new ones; and a resize ends the backup (it ends every
+        transaction of the process). The map is made at least twice the
+        pages in use and ``_BACKUP_ROOM``, within ``max_map_size`` and the
+        disk's free space (a disk that cannot give it is no error here).
+        """
+        used = self._read(_SCAN, self._used_bytes)
+        want = max(2 * used, _BACKUP_ROOM)
+        cap = self._spec.max_map_size
+        if cap is not None:
+            want = min(want, cap)
+        if want > self._map_size:
+            try:
+                self._resize(_SCAN, True, self._resizes, want)
+            except DiskStoreFullError:
+                pass
+
+    def _used_bytes(self, txn: lmdb.Transaction, _view: _View) -> int:
+        return self._pages_in_use(txn) * _PAGE_SIZE
 
     def _start_backup(self, txn: lmdb.Transaction, view: _View) -> _DiskBackupReader:
         env = self._env
@@ -1805,10 +1876,12 @@ def configure(
             crash or power loss may lose recent commits or, with
             ``writemap``, damage the file.
         writemap: write through a writable memory map (about 3x faster
-            writes). On by default. With it, a disk that fills up under the
-            store can kill the process with SIGBUS instead of raising
-            DiskStoreFullError; the map grows only within the free space.
-        map_size: the initial map in bytes (rounded up to whole pages).
+            writes). On by default. Every byte of the map is allocated on
+            disk before it is mapped, so a full disk raises
+            DiskStoreFullError with or without it.
+        map_size: the initial map in bytes (rounded up to whole pages),
+            8 MiB by default; allocated on disk at once, then doubled as
+            needed.
         max_map_size: the largest the map may grow to; None: the disk's free space.
         max_readers: LMDB reader slots, shared by every process (only the
             first process to open the store sets it).

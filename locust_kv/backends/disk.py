@@ -833,9 +833,10 @@ class DiskBackend(Backend):
         try:
             self._resize(family, True, resizes)
         except DiskStoreFullError as full:
+            why = full.message.removeprefix("the disk store is full: ")
             raise DiskStoreFullError(
                 f"the disk store is full: the map cannot grow and its last {self._reserve_bytes()} bytes "
-                f"are kept for deletes ({full.message})"
+                f"are kept for deletes ({why})"
             ) from full
 
     def _recover(self, family: _Family, exc: lmdb.Error, attempt: int, resizes: int) -> None:
@@ -919,13 +920,16 @@ class DiskBackend(Backend):
                     elif grow:
                         try:
                             wanted, clamped = self._next_map_size(at_least)
-                            target = self._reserve_space(wanted, self._map_size + _PAGE_SIZE)
+                            # A growth asked for ahead of need is all or nothing.
+                            target = self._reserve_space(wanted, wanted if at_least else self._map_size + _PAGE_SIZE)
                             clamped = clamped or target < wanted
                         except DiskStoreFullError:
+                            if at_least:
+                                raise
                             # The disk filled up since the last growth: take the reserve the side
                             # file holds, so that the full map still has room for deletes.
                             cap = self._spec.max_map_size
-                            if at_least or (cap is not None and self._map_size >= cap) or not side.release_reserve():
+                            if (cap is not None and self._map_size >= cap) or not side.release_reserve():
                                 self._set_at_limit(True)
                                 raise
                             target = self._reserve_space(self._map_size + _SPARE_BYTES, self._map_size + _PAGE_SIZE)
@@ -963,7 +967,7 @@ class DiskBackend(Backend):
         """
         spec = self._spec
         current = self._map_size
-        target = max(current * 2, at_least)
+        target = at_least or current * 2
         limit = "its size"
         if spec.max_map_size is not None and target > spec.max_map_size:
             target, limit = spec.max_map_size, f"max_map_size={spec.max_map_size}"
@@ -974,7 +978,7 @@ class DiskBackend(Backend):
         target -= target % _PAGE_SIZE
         if target <= current:
             raise DiskStoreFullError(f"the disk store is full: its map of {current} bytes cannot grow beyond {limit}")
-        return target, target < max(current * 2, at_least)
+        return target, target < (at_least or current * 2)
 
     def _reserve_space(self, wanted: int, needed: int) -> int:
         """Allocate disk blocks for the first ``wanted`` bytes of the data file, or as many as fit, down to ``needed``.
@@ -1527,15 +1531,17 @@ class DiskBackend(Backend):
         Pages freed while the snapshot is read cannot be reused, so writers
         take new ones; and a resize ends the backup (it ends every
         transaction of the process). The map is made at least twice the
-        pages in use and ``_BACKUP_ROOM``, within ``max_map_size`` and the
-        disk's free space (a disk that cannot give it is no error here).
+        pages in use and ``_BACKUP_ROOM``, within ``max_map_size``, when that
+        takes at most half the disk's free space (else it stays as it is).
         """
         used = self._read(_SCAN, self._used_bytes)
         want = max(2 * used, _BACKUP_ROOM)
         cap = self._spec.max_map_size
         if cap is not None:
             want = min(want, cap)
-        if want > self._map_size:
+        vfs = os.statvfs(os.path.dirname(self._spec.path))
+        # Only with room to spare on the disk: the backup file is often written beside the store.
+        if want > self._map_size and want - self._map_size <= vfs.f_bavail * vfs.f_frsize // 2:
             try:
                 self._resize(_SCAN, True, self._resizes, want)
             except DiskStoreFullError:

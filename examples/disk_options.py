@@ -16,7 +16,7 @@ the command line does not carry:
   anyway, only the OS crashing can.
 - ``writemap`` (default True): writes through a writable memory map, about
   three times faster.
-- ``map_size`` (default 1 GiB) and ``max_map_size`` (default: the free disk
+- ``map_size`` (default 8 MiB) and ``max_map_size`` (default: the free disk
   space): the map grows by doubling from one to the other.
 - ``track_keys`` (default True): keep the index that makes ``random_key``
   cheap; without it writes are a little cheaper and ``random_key`` is O(n).

@@ -45,13 +45,21 @@ transactions of a few milliseconds with :func:`~locust_kv._cooperative.pause`
 between them. ``clear()`` is one short transaction: LMDB frees a database's
 pages by walking only its branch pages.
 
-Growth. The map starts at ``map_size`` (1 GiB by default; on 64-bit Linux it
-only reserves address space, and the file is sparse) and doubles when a write
-needs more room, up to ``max_map_size`` and the free disk space. Resizing runs
-under an exclusive lock on the side file, which also records the size the
-processes agreed on: every process opens or adopts at least that size, so no
-process ever maps, and with ``writemap`` truncates, the file smaller than
-another one uses (the cause of the corruption in py-lmdb issue 269).
+Growth. The map starts at ``map_size`` (8 MiB by default) and doubles when a
+write needs more room, up to ``max_map_size`` and the free disk space. Every
+byte of the map, and LMDB's lock file, is allocated on disk
+(``posix_fallocate``) before it is mapped, so a write through the map never
+needs a block the disk may not have: a full disk is DiskStoreFullError, never
+SIGBUS. A growth step is cut to what the disk can allocate. Once the map
+cannot grow any more, writes that add data may not fill its last
+``_reserve_bytes()`` (1/64 of it, at least 1 MiB, at most 1/4), so that
+deletes, ``clear()`` and the end of a restore always find pages; the side
+file holds 1 MiB of disk that the map takes if the disk fills up between two
+growths. Resizing runs under an exclusive lock on the side file, which also
+records the size the processes agreed on: every process opens or adopts at
+least that size, so no process ever maps, and with ``writemap`` truncates,
+the file smaller than another one uses (the cause of the corruption in py-lmdb
+issue 269).
 
 Errors. Every :class:`lmdb.Error` is mapped by :data:`LMDB_ERRORS` and the
 failing operation's family to a catalogued error, with the cause chained.
@@ -110,8 +118,8 @@ SCOPE: Final[Scope] = "host"
 DEFAULT_PATH: Final = ".locust-kv.lmdb"
 """The store's file when ``open_kv`` gets no ``path``: in the working directory."""
 
-DEFAULT_MAP_SIZE: Final = 1 << 30
-"""The initial map: 1 GiB of address space (the file is sparse)."""
+DEFAULT_MAP_SIZE: Final = 8 << 20
+"""The initial map: 8 MiB. Every byte of the map is allocated on disk, so it starts small and doubles."""
 
 _MIN_MAP_SIZE: Final = 1 << 16
 _DEFAULT_MAX_READERS: Final = 126
@@ -154,6 +162,22 @@ _WALK: Final = object()
 """Returned by a sampling probe when only walking the keys can answer."""
 
 _PAGE_SIZE: Final = os.sysconf("SC_PAGE_SIZE")
+
+_RESERVE_MIN: Final = 1 << 20
+"""The least reserve kept for deletes in a map that cannot grow (see ``DiskBackend._reserve_bytes``)."""
+
+_SPARE_BYTES: Final = 1 << 20
+"""Disk space the side file holds for the map to take when the disk fills up between two growths."""
+
+_BACKUP_ROOM: Final = 64 << 20
+"""The least map a backup starts with (see ``DiskBackend._make_room_for_backup``)."""
+
+_NO_SPACE: Final = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+"""``posix_fallocate`` errors that mean the disk (or the quota, or the file size limit) has no more room."""
+
+
+class _NoRoom(Exception):
+    """Inside ``DiskBackend._run``: the write would use the reserve of a map at its limit."""
 
 # The real OS lock and sleep, even when gevent has patched them: they guard
 # sections that never yield, against OS threads of this process.
@@ -398,6 +422,37 @@ class _SideFile:
         finally:
             self.unlock(offset)
 
+    def reserve(self) -> None:
+        """Hold the disk's reserve for deletes: allocated blocks in this file, if the disk has them.
+
+        The file is extended to ``_SPARE_BYTES``; the map takes those blocks
+        (:meth:`release_reserve`) when it must grow and the disk is full, so
+        that a map that filled up between two growths still has room for
+        deletes. Otherwise at least the first block (the agreed size) is
+        backed, so that recording a size never fails for lack of space; if
+        not even that can be, DiskStoreFullError. Holds the resize lock.
+        """
+        try:
+            os.posix_fallocate(self.fd, 0, _SPARE_BYTES)
+            return
+        except OSError as exc:
+            if exc.errno not in _NO_SPACE:
+                return  # a filesystem that cannot allocate ahead
+        try:
+            os.posix_fallocate(self.fd, 0, 8)
+        except OSError as exc:
+            if exc.errno in _NO_SPACE:
+                raise DiskStoreFullError(
+                    f"the disk store is full: the disk cannot allocate its lock file ({_os_error(exc)})"
+                ) from exc
+
+    def release_reserve(self) -> bool:
+        """Free the reserve's blocks for the map to take; whether there were any. Holds the resize lock."""
+        if os.fstat(self.fd).st_size <= _PAGE_SIZE:
+            return False
+        os.ftruncate(self.fd, _PAGE_SIZE)  # POSIX locks do not depend on the file's size
+        return True
+
     def agreed_size(self) -> int:
         return int.from_bytes(os.pread(self.fd, 8, 0).ljust(8, b"\0"), "big")
 
@@ -442,18 +497,24 @@ class _View:
     state with another state's databases.
     """
 
-    __slots__ = ("data", "indexed", "maintain", "raw", "slotof", "slots", "state", "writable")
+    __slots__ = ("data", "fillable", "indexed", "maintain", "raw", "slotof", "slots", "state", "writable")
 
-    def __init__(self, raw: Any, state: _State | None, dbs: tuple[tuple[Any, Any, Any], ...]) -> None:
+    def __init__(
+        self, raw: Any, state: _State | None, dbs: tuple[tuple[Any, Any, Any], ...], at_limit: bool = False
+    ) -> None:
         self.raw = raw
         self.state = state
         if state is None:
             self.writable: Any = _NO_STATE
+            self.fillable: Any = _NO_STATE
             self.data = self.slots = self.slotof = None
             self.maintain = self.indexed = False
             return
         # Writes go ahead while the store has this state, unless it names a restorer.
         self.writable = raw if state.restorer == 0 else _NO_STATE
+        # Writes that add data take the fast path too, unless the map is at its limit:
+        # then they go through DiskBackend._run, which keeps the reserve for deletes.
+        self.fillable = _NO_STATE if at_limit else self.writable
         self.data, self.slots, self.slotof = dbs[state.generation]
         self.maintain = state.maintained
         self.indexed = state.index == _VALID
@@ -479,8 +540,10 @@ class DiskBackend(Backend):
         self._op_lock = _allocate_rlock()
         self._threads = False
         self._map_size = 0
+        self._at_limit = False  # the map cannot grow any more: writes that add data keep the reserve free
         self._resizes = 0
         self._dbs: tuple[tuple[Any, Any, Any], ...] = ()
+        self._all_dbs: tuple[Any, ...] = ()  # the main database and the six of the generations
         self._view = _CLOSED_VIEW
         self._backup_reader: _DiskBackupReader | None = None
         self._side = _SideFile.acquire(spec.path)
@@ -509,32 +572,47 @@ class DiskBackend(Backend):
         side = self._side
         try:
             with side.guard, side.exclusive(_RESIZE_LOCK):
-                size = max(spec.map_size, side.agreed_size(), self._file_size())
-                env = lmdb.open(
-                    spec.path,
-                    map_size=size,
-                    subdir=False,
-                    max_dbs=_MAX_DBS,
-                    max_readers=spec.max_readers,
-                    writemap=spec.writemap,
-                    sync=spec.durable,
-                    metasync=spec.durable,
-                    max_spare_txns=0,
-                )
-                if size > side.agreed_size():
-                    side.agree(size)
+                agreed = side.agreed_size()
+                floor = max(agreed, self._file_size(), _MIN_MAP_SIZE)
+                wanted = max(spec.map_size, floor)
+                self._reserve_lock_file()
+                side.reserve()
+                # LMDB initialises an empty file, or checks that an existing one is LMDB's, and maps
+                # it without writing to the map; only then is the file extended and backed.
+                env = self._lmdb_open(floor)
+                try:
+                    try:
+                        size = self._reserve_space(wanted, floor)
+                    except DiskStoreFullError:
+                        if spec.writemap:
+                            raise  # mapping blocks the disk cannot back would be a SIGBUS later
+                        size = floor  # pwrite reports a full disk; growth allocates first
+                    if size != floor:
+                        env.set_mapsize(size)
+                    actual = env.info()["map_size"]
+                    if actual > size:  # LMDB maps at least the pages in use
+                        size = self._reserve_space(actual, actual)
+                    if actual > agreed:
+                        side.agree(actual)
+                except BaseException:
+                    env.close()
+                    raise
         except lmdb.Error as exc:
             raise map_lmdb_error(exc, _OPEN) from exc
         except OSError as exc:
+            if exc.errno in _NO_SPACE:
+                raise DiskStoreFullError(f"the disk store is full: could not open it: {_os_error(exc)}") from exc
             raise DiskStoreOpenError(f"could not open the disk store {spec.path}: {_os_error(exc)}") from exc
         self._env = env
         self._map_size = env.info()["map_size"]
         try:
+            self._at_limit = self._at_final_size(size < wanted)
             env.reader_check()  # reclaim the reader slots of killed processes
             for attempt in range(_ATTEMPTS):
                 resizes = self._resizes
                 try:
                     self._dbs, state = self._open_databases(env)
+                    self._all_dbs = (env.open_db(None), *(db for dbs in self._dbs for db in dbs))
                     break
                 except lmdb.Error as exc:  # another process grew the map meanwhile, or it is full
                     self._recover(_OPEN, exc, attempt, resizes)
@@ -576,6 +654,46 @@ class DiskBackend(Backend):
         if env is not None:
             env.close()
 
+    def _lmdb_open(self, size: int) -> lmdb.Environment:
+        spec = self._spec
+        return lmdb.open(
+            spec.path,
+            map_size=size,
+            subdir=False,
+            max_dbs=_MAX_DBS,
+            max_readers=spec.max_readers,
+            writemap=spec.writemap,
+            sync=spec.durable,
+            metasync=spec.durable,
+            max_spare_txns=0,
+        )
+
+    def _reserve_lock_file(self) -> None:
+        """Back LMDB's lock file with allocated blocks before LMDB maps it.
+
+        LMDB writes its header and the reader slots through a shared map of
+        ``<path>-lock``: on a full disk, a hole there is a SIGBUS. A new lock
+        file is given the size LMDB would give it (64 bytes a reader slot
+        plus a 128-byte header, so LMDB keeps it and ``max_readers``); an
+        existing one keeps its size and has its holes filled. Raises
+        DiskStoreFullError when the disk cannot hold it.
+        """
+        path = self._spec.path + "-lock"
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError:
+            return  # LMDB's own open reports it
+        try:
+            size = os.fstat(fd).st_size or self._spec.max_readers * 64 + 128
+            os.posix_fallocate(fd, 0, size)
+        except OSError as exc:
+            if exc.errno in _NO_SPACE:
+                raise DiskStoreFullError(
+                    f"the disk store is full: the disk cannot allocate its lock file ({_os_error(exc)})"
+                ) from exc
+        finally:
+            os.close(fd)
+
     def _file_size(self) -> int:
         try:
             return os.stat(self._spec.path).st_size if self._spec.writemap else 0
@@ -601,8 +719,15 @@ class DiskBackend(Backend):
 
     def _adopt(self, raw: bytes | None) -> _View:
         """The view of the state record ``raw``, which becomes the one the fast paths compare with."""
-        view = self._view = _View(raw, _State.decode(raw), self._dbs)
+        view = self._view = _View(raw, _State.decode(raw), self._dbs, self._at_limit)
         return view
+
+    def _set_at_limit(self, at_limit: bool) -> None:
+        """Record whether the map reached its final size; the fast paths of writes that add data follow."""
+        self._at_limit = at_limit
+        view = self._view
+        if view.state is not None:
+            self._view = _View(view.raw, view.state, self._dbs, at_limit)
 
     def _check_writable(self, txn: lmdb.Transaction, raw: bytes | None) -> _View:
         """In a write transaction whose state changed: adopt it, or refuse during a restore."""
@@ -637,16 +762,35 @@ class DiskBackend(Backend):
         return self._run(family, False, False, op, args)
 
     def _write(self, family: _Family, op: Callable[..., Any], *args: Any) -> Any:
-        """``op(txn, view, *args)`` in a write transaction, committed; refused during a restore; grows the map."""
-        return self._run(family, True, True, op, args)
+        """``op(txn, view, *args)`` in a write transaction, committed; refused during a restore; grows the map.
+
+        Operations of the delete family may use the map's reserve; the others
+        add data and may not (see :meth:`_run`).
+        """
+        return self._run(family, True, True, op, args, family is not _DELETE)
 
     def _write_unchecked(self, family: _Family, op: Callable[..., Any], *args: Any) -> Any:
-        """As :meth:`_write`, for the steps of a restore or rebuild, which check the state themselves."""
-        return self._run(family, True, False, op, args)
+        """As :meth:`_write`, for the steps of a restore or rebuild, which check the state themselves; they add data."""
+        return self._run(family, True, False, op, args, True)
 
-    def _run(self, family: _Family, write: bool, checked: bool, op: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    def _write_freeing(self, family: _Family, op: Callable[..., Any], *args: Any) -> Any:
+        """As :meth:`_write_unchecked`, for steps that free data (ending a restore): they may use the reserve."""
+        return self._run(family, True, False, op, args, False)
+
+    def _run(
+        self, family: _Family, write: bool, checked: bool, op: Callable[..., Any], args: tuple[Any, ...], adds: bool = False
+    ) -> Any:
+        """Run ``op`` in one transaction, retrying after map growth or adoption.
+
+        When the map is at its final size (``_at_limit``), a write that
+        ``adds`` data is refused with DiskStoreFullError if, after it, the
+        pages in use would exceed the map less its reserve (and it grew
+        them): the reserve stays free for deletes, clear and the end of a
+        restore, which never need to grow the map to succeed.
+        """
         for attempt in range(_ATTEMPTS):
             resizes = self._resizes
+            guard = write and adds and self._at_limit
             lock = self._op_lock if self._threads else None
             if lock is not None:
                 lock.acquire()
@@ -664,19 +808,60 @@ class DiskBackend(Backend):
                                 view = self._check_writable(txn, raw)
                         elif raw != view.raw:
                             view = self._adopt(raw)
+                        before = self._pages_in_use(txn) if guard else 0
                         result = op(txn, view, *args)
+                        if guard:
+                            after = self._pages_in_use(txn)
+                            if after > before and after > self._fill_limit_pages():
+                                raise _NoRoom
                         if write:
                             txn.commit()
                         return result
                     except lmdb.Error as exc:
                         failure = exc
+                    except _NoRoom:
+                        failure = None
                     finally:
                         txn.abort()  # after a commit: does nothing
             finally:
                 if lock is not None:
                     lock.release()
-            self._recover(family, failure, attempt, resizes)
+            if failure is None:
+                self._grow_into_reserve(family, resizes)
+            else:
+                self._recover(family, failure, attempt, resizes)
         raise family.error(f"{family.what}: the map was resized too many times in a row")
+
+    def _pages_in_use(self, txn: lmdb.Transaction) -> int:
+        """Pages of every database of the store as this transaction sees them (free pages excluded)."""
+        used = 0
+        for db in self._all_dbs:
+            stat = txn.stat(db)
+            used += stat["branch_pages"] + stat["leaf_pages"] + stat["overflow_pages"]
+        return used
+
+    def _reserve_bytes(self) -> int:
+        """The end of the map kept for deletes once it cannot grow: 1/64 of it, at least 1 MiB, at most 1/4."""
+        size = self._map_size
+        return min(max(_RESERVE_MIN, size // 64), size // 4)
+
+    def _fill_limit_pages(self) -> int:
+        """How many pages writes that add data may fill when the map is at its limit."""
+        return (self._map_size - self._reserve_bytes()) // _PAGE_SIZE
+
+    def _grow_into_reserve(self, family: _Family, resizes: int) -> None:
+        """A write that adds data would use the reserve: grow the map (the disk may have room again) or refuse.
+
+        Raises DiskStoreFullError when the map cannot grow; nothing was written.
+        """
+        try:
+            self._resize(family, True, resizes)
+        except DiskStoreFullError as full:
+            why = full.message.removeprefix("the disk store is full: ")
+            raise DiskStoreFullError(
+                f"the disk store is full: the map cannot grow and its last {self._reserve_bytes()} bytes "
+                f"are kept for deletes ({why})"
+            ) from full
 
     def _recover(self, family: _Family, exc: lmdb.Error, attempt: int, resizes: int) -> None:
         """Make the next attempt possible after ``exc``, or raise its catalogued error."""
@@ -694,6 +879,8 @@ class DiskBackend(Backend):
         elif isinstance(exc, lmdb.ReadersFullError) and attempt == 0 and self._env is not None:
             self._env.reader_check()
         elif self._resizes == resizes:  # else another thread's resize ended the transaction: retry
+            if self._failed_for_space(exc):
+                raise DiskStoreFullError(f"{family.what}: the disk is full ({type(exc).__name__}: {exc})") from exc
             raise map_lmdb_error(exc, family) from exc
 
     def _reclaim_stale_readers(self) -> int:
@@ -718,6 +905,21 @@ class DiskBackend(Backend):
         except lmdb.Error:
             return 0  # the operation's own error, if any, follows
 
+    def _failed_for_space(self, exc: lmdb.Error) -> bool:
+        """Whether ``exc`` is an I/O error of a disk that is full.
+
+        LMDB reports a short ``pwrite`` at commit (``writemap=False``) as EIO,
+        whatever its cause; when the store's filesystem has less free space
+        than the map's reserve, the cause was the lack of space.
+        """
+        if type(exc) is not lmdb.Error or os.strerror(errno.EIO) not in str(exc):
+            return False
+        try:
+            vfs = os.statvfs(os.path.dirname(self._spec.path))
+        except OSError:
+            return False
+        return vfs.f_bavail * vfs.f_frsize < self._reserve_bytes()
+
     # -- OS threads ----------------------------------------------------------------------
 
     def _enter_thread_mode(self) -> None:
@@ -739,8 +941,8 @@ class DiskBackend(Backend):
 
     # -- growth --------------------------------------------------------------------------
 
-    def _resize(self, family: _Family, grow: bool, resizes: int) -> None:
-        """Adopt the size another process grew the map to, or grow it.
+    def _resize(self, family: _Family, grow: bool, resizes: int, at_least: int = 0) -> None:
+        """Adopt the size another process grew the map to, or grow it (doubling, or to ``at_least``).
 
         No transaction of this greenlet is open. ``set_mapsize`` ends every
         transaction of the process, so a running backup stops with an error.
@@ -758,19 +960,43 @@ class DiskBackend(Backend):
                 with lock, side.exclusive(_RESIZE_LOCK):
                     agreed = side.agreed_size()
                     target = max(agreed, self._file_size())
-                    if target <= self._map_size:
-                        if grow:
-                            target = self._next_map_size()
-                        elif self._spec.writemap:
-                            target = self._map_size
-                        else:
-                            target = 0  # the size LMDB's meta page records, or the data's if larger
+                    clamped = False
+                    if target > self._map_size:
+                        # Another process grew the map; its blocks are allocated unless it ran an
+                        # older version (then this fills the holes, or refuses rather than SIGBUS).
+                        self._reserve_space(target, target if self._spec.writemap else self._map_size)
+                    elif grow:
+                        try:
+                            wanted, clamped = self._next_map_size(at_least)
+                            # A growth asked for ahead of need is all or nothing.
+                            target = self._reserve_space(wanted, wanted if at_least else self._map_size + _PAGE_SIZE)
+                            clamped = clamped or target < wanted
+                        except DiskStoreFullError:
+                            if at_least:
+                                raise
+                            # The disk filled up since the last growth: take the reserve the side
+                            # file holds, so that the full map still has room for deletes.
+                            cap = self._spec.max_map_size
+                            if (cap is not None and self._map_size >= cap) or not side.release_reserve():
+                                self._set_at_limit(True)
+                                raise
+                            target = self._reserve_space(self._map_size + _SPARE_BYTES, self._map_size + _PAGE_SIZE)
+                            if cap is not None:
+                                target = min(target, cap)
+                            clamped = True
+                    elif self._spec.writemap:
+                        target = self._map_size
+                    else:
+                        target = 0  # the size LMDB's meta page records, or the data's if larger
                     self._interrupt_backup()
                     _set_mapsize(env, target)
                     self._map_size = env.info()["map_size"]
                     self._resizes += 1
                     if self._map_size > agreed:
                         side.agree(self._map_size)
+                    self._set_at_limit(self._at_final_size(clamped))
+                    if not self._at_limit:
+                        side.reserve()  # the disk has room again: hold the reserve again
             except lmdb.Error as exc:
                 # A failed remap leaves the environment unusable: the next operation reopens it.
                 self._discard_env()
@@ -780,11 +1006,16 @@ class DiskBackend(Backend):
             except OSError as exc:
                 raise family.error(f"{family.what}: resizing the map failed: {_os_error(exc)}") from exc
 
-    def _next_map_size(self) -> int:
-        """Double the map, within ``max_map_size`` and the disk's free space; DiskStoreFullError if it cannot grow."""
+    def _next_map_size(self, at_least: int = 0) -> tuple[int, bool]:
+        """Double the map (or make it ``at_least``), within ``max_map_size`` and the disk's free space.
+
+        Raises DiskStoreFullError if it cannot grow.
+
+        Also says whether a limit cut the step short (then the map reaches its final size).
+        """
         spec = self._spec
         current = self._map_size
-        target = current * 2
+        target = at_least or current * 2
         limit = "its size"
         if spec.max_map_size is not None and target > spec.max_map_size:
             target, limit = spec.max_map_size, f"max_map_size={spec.max_map_size}"
@@ -795,7 +1026,63 @@ class DiskBackend(Backend):
         target -= target % _PAGE_SIZE
         if target <= current:
             raise DiskStoreFullError(f"the disk store is full: its map of {current} bytes cannot grow beyond {limit}")
-        return target
+        return target, target < (at_least or current * 2)
+
+    def _reserve_space(self, wanted: int, needed: int) -> int:
+        """Allocate disk blocks for the first ``wanted`` bytes of the data file, or as many as fit, down to ``needed``.
+
+        Returns the size now backed (whole pages, at least ``needed``); the
+        file is extended to it. The map is never larger than what is backed,
+        so a write through the map (``writemap``) never needs a new block and a
+        full disk is never a SIGBUS, and a ``pwrite`` at commit (without
+        ``writemap``) never runs out of space half-way. Blocks already
+        allocated are kept, so this fills the holes of a sparse file (one an
+        older version made) and costs nothing on a file already backed.
+        Raises DiskStoreFullError, with the OS error chained, when not even
+        ``needed`` bytes can be backed. On a filesystem that cannot allocate
+        ahead (``posix_fallocate`` fails with anything but a lack of space)
+        the file stays sparse, as before, and ``wanted`` is returned.
+        """
+        wanted = -(-wanted // _PAGE_SIZE) * _PAGE_SIZE
+        needed = min(-(-needed // _PAGE_SIZE) * _PAGE_SIZE, wanted)
+        path = self._spec.path
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError:
+            return wanted  # LMDB's own open reports it
+        try:
+            size = wanted
+            while True:
+                try:
+                    os.posix_fallocate(fd, 0, size)
+                    return size
+                except OSError as exc:
+                    if exc.errno not in _NO_SPACE:
+                        return wanted
+                    if size <= needed:
+                        raise DiskStoreFullError(
+                            f"the disk store is full: the disk cannot allocate the {needed} bytes its map needs "
+                            f"({_os_error(exc)})"
+                        ) from exc
+                    # Try what the free space says fits, else a smaller step, never below what is needed.
+                    vfs = os.fstatvfs(fd)
+                    room = os.fstat(fd).st_blocks * 512 + vfs.f_bavail * vfs.f_frsize
+                    step = max(_PAGE_SIZE, (size - needed) // 4)
+                    size = max(needed, min(room, size - step) // _PAGE_SIZE * _PAGE_SIZE)
+        finally:
+            os.close(fd)
+
+    def _at_final_size(self, clamped: bool) -> bool:
+        """Whether the map just reached its last size: ``max_map_size``, or the disk's room (``clamped``, or less
+        free space than the reserve). Growth retried when a write is refused corrects a wrong guess."""
+        cap = self._spec.max_map_size
+        if clamped or (cap is not None and self._map_size >= cap):
+            return True
+        try:
+            vfs = os.statvfs(os.path.dirname(self._spec.path))
+        except OSError:
+            return False
+        return vfs.f_bavail * vfs.f_frsize < self._reserve_bytes()
 
     def _discard_env(self) -> None:
         self._interrupt_backup()
@@ -854,7 +1141,7 @@ class DiskBackend(Backend):
         if txn is not None:
             try:
                 view = self._view
-                if txn.get(_STATE_KEY) == view.writable:
+                if txn.get(_STATE_KEY) == view.fillable:
                     self._set_in(txn, view, key, value)
                     txn.commit()
                     return
@@ -904,7 +1191,7 @@ class DiskBackend(Backend):
         if txn is not None:
             try:
                 view = self._view
-                if txn.get(_STATE_KEY) == view.writable:
+                if txn.get(_STATE_KEY) == view.fillable:
                     result = self._increment_in(txn, view, key, delta)
                     txn.commit()
                     return result
@@ -931,7 +1218,7 @@ class DiskBackend(Backend):
         if txn is not None:
             try:
                 view = self._view
-                if txn.get(_STATE_KEY) == view.writable:
+                if txn.get(_STATE_KEY) == view.fillable:
                     result = self._get_or_set_in(txn, view, key, value)
                     txn.commit()
                     return result
@@ -959,7 +1246,7 @@ class DiskBackend(Backend):
         if txn is not None:
             try:
                 view = self._view
-                if txn.get(_STATE_KEY) == view.writable:
+                if txn.get(_STATE_KEY) == view.fillable:
                     result = self._swap_in(txn, view, key, value)
                     txn.commit()
                     return result
@@ -983,7 +1270,7 @@ class DiskBackend(Backend):
         if txn is not None:
             try:
                 view = self._view
-                if txn.get(_STATE_KEY) == view.writable:
+                if txn.get(_STATE_KEY) == view.fillable:
                     result = self._compare_and_swap_in(txn, view, key, old, new)
                     txn.commit()
                     return result
@@ -1329,12 +1616,38 @@ class DiskBackend(Backend):
         side.backup_owner = self
         try:
             self._reclaim_stale_readers()  # e.g. the slot of a backup whose process was killed
+            self._make_room_for_backup()
             reader = self._read(_SCAN, self._start_backup)
         except BaseException:
             self._end_backup(None)
             raise
         self._backup_reader = reader
         return reader  # type: ignore[no-any-return]
+
+    def _make_room_for_backup(self) -> None:
+        """Grow the map before a backup's snapshot is taken, so that writes during it rarely need a resize.
+
+        Pages freed while the snapshot is read cannot be reused, so writers
+        take new ones; and a resize ends the backup (it ends every
+        transaction of the process). The map is made at least twice the
+        pages in use and ``_BACKUP_ROOM``, within ``max_map_size``, when that
+        takes at most half the disk's free space (else it stays as it is).
+        """
+        used = self._read(_SCAN, self._used_bytes)
+        want = max(2 * used, _BACKUP_ROOM)
+        cap = self._spec.max_map_size
+        if cap is not None:
+            want = min(want, cap)
+        vfs = os.statvfs(os.path.dirname(self._spec.path))
+        # Only with room to spare on the disk: the backup file is often written beside the store.
+        if want > self._map_size and want - self._map_size <= vfs.f_bavail * vfs.f_frsize // 2:
+            try:
+                self._resize(_SCAN, True, self._resizes, want)
+            except DiskStoreFullError:
+                pass
+
+    def _used_bytes(self, txn: lmdb.Transaction, _view: _View) -> int:
+        return self._pages_in_use(txn) * _PAGE_SIZE
 
     def _start_backup(self, txn: lmdb.Transaction, view: _View) -> _DiskBackupReader:
         env = self._env
@@ -1387,7 +1700,7 @@ class DiskBackend(Backend):
         except BaseException:
             if staging is not None and _pid() == owner:
                 try:
-                    self._write_unchecked(_WRITE, self._abandon_restore, owner)
+                    self._write_freeing(_WRITE, self._abandon_restore, owner)
                 except KVError:
                     pass  # the flag stays; once the lock below is free, the next writer drops the generation
             raise
@@ -1669,10 +1982,12 @@ def configure(
             crash or power loss may lose recent commits or, with
             ``writemap``, damage the file.
         writemap: write through a writable memory map (about 3x faster
-            writes). On by default. With it, a disk that fills up under the
-            store can kill the process with SIGBUS instead of raising
-            DiskStoreFullError; the map grows only within the free space.
-        map_size: the initial map in bytes (rounded up to whole pages).
+            writes). On by default. Every byte of the map is allocated on
+            disk before it is mapped, so a full disk raises
+            DiskStoreFullError with or without it.
+        map_size: the initial map in bytes (rounded up to whole pages),
+            8 MiB by default; allocated on disk at once, then doubled as
+            needed.
         max_map_size: the largest the map may grow to; None: the disk's free space.
         max_readers: LMDB reader slots, shared by every process (only the
             first process to open the store sets it).

@@ -135,6 +135,7 @@ class ChildResult:
 
     code: int
     report: dict[str, Any] = field(default_factory=dict)
+    pid: int = 0
 
     @property
     def killed(self) -> bool:
@@ -185,7 +186,13 @@ def in_child(target: Callable[..., Any], *args: Any, report: Path, kill_at: int 
         data = json.loads(report.read_text())
     except (FileNotFoundError, ValueError):
         data = {}
-    return ChildResult(code, data)
+    return ChildResult(code, data, pid)
+
+
+def first_event(events: list[str], name: str, after: str | None = None) -> int:
+    """The index of the first event called ``name`` (after the first one called ``after``, if given)."""
+    start = events.index(after) + 1 if after is not None else 0
+    return events.index(name, start)
 
 
 def kill_points(events: list[str], most: int = 8) -> list[int]:

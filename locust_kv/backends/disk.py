@@ -486,6 +486,7 @@ class DiskBackend(Backend):
         try:
             with side.guard, side.exclusive(_RESIZE_LOCK):
                 size = max(spec.map_size, side.agreed_size(), self._file_size())
+                _reserve_lock_file(spec.path, spec.max_readers)
                 env = lmdb.open(
                     spec.path,
                     map_size=size,
@@ -1385,6 +1386,37 @@ def _get_marker(txn: lmdb.Transaction, _view: _View, key: bytes) -> bytes | None
 
 def _put_marker(txn: lmdb.Transaction, _view: _View, key: bytes, value: bytes) -> None:
     txn.put(key, value)
+
+
+def _reserve_lock_file(path: str, max_readers: int) -> None:
+    """Create LMDB's lock file with its disk space allocated, when it does not exist yet.
+
+    LMDB creates ``<path>-lock`` as a sparse file and writes its reader
+    table through a shared memory map; on a full disk the first write to a
+    page with no block behind it kills the process with SIGBUS, whatever
+    ``writemap`` says. Allocating the file first turns that into
+    DiskStoreFullError at ``open_kv``. The size is LMDB's own (64-byte
+    reader slots after a 128-byte header), so LMDB finds the file as it
+    would have made it. Only a file created here is touched: closing a
+    descriptor of a lock file that an environment of this process holds
+    would drop that environment's POSIX locks on it.
+    """
+    try:
+        fd = os.open(path + "-lock", os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    except OSError:
+        return  # it exists (LMDB handles it), or LMDB will report why it cannot be made
+    try:
+        os.posix_fallocate(fd, 0, max_readers * 64 + 128)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            os.close(fd)
+            fd = -1
+            os.unlink(path + "-lock")
+            raise DiskStoreFullError(f"no room on the disk for the store's lock file: {_os_error(exc)}") from exc
+        # A filesystem without fallocate: LMDB makes the file as usual.
+    finally:
+        if fd >= 0:
+            os.close(fd)
 
 
 def _set_mapsize(env: lmdb.Environment, size: int) -> None:

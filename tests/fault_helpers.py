@@ -170,6 +170,7 @@ def in_child(target: Callable[..., Any], *args: Any, report: Path, kill_at: int 
             from locust_kv.errors import KVError, UnknownError
 
             out = {
+                "acked": _armed.acked if _armed is not None else 0,
                 "error": type(exc).__name__,
                 "catalogued": isinstance(exc, KVError) and not isinstance(exc, UnknownError),
                 "message": str(exc),

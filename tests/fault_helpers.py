@@ -21,6 +21,7 @@ directory (root only) for the disk-full tests, and always unmounts it.
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 import signal
@@ -160,6 +161,7 @@ def in_child(target: Callable[..., Any], *args: Any, report: Path, kill_at: int 
     if pid == 0:  # pragma: no cover - runs in the child
         code = 0
         out: dict[str, Any] = {}
+        faulthandler.disable()  # a death by signal is the parent's finding, not a traceback on stderr
         try:
             checkpoints = arm(kill_at, report) if arm_it else None
             out["result"] = target(*args)

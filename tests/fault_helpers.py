@@ -26,6 +26,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -196,6 +197,45 @@ def first_event(events: list[str], name: str, after: str | None = None) -> int:
     """The index of the first event called ``name`` (after the first one called ``after``, if given)."""
     start = events.index(after) + 1 if after is not None else 0
     return events.index(name, start)
+
+
+def kill_after(setup: Callable[..., Any], operation: Callable[..., Any], args: tuple[Any, ...], delay: float, ready: Path) -> ChildResult:
+    """Fork a child that runs ``setup(*args)``, says it is ready, then runs ``operation(*args)``; SIGKILL it ``delay`` s later.
+
+    For points no checkpoint names (inside an LMDB commit, inside a write of
+    the snapshot). Where the kill lands varies from run to run; the test
+    asserts only the invariants, never a timing.
+    """
+    ready.unlink(missing_ok=True)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        faulthandler.disable()
+        code = 0
+        try:
+            setup(*args)
+            ready.touch()
+            operation(*args)
+        except BaseException:
+            traceback.print_exc()
+            code = 3
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + CHILD_TIMEOUT
+    while not ready.exists():
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return ChildResult(os.waitstatus_to_exitcode(status), {}, pid)
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise TimeoutError("the child never became ready")
+        time.sleep(0.001)
+    time.sleep(delay)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    return ChildResult(wait_exit(pid, CHILD_TIMEOUT), {}, pid)
 
 
 def kill_points(events: list[str], most: int = 8) -> list[int]:

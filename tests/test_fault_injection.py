@@ -50,9 +50,10 @@ from .fault_helpers import (
     first_event,
     free_bytes,
     in_child,
-    prove_usable,
+    kill_after,
     kill_points,
     leftover_temp_files,
+    prove_usable,
     read_store,
     small_tmpfs,
     tmpfs_unavailable_reason,
@@ -361,6 +362,35 @@ def test_a_cli_restore_killed_at_any_stage_leaves_all_old_or_all_new_data(tmp_pa
         assert not failures, f"at {stage}: {failures}"
 
     _sweep(tmp_path, "cli-restore", setup, _cli, check, most=5)
+
+
+def _open_only(path: str, *rest: Any) -> None:
+    open_kv(backend="disk", path=path, **rest[-1]).size()
+
+
+@pytest.mark.parametrize("delay_ms", [0, 2, 5, 10, 20, 40, 80])
+def test_a_restore_or_growth_killed_after_swept_delays_keeps_the_invariants(
+    tmp_path: Path, snapshots: dict[str, Path], delay_ms: int
+) -> None:
+    """Kills that land anywhere, inside LMDB commits and remaps too, rather than at named checkpoints."""
+    options: dict[str, Any] = {}
+    path = _fresh_store(tmp_path, "r", snapshots["old"], options)
+    restored = kill_after(_open_only, _restore, (path, str(snapshots["wide"]), options), delay_ms / 1000, tmp_path / "ready")
+    assert restored.killed or restored.code == 0, restored.describe()
+    seen, failures = check_store(path, options, tmp_path / "r.kv", tmp_path / "r.json")
+    assert seen["entries"] in (OLD, WIDE), f"mixed data: {seen['size']} entries, state {seen['state']}"
+    assert not failures, failures
+
+    grow_options: dict[str, Any] = {"map_size": 1 << 16}
+    keys = [f"grow:{i:05d}" for i in range(5_000)]
+    store = str(tmp_path / "g.lmdb")
+    result = kill_after(_open_only, _grow, (store, keys, grow_options), delay_ms / 1000, tmp_path / "ready")
+    assert result.killed or result.code == 0, result.describe()
+    seen, failures = check_store(store, grow_options, tmp_path / "g.kv", tmp_path / "g.json")
+    stored = sorted(seen["entries"])
+    assert stored == keys[: len(stored)], "the keys stored are not a prefix of the keys written in order"
+    assert not failures, failures
+    print(f"after {delay_ms} ms: restore {'killed' if restored.killed else 'finished'}, growth killed after {len(stored)} keys")
 
 
 # ---------------------------------------------------------------------------

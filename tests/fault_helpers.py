@@ -105,7 +105,7 @@ def arm(kill_at: int | None, report: Path) -> _Checkpoints:
         if write:
             inner = op
 
-            def op(txn: Any, view: Any, *rest: Any) -> Any:  # noqa: F811 - the same step, then an event
+            def op(txn: Any, view: Any, *rest: Any) -> Any:
                 result = inner(txn, view, *rest)
                 checkpoints.hit(f"uncommitted {name}")  # the write transaction is open here
                 return result
@@ -169,7 +169,7 @@ def in_child(target: Callable[..., Any], *args: Any, report: Path, kill_at: int 
             if checkpoints is not None:
                 out["events"] = checkpoints.events
                 out["acked"] = checkpoints.acked
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent by name
             from locust_kv.errors import KVError, UnknownError
 
             out = {
@@ -215,7 +215,7 @@ def kill_after(setup: Callable[..., Any], operation: Callable[..., Any], args: t
             setup(*args)
             ready.touch()
             operation(*args)
-        except BaseException:
+        except BaseException:  # noqa: BLE001 - the exit code says it failed
             traceback.print_exc()
             code = 3
         finally:
@@ -339,6 +339,7 @@ def small_tmpfs(where: Path, size: str) -> Iterator[Path]:
         capture_output=True,
         text=True,
         timeout=30,
+        check=False,
     )
     if mounted.returncode != 0:
         raise RuntimeError(f"cannot mount a tmpfs: {mounted.stderr.strip()}")

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,6 @@ from typing import Any
 import pytest
 
 from locust_kv import cli, open_kv
-from locust_kv.backends import disk
 from locust_kv.snapshot import inspect
 
 from .disk_helpers import reader_pids

@@ -575,7 +575,7 @@ class DiskBackend(Backend):
                 agreed = side.agreed_size()
                 floor = max(agreed, self._file_size(), _MIN_MAP_SIZE)
                 wanted = max(spec.map_size, floor)
-                self._reserve_lock_file()
+                _reserve_lock_file(spec.path, spec.max_readers)
                 side.reserve()
                 # LMDB initialises an empty file, or checks that an existing one is LMDB's, and maps
                 # it without writing to the map; only then is the file extended and backed.
@@ -667,32 +667,6 @@ class DiskBackend(Backend):
             metasync=spec.durable,
             max_spare_txns=0,
         )
-
-    def _reserve_lock_file(self) -> None:
-        """Back LMDB's lock file with allocated blocks before LMDB maps it.
-
-        LMDB writes its header and the reader slots through a shared map of
-        ``<path>-lock``: on a full disk, a hole there is a SIGBUS. A new lock
-        file is given the size LMDB would give it (64 bytes a reader slot
-        plus a 128-byte header, so LMDB keeps it and ``max_readers``); an
-        existing one keeps its size and has its holes filled. Raises
-        DiskStoreFullError when the disk cannot hold it.
-        """
-        path = self._spec.path + "-lock"
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        except OSError:
-            return  # LMDB's own open reports it
-        try:
-            size = os.fstat(fd).st_size or self._spec.max_readers * 64 + 128
-            os.posix_fallocate(fd, 0, size)
-        except OSError as exc:
-            if exc.errno in _NO_SPACE:
-                raise DiskStoreFullError(
-                    f"the disk store is full: the disk cannot allocate its lock file ({_os_error(exc)})"
-                ) from exc
-        finally:
-            os.close(fd)
 
     def _file_size(self) -> int:
         try:
@@ -1798,6 +1772,37 @@ def _get_marker(txn: lmdb.Transaction, _view: _View, key: bytes) -> bytes | None
 
 def _put_marker(txn: lmdb.Transaction, _view: _View, key: bytes, value: bytes) -> None:
     txn.put(key, value)
+
+
+def _reserve_lock_file(path: str, max_readers: int) -> None:
+    """Create LMDB's lock file with its disk space allocated, when it does not exist yet.
+
+    LMDB creates ``<path>-lock`` as a sparse file and writes its reader
+    table through a shared memory map; on a full disk the first write to a
+    page with no block behind it kills the process with SIGBUS, whatever
+    ``writemap`` says. Allocating the file first turns that into
+    DiskStoreFullError at ``open_kv``. The size is LMDB's own (64-byte
+    reader slots after a 128-byte header), so LMDB finds the file as it
+    would have made it. Only a file created here is touched: closing a
+    descriptor of a lock file that an environment of this process holds
+    would drop that environment's POSIX locks on it.
+    """
+    try:
+        fd = os.open(path + "-lock", os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    except OSError:
+        return  # it exists (LMDB handles it), or LMDB will report why it cannot be made
+    try:
+        os.posix_fallocate(fd, 0, max_readers * 64 + 128)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            os.close(fd)
+            fd = -1
+            os.unlink(path + "-lock")
+            raise DiskStoreFullError(f"no room on the disk for the store's lock file: {_os_error(exc)}") from exc
+        # A filesystem without fallocate: LMDB makes the file as usual.
+    finally:
+        if fd >= 0:
+            os.close(fd)
 
 
 def _set_mapsize(env: lmdb.Environment, size: int) -> None:

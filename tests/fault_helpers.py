@@ -100,7 +100,9 @@ def arm(kill_at: int | None, report: Path) -> _Checkpoints:
     checkpoints = _armed = _Checkpoints(kill_at, report)
     run = disk.DiskBackend._run
 
-    def armed_run(self: Any, family: Any, write: bool, checked: bool, op: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    def armed_run(
+        self: Any, family: Any, write: bool, checked: bool, op: Callable[..., Any], args: tuple[Any, ...], *more: Any
+    ) -> Any:
         name = getattr(op, "__name__", "op").lstrip("_")
         if write:
             inner = op
@@ -111,7 +113,7 @@ def arm(kill_at: int | None, report: Path) -> _Checkpoints:
                 return result
 
         checkpoints.hit(f"begin {name}")
-        result = run(self, family, write, checked, op, args)
+        result = run(self, family, write, checked, op, args, *more)
         checkpoints.hit(f"done {name}")
         return result
 

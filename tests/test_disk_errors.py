@@ -313,11 +313,12 @@ def test_the_failing_key_stays_out_of_the_text(tmp_path: Path) -> None:
 
 
 def test_disk_store_full_error_when_the_map_may_not_grow(tmp_path: Path) -> None:
-    kv = open_kv(backend="disk", path=tmp_path / "s.lmdb", map_size=1 << 16, max_map_size=1 << 17)
+    kv = open_kv(backend="disk", path=tmp_path / "s.lmdb", map_size=1 << 16, max_map_size=1 << 20)
     with pytest.raises(DiskStoreFullError) as caught:
         for i in range(10_000):
             kv.set(f"k{i}", "v" * 1_000)
-    assert isinstance(caught.value.__cause__, lmdb.MapFullError)
+    # LMDB's MapFullError, or refused before it: the last part of the map is kept for deletes.
+    assert isinstance(caught.value.__cause__, lmdb.MapFullError) or "kept for deletes" in str(caught.value)
     assert caught.value.operation == "set"
     with pytest.raises(DiskStoreFullError) as again:
         kv.get_or_set("another", "w" * 20_000)

@@ -91,6 +91,7 @@ def test_bytes_path_is_an_options_error() -> None:
         {"map_size": 1024},
         {"map_size": 1 << 60},
         {"max_map_size": 1 << 16, "map_size": 1 << 20},
+        {"max_map_size": (1 << 20) - 4096},
         {"max_map_size": "big"},
         {"max_readers": 0},
         {"max_readers": True},

@@ -324,14 +324,15 @@ def test_the_map_grows_from_a_tiny_size_while_several_processes_write(tmp_path: 
 
 
 def test_a_map_that_cannot_grow_is_full_and_stays_readable(tmp_path: Path) -> None:
-    kv = open_kv(backend="disk", path=tmp_path / "s.lmdb", map_size=1 << 16, max_map_size=1 << 18)
+    kv = open_kv(backend="disk", path=tmp_path / "s.lmdb", map_size=1 << 16, max_map_size=1 << 20)
     written = 0
     with pytest.raises(DiskStoreFullError) as caught:
         for written in range(100_000):
             kv.set(f"k{written:06d}", "x" * 500)
     assert "max_map_size" in str(caught.value)
-    assert isinstance(caught.value.__cause__, lmdb.MapFullError)
-    assert kv._backend._map_size == 1 << 18
+    # LMDB's MapFullError, or refused before it: the last part of the map is kept for deletes.
+    assert isinstance(caught.value.__cause__, lmdb.MapFullError) or "kept for deletes" in str(caught.value)
+    assert kv._backend._map_size == 1 << 20
     assert written > 100 and kv.size() == written
     assert kv.get("k000000") == "x" * 500
     assert kv.random_key().startswith("k")

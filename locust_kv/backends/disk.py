@@ -164,6 +164,9 @@ _WALK: Final = object()
 _PAGE_SIZE: Final = os.sysconf("SC_PAGE_SIZE")
 
 _RESERVE_MIN: Final = 1 << 20
+_MIN_CAP: Final = 1 << 20
+"""The smallest ``max_map_size``: in a smaller map, the room kept for deletes (a quarter of it) is not
+enough for LMDB to rebalance the key index as keys go, and deletes in a full store failed."""
 """The least reserve kept for deletes in a map that cannot grow (see ``DiskBackend._reserve_bytes``)."""
 
 _SPARE_BYTES: Final = 1 << 20
@@ -2007,7 +2010,7 @@ def configure(
         if not isinstance(value, bool):
             raise InvalidOptionsError(f"{name} must be a bool, not {type(value).__name__}")
     size = _size_option("map_size", map_size)
-    cap = None if max_map_size is None else _size_option("max_map_size", max_map_size)
+    cap = None if max_map_size is None else _size_option("max_map_size", max_map_size, _MIN_CAP)
     if cap is not None and cap < size:
         raise InvalidOptionsError(f"max_map_size ({cap}) must be at least map_size ({size})")
     if type(max_readers) is not int or not 1 <= max_readers <= 65_536:
@@ -2025,11 +2028,11 @@ def configure(
     )
 
 
-def _size_option(name: str, value: object) -> int:
+def _size_option(name: str, value: object, least: int = _MIN_MAP_SIZE) -> int:
     if type(value) is not int:
         raise InvalidOptionsError(f"{name} must be an int number of bytes, not {type(value).__name__}")
-    if value < _MIN_MAP_SIZE or value > 1 << 50:
-        raise InvalidOptionsError(f"{name} must be between {_MIN_MAP_SIZE} and {1 << 50} bytes")
+    if value < least or value > 1 << 50:
+        raise InvalidOptionsError(f"{name} must be between {least} and {1 << 50} bytes")
     page = os.sysconf("SC_PAGE_SIZE")
     return -(-value // page) * page
 

@@ -197,7 +197,7 @@ def _text(value: Any, serialization: str) -> str:
 
 
 def _bytes_on_disk(location: str) -> int:
-    """Bytes the store's file really occupies: LMDB's file is sparse, its length is the map size."""
+    """Bytes the store's file really occupies (allocated blocks; a file of an earlier version may be sparse)."""
     try:
         if os.path.isdir(location):
             return sum(_allocated(entry.stat()) for entry in os.scandir(location) if entry.is_file())

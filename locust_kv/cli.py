@@ -14,8 +14,12 @@ command line it cannot parse). See docs/snapshots.md.
 from __future__ import annotations
 
 import argparse
+import codecs
 import csv
+import decimal
 import io
+import json
+import math
 import os
 import sys
 import time
@@ -119,14 +123,49 @@ class _BadRows:
             stream.write(f"... and {len(self.rows) - _MAX_REPORTED_ROWS} more bad row(s)\n")
 
 
+class _Inexact(ValueError):
+    """A JSON number that a store could not hold as written (see :func:`_exact_json`)."""
+
+
+def _exact_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number) or decimal.Decimal(text) != decimal.Decimal(repr(number)):
+        raise _Inexact(f"the number {text[:40]} has no exact float form; an import never changes a value")
+    return number
+
+
+def _no_constant(text: str) -> object:
+    raise _Inexact(f"{text} is not a JSON number; an import never changes a value")
+
+
+def _exact_json(text: str | bytes) -> object:
+    """``text`` parsed as JSON, every number exactly as written.
+
+    orjson reads an integer beyond 64 bits as a float, silently; here it
+    stays an int, which the serializer then refuses as ``set`` does
+    (SerializerError). A float that does not round-trip (``1e400``,
+    ``0.1000000000000000055511``) and NaN or Infinity raise :class:`_Inexact`.
+    Raises ValueError (json.JSONDecodeError) for text that is not JSON.
+    """
+    return json.loads(text, parse_float=_exact_float, parse_constant=_no_constant)
+
+
 def _jsonl_rows(data: bytes, bad: _BadRows) -> Iterator[tuple[int, object, object]]:
+    if data.startswith(codecs.BOM_UTF8):  # a byte-order mark, as some editors write
+        data = data[len(codecs.BOM_UTF8) :]
     for number, line in enumerate(data.split(b"\n"), start=1):
         if not line.strip():
             continue
         try:
-            row = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
+            row = _exact_json(line)
+        except _Inexact as exc:
+            bad.add(number, str(exc))
+            continue
+        except json.JSONDecodeError as exc:
             bad.add(number, f"not valid JSON ({exc.msg} at column {exc.colno})")
+            continue
+        except ValueError:
+            bad.add(number, "not valid UTF-8")
             continue
         if not isinstance(row, dict) or "key" not in row or "value" not in row:
             bad.add(number, 'expected a JSON object with "key" and "value" fields')
@@ -157,7 +196,12 @@ def _csv_rows(data: bytes, bad: _BadRows, parse_json: bool) -> Iterator[tuple[in
                 bad.add(number, f"expected {width} fields as in the header, found {len(row)}")
                 continue
             cell = row[value_at]
-            yield number, row[key_at], _parse_cell(cell) if parse_json else cell
+            try:
+                value = _parse_cell(cell) if parse_json else cell
+            except _Inexact as exc:
+                bad.add(number, str(exc))
+                continue
+            yield number, row[key_at], value
     except csv.Error as exc:
         bad.add(start, f"malformed CSV ({exc})")
 
@@ -165,9 +209,10 @@ def _csv_rows(data: bytes, bad: _BadRows, parse_json: bool) -> Iterator[tuple[in
 def _parse_cell(cell: str) -> object:
     """A CSV value cell: the JSON value it spells if it is valid JSON, else the text itself."""
     try:
-        return orjson.loads(cell)
+        orjson.loads(cell)
     except orjson.JSONDecodeError:
-        return cell
+        return cell  # not JSON (NaN, 1e400 included): the text
+    return _exact_json(cell)
 
 
 def _line_of(data: bytes, offset: int) -> int:
@@ -197,7 +242,7 @@ def import_source(source: str, source_format: str, serialization: str) -> tuple[
             raw_key = _encode_key(key)
             raw_value = serializer.dumps(value)
         except KVError as exc:
-            bad.add(number, exc.message)
+            bad.add(number, f"{exc.name}: {exc.message}")
             continue
         if raw_key in entries:
             bad.add(number, f"duplicate key (first on line {first_line[raw_key]})")
@@ -323,7 +368,7 @@ def _cmd_export(args: argparse.Namespace) -> None:
     with snapshot.SnapshotReader(args.file) as reader:
         bar = _progress(args, "export", reader.info.entries)
         try:
-            if args.output is None:
+            if args.output in (None, "-"):  # streamed: never a rename over /dev/stdout
                 for chunk in _export_lines(reader, args.format, bar):
                     sys.stdout.buffer.write(chunk)
                 sys.stdout.buffer.flush()
@@ -362,7 +407,7 @@ def _cmd_restore(args: argparse.Namespace) -> None:
     try:
         bar = _progress(args, "restore", None)
         try:
-            summary = snapshot.restore(backend, path, args.max_entries, args.max_bytes, bar)
+            summary = snapshot.restore(backend, path, args.max_entries, args.max_bytes, bar, args.serialization)
         finally:
             bar.close()
     finally:
@@ -445,7 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     exp.add_argument("file", metavar="FILE", help="the snapshot file")
     exp.add_argument("--format", choices=("jsonl", "csv"), default="jsonl", help="output format (default: jsonl)")
-    exp.add_argument("-o", "--output", metavar="OUT", help="the file to write (default: standard output)")
+    exp.add_argument("-o", "--output", metavar="OUT", help="the file to write; - or none: standard output")
     exp.set_defaults(run=_cmd_export)
 
     back = commands.add_parser(
@@ -492,6 +537,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="leave the restored store without the key index random_key uses, as open_kv(track_keys=False); "
         "by default it gets one, as with open_kv's default",
+    )
+    rest.add_argument(
+        "--serialization",
+        choices=("json", "string"),
+        default=None,
+        help="the serialization the store is opened with: a snapshot recorded under another one is refused "
+        "(default: the snapshot's)",
     )
     rest.set_defaults(run=_cmd_restore)
     return parser

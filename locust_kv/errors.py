@@ -16,7 +16,7 @@ belongs to one recovery group (``err.group``), which says what to do about it:
     │   │   UnsupportedValueTypeError, SerializerError
     │   ├── BackupOptionsRequiredError, RestoreOptionsRequiredError,
     │   │   SnapshotBudgetExceededError, SnapshotNotFoundError,
-    │   │   SnapshotReadError, SnapshotImportError
+    │   │   SnapshotReadError, SnapshotImportError, SnapshotMismatchError
     │   └── StoreClosedError, DatabaseNotOpenError
     ├── configuration: fix options, paths or permissions
     │   ├── InvalidBackendError, InvalidSerializationError,
@@ -87,6 +87,7 @@ __all__ = [
     "SnapshotExportError",
     "SnapshotIOError",
     "SnapshotImportError",
+    "SnapshotMismatchError",
     "SnapshotNotFoundError",
     "SnapshotPermissionError",
     "SnapshotReadError",
@@ -301,6 +302,13 @@ class SnapshotReadError(KVError):
 
     group = ErrorGroup.USER
     default_message = "snapshot file is unreadable"
+
+
+class SnapshotMismatchError(KVError):
+    """A snapshot was written under another serialization than the store it is restored into."""
+
+    group = ErrorGroup.USER
+    default_message = "the snapshot's serialization is not the store's; nothing was restored"
 
 
 class SnapshotImportError(KVError):

@@ -46,6 +46,8 @@ import errno
 import hashlib
 import os
 import secrets
+import socket
+import stat
 import struct
 import sys
 import time
@@ -69,6 +71,7 @@ from .errors import (
     SnapshotBudgetExceededError,
     SnapshotExportError,
     SnapshotIOError,
+    SnapshotMismatchError,
     SnapshotNotFoundError,
     SnapshotPermissionError,
     SnapshotReadError,
@@ -316,6 +319,87 @@ def _created_by() -> str:
     return f"locust-kv {__version__}"
 
 
+_HOST: Final = socket.gethostname().replace("/", "_")
+
+
+def _temp_name(name: str, token: str) -> str:
+    """The temp file of a write to ``name``: it names the host and process, so leftovers of dead writers are found."""
+    return f".{name}.{_HOST}.{os.getpid()}.{token}.tmp"
+
+
+def _remove_dead_temp_files(directory: str, name: str) -> None:
+    """Remove the temp files of earlier writes to ``name`` whose process, on this host, is gone (a kill -9).
+
+    Only files named by :func:`_temp_name` for this host are considered; a
+    writer on another host sharing the directory is never touched. Best
+    effort: a file that cannot be listed or removed stays.
+    """
+    start = f".{name}.{_HOST}."
+    try:
+        entries = os.listdir(directory)
+    except OSError:
+        return
+    for entry in entries:
+        if not (entry.startswith(start) and entry.endswith(".tmp")):
+            continue
+        pid_text = entry[len(start) : -len(".tmp")].split(".", 1)[0]
+        if not pid_text.isdigit() or _alive(int(pid_text)):
+            continue
+        try:
+            os.unlink(os.path.join(directory, entry))
+        except OSError:
+            pass
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # it exists, owned by another user
+    return True
+
+
+_KINDS: Final = (
+    (stat.S_ISLNK, "a symbolic link"),
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _check_target(path: str) -> None:
+    """Refuse to replace anything at ``path`` but a regular file that is not a live disk store's own file.
+
+    The write renames a temp file over ``path``: over a device node, a FIFO
+    or a link that would replace the node or the link itself (a backup to
+    /dev/null as root replaced the device), and over a store's LMDB file or
+    its side files it would destroy the store under its users. Raises
+    SnapshotExportError and changes nothing.
+    """
+    try:
+        found = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise map_os_error(exc, "cannot check the target", path, writing=True) from exc
+    if not stat.S_ISREG(found.st_mode):
+        kind = next((what for test, what in _KINDS if test(found.st_mode)), "not a regular file")
+        raise SnapshotExportError(
+            f"the target {path} is {kind}: a snapshot or export replaces only a regular file (or creates one); "
+            "nothing was written. Give the real file's path; the command line writes to standard output without -o"
+        )
+    from .backends.disk import is_store_file
+
+    if is_store_file(path):
+        raise SnapshotExportError(f"the target {path} is a file of a disk store; nothing was written. Choose another path")
+
+
 class _AtomicFile:
     """A temp file beside ``path`` that replaces ``path`` only if the ``with`` block succeeds.
 
@@ -330,13 +414,15 @@ class _AtomicFile:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.path.abspath(os.fspath(path))
         self.directory, name = os.path.split(self.path)
+        _check_target(self.path)
         try:
             os.makedirs(self.directory, exist_ok=True)
         except OSError as exc:
             raise map_os_error(exc, "cannot create the directory", self.directory, writing=True) from exc
+        _remove_dead_temp_files(self.directory, name)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
         while True:
-            self.temp_path = os.path.join(self.directory, f".{name}.{secrets.token_hex(4)}.tmp")
+            self.temp_path = os.path.join(self.directory, _temp_name(name, secrets.token_hex(4)))
             try:
                 # 0o666 under the umask, as for any file the user creates; O_EXCL never reuses a name.
                 fd = os.open(self.temp_path, flags, 0o666)
@@ -447,6 +533,10 @@ class SnapshotInfo:
     verified: bool
 
 
+_NO_SIZE: Final = 1 << 62
+"""The size taken for a snapshot read from a pipe: any block fits, truncation is found by reading."""
+
+
 class SnapshotReader:
     """Reads and verifies a snapshot file. Use as a context manager.
 
@@ -463,7 +553,9 @@ class SnapshotReader:
         except OSError as exc:
             raise map_os_error(exc, "cannot open snapshot", path, writing=False) from exc
         try:
-            self._size = os.fstat(self._file.fileno()).st_size
+            found = os.fstat(self._file.fileno())
+            # A pipe or FIFO (``info /dev/stdin``) has no size: blocks are bounded by the format alone.
+            self._size = found.st_size if stat.S_ISREG(found.st_mode) else _NO_SIZE
             self.info = self._read_header()
         except BaseException:
             self._file.close()
@@ -529,7 +621,7 @@ class SnapshotReader:
             created_by=str(meta.get("created_by", "")),
             entries=entries,
             data_bytes=data_bytes,
-            file_bytes=self._size,
+            file_bytes=self._size if self._size != _NO_SIZE else 0,
             verified=False,
         )
 
@@ -595,7 +687,7 @@ class SnapshotReader:
             raise self._refuse("entry or byte counts disagree between header, trailer and contents")
         if self._read_some(1):
             raise self._refuse("unexpected bytes after the trailer")
-        self.info = replace(info, verified=True)
+        self.info = replace(info, verified=True, file_bytes=position + len(tag_and_sizes) + len(rest))
 
 
 def inspect(path: str | os.PathLike[str]) -> SnapshotInfo:
@@ -625,6 +717,31 @@ def _held_back(blocks: Iterator[list[tuple[bytes, bytes]]], progress: Progress |
         yield pending
         if progress is not None:
             progress(done + len(pending))
+
+
+def _readable_entries(reader: SnapshotReader, serialization: str) -> Iterator[list[tuple[bytes, bytes]]]:
+    """The reader's blocks, each checked: keys UTF-8, values readable under ``serialization`` ('' or unknown: not checked)."""
+    if serialization == "json":
+        check_value: Callable[[bytes], object] | None = orjson.loads
+    elif serialization == "string":
+        check_value = bytes.decode
+    else:
+        check_value = None
+    for batch in reader.blocks():
+        for key, value in batch:
+            try:
+                key.decode()
+            except UnicodeDecodeError:
+                raise reader._refuse("it holds a key that is not UTF-8 text, which no store operation could read") from None
+            if check_value is not None:
+                try:
+                    check_value(value)
+                except (UnicodeDecodeError, orjson.JSONDecodeError):
+                    raise reader._refuse(
+                        f"it holds a value that is not {'a JSON document' if serialization == 'json' else 'UTF-8 text'},"
+                        f" which a {serialization} store could not read back"
+                    ) from None
+        yield batch
 
 
 # ---------------------------------------------------------------------------
@@ -671,6 +788,7 @@ def restore(
     max_entries: int,
     max_bytes: int,
     progress: Progress | None = None,
+    serialization: str | None = None,
 ) -> RestoreSummary:
     """Replace every entry of ``backend`` with the snapshot at ``path``, all or nothing.
 
@@ -679,6 +797,13 @@ def restore(
     touched; the contents are verified while they stream into the backend,
     which keeps its old data if anything fails. The summary counts the
     entries restored.
+
+    ``serialization`` is the store's: a snapshot that records another one is
+    refused (SnapshotMismatchError) before anything is read into the store;
+    None takes the snapshot's. Every key must be UTF-8 and every value one
+    the serialization reads back (UTF-8 text, or a JSON document): a
+    snapshot with one that is not (crafted, with valid checksums) is refused
+    with SnapshotReadError and the live data kept.
     """
     replace_all = backend.replace_all  # first, so that a closed handle fails before the file is read
     with SnapshotReader(path) as reader:
@@ -689,7 +814,14 @@ def restore(
                     f"snapshot holds {figure} {'key+value bytes' if what == 'bytes' else 'entries'}; "
                     f"max_{what} is {cap}; nothing was restored"
                 )
-        replace_all(_held_back(reader.blocks(), progress))
+        recorded = info.serialization
+        if serialization is not None and recorded and recorded != serialization:
+            raise SnapshotMismatchError(
+                f"the snapshot was written under serialization {recorded!r} and the store uses {serialization!r}: "
+                "its values would not read back; nothing was restored"
+            )
+        readable = _readable_entries(reader, serialization or recorded)
+        replace_all(_held_back(readable, progress))
         if not reader.info.verified:
             raise UnexpectedStoreOutputError("the backend stopped reading the snapshot before its end")
         # The snapshot's verified count: the backend's own count may already

@@ -645,7 +645,9 @@ class KV:
         """
         try:
             path = snapshot.check_restore_options(file_name, max_entries, max_bytes)
-            return snapshot.restore(self._backend, path, max_entries, max_bytes)
+            return snapshot.restore(
+                self._backend, path, max_entries, max_bytes, serialization=self._store.serializer.name
+            )
         except BaseException as exc:
             raise self._failure(exc, "restore")  # noqa: B904
 

@@ -33,6 +33,7 @@ EXPECTED: dict[str, ErrorGroup] = {
     "SnapshotNotFoundError": U,
     "SnapshotReadError": U,
     "SnapshotImportError": U,
+    "SnapshotMismatchError": U,
     "StoreClosedError": U,
     "DatabaseNotOpenError": U,
     "InvalidBackendError": C,

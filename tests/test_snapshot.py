@@ -407,7 +407,7 @@ def test_backup_onto_a_directory_is_an_export_error(kv: KV, tmp_path: Path) -> N
     (snapshots / "taken").mkdir(parents=True)
     with pytest.raises(SnapshotExportError) as caught:
         kv.backup(snapshots / "taken")
-    assert isinstance(caught.value.__cause__, IsADirectoryError)
+    assert "is a directory" in str(caught.value)  # refused before a temp file is made
     assert os.listdir(snapshots) == ["taken"]  # no temp file left
     (snapshots / "plain-file").write_text("x")
     with pytest.raises(SnapshotExportError):

@@ -2094,3 +2094,16 @@ _FILE_KINDS: Final = {
     stat.S_IFBLK: "a block device",
     stat.S_IFSOCK: "a socket",
 }
+
+
+def is_store_file(path: str) -> bool:
+    """Whether ``path`` is a disk store's file or one of its side files (a store beside which ``-kvlock`` exists).
+
+    For writers of other files (a backup, an export), so that they never
+    replace a store under its users. A store that never ran in locust_kv
+    has no ``-kvlock`` and is not recognised.
+    """
+    for suffix in _SIDE_SUFFIXES:
+        if path.endswith(suffix) and os.path.exists(path[: len(path) - len(suffix)] + "-kvlock"):
+            return True
+    return False

@@ -191,7 +191,10 @@ def _check_path(file_name: object, error: type[KVError]) -> str | os.PathLike[st
         return DEFAULT_SNAPSHOT_FILE
     if not isinstance(file_name, (str, os.PathLike)):
         raise error(f"file_name must be a str or path-like, not {type(file_name).__name__}")
-    text = os.fspath(file_name)
+    try:
+        text = os.fspath(file_name)
+    except TypeError as exc:  # a path-like whose __fspath__ returns neither str nor bytes
+        raise error(f"file_name's __fspath__ must return a str: {exc}") from None
     if not isinstance(text, str):
         raise error(f"file_name must name a path as str, not {type(text).__name__}")
     if not text or "\x00" in text:
@@ -215,6 +218,7 @@ def check_restore_options(file_name: object, max_entries: object, max_bytes: obj
     for name, cap in (("max_entries", max_entries), ("max_bytes", max_bytes)):
         if type(cap) is not int and (not isinstance(cap, int) or isinstance(cap, bool)):
             raise RestoreOptionsRequiredError(f"{name} must be an int (0 for no cap), not {type(cap).__name__}")
+        cap = int.__index__(cap)  # an int subclass counts by its value, whatever its methods say
         if cap < 0:
             raise RestoreOptionsRequiredError(f"{name} must be >= 0 (0 for no cap), not {cap}")
     return path
@@ -806,6 +810,7 @@ def restore(
     with SnapshotReadError and the live data kept.
     """
     replace_all = backend.replace_all  # first, so that a closed handle fails before the file is read
+    max_entries, max_bytes = int.__index__(max_entries), int.__index__(max_bytes)  # plain ints, whatever subclass
     with SnapshotReader(path) as reader:
         info = reader.info
         for cap, figure, what in ((max_entries, info.entries, "entries"), (max_bytes, info.data_bytes, "bytes")):

@@ -377,9 +377,6 @@ def test_subclasses_of_str_and_int_count_by_their_value_not_their_methods(open_s
     assert kv.random_key(prefix=_EvilStr("n")) == "n"
 
 
-@pytest.mark.xfail(reason="snapshot.py's option checks (not _offload) belong to another change: an int subclass "
-                   "budget or a path-like whose __fspath__ returns neither str nor bytes escapes as UnknownError",
-                   strict=False)
 @pytest.mark.parametrize("call", ["budget", "fspath"])
 def test_snapshot_options_from_hostile_objects_are_catalogued(open_store: Callable[..., KV], tmp_path: Path,
                                                               call: str) -> None:

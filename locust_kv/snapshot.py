@@ -377,7 +377,7 @@ _KINDS: Final = (
 )
 
 
-def _check_target(path: str) -> None:
+def check_target(path: str) -> None:
     """Refuse to replace anything at ``path`` but a regular file that is not a live disk store's own file.
 
     The write renames a temp file over ``path``: over a device node, a FIFO
@@ -418,7 +418,7 @@ class _AtomicFile:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.path.abspath(os.fspath(path))
         self.directory, name = os.path.split(self.path)
-        _check_target(self.path)
+        check_target(self.path)
         try:
             os.makedirs(self.directory, exist_ok=True)
         except OSError as exc:

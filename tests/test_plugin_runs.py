@@ -355,3 +355,14 @@ def test_demo_runs_and_its_books_add_up(tmp_path: Path, topology: list[str]) -> 
     assert len(result.lines_with("demo: all 4 checks passed")) == 1, describe(result)
     assert result.lines_with("KV operations (microseconds")
     assert (tmp_path / ".locust-kv.lmdb").exists()  # the plugin's default store: disk, in the working directory
+
+
+def test_a_backup_target_that_is_the_store_itself_stops_the_run_before_the_load(tmp_path: Path) -> None:
+    """--kv-backup-to equal to --kv-path would rename the snapshot over the live store at the end: refused at start."""
+    store = tmp_path / "store.lmdb"
+    open_kv(backend="disk", path=store).close()  # the store exists, as in a second run against it
+    result = run_locust("failing.py", *HEADLESS, "--kv-path", str(store), "--kv-backup-to", str(store), cwd=tmp_path)
+    _assert_one_line(result, "SnapshotExportError")
+    kv = open_kv(backend="disk", path=store)
+    assert kv.size() == 0  # still a store
+    kv.close()

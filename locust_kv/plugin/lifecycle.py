@@ -45,6 +45,7 @@ miss its last writes.
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import time
 from typing import TYPE_CHECKING, Any
@@ -54,6 +55,7 @@ from locust.event import EventHook
 from locust.runners import STATE_CLEANUP, STATE_MISSING, STATE_RUNNING, STATE_SPAWNING, MasterRunner, WorkerRunner
 
 from ..errors import DatabaseNotOpenError, KVError, MemoryBackendNotSharedError, StoreNotSharedError
+from .. import snapshot
 from ..options import scope_of
 from ..store import KV, open_kv, open_stores, read_marker, set_reporter, write_marker
 from . import settings as settings_module
@@ -216,6 +218,9 @@ class Attachment:
     def _prepare(self) -> None:
         kv, settings = self.kv, self.settings
         assert kv is not None
+        if settings.backup_to is not None:
+            # Before the load, not after it: a backup over the store's own file would destroy it.
+            snapshot.check_target(os.path.abspath(settings.backup_to))
         if settings.restore_from is not None:
             # A restore replaces the whole dataset, so --kv-clear has nothing left to do.
             summary = kv.restore(

@@ -41,6 +41,16 @@ def fill(kv, prefix, size, limit=1_000_000):
 
 def report(**fields):
     print(json.dumps(fields), flush=True)
+
+def take_the_rest(path):
+    # A file beside the store (a backup, a log) takes every free block of the filesystem.
+    with open(path, "wb", buffering=0) as out:
+        for chunk in (1 << 16, 4096, 512):
+            try:
+                while True:
+                    out.write(b"\\1" * chunk)
+            except OSError:
+                pass
 """
 
 
@@ -156,13 +166,7 @@ def test_a_file_beside_the_store_taking_the_space_is_no_sigbus_and_deletes_work(
         n = 0
         while kv._backend._map_size < 4 << 20:   # grown twice, with room left on the disk
             kv.set(f"k{{n:07d}}", "x" * 100); n += 1
-        with open({str(directory / "backup.bin")!r}, "wb", buffering=0) as out:
-            for chunk in (1 << 16, 4096, 512):
-                try:
-                    while True:
-                        out.write(b"\\1" * chunk)
-                except OSError:
-                    pass
+        take_the_rest({str(directory / "backup.bin")!r})
         assert os.statvfs({str(directory)!r}).f_bavail == 0
         more, exc = fill(kv, "m", 100)
         assert exc is not None
@@ -306,13 +310,7 @@ def test_an_io_error_of_a_full_disk_at_commit_is_full_not_a_write_error(small_fs
         if libc.fallocate(fd, 3, used, os.fstat(fd).st_size - used) != 0:
             raise OSError(ctypes.get_errno(), "punch hole")
         os.close(fd)
-        with open({str(directory / "backup.bin")!r}, "wb", buffering=0) as out:
-            for chunk in (1 << 16, 4096, 512):
-                try:
-                    while True:
-                        out.write(b"\\1" * chunk)
-                except OSError:
-                    pass
+        take_the_rest({str(directory / "backup.bin")!r})
         # Leave 64 KiB free: the commit's pwrite then writes part of its pages and comes up short.
         backup = {str(directory / "backup.bin")!r}
         os.truncate(backup, os.stat(backup).st_size - (64 << 10))

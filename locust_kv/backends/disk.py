@@ -882,6 +882,14 @@ class DiskBackend(Backend):
         except lmdb.Error:
             return 0  # the operation's own error, if any, follows
 
+    def _disk_short_of_reserve(self) -> bool:
+        """Whether the store's filesystem has less free space than the map's reserve (False if it cannot tell)."""
+        try:
+            vfs = os.statvfs(os.path.dirname(self._spec.path))
+        except OSError:
+            return False
+        return vfs.f_bavail * vfs.f_frsize < self._reserve_bytes()
+
     def _failed_for_space(self, exc: lmdb.Error) -> bool:
         """Whether ``exc`` is an I/O error of a disk that is full.
 
@@ -891,11 +899,7 @@ class DiskBackend(Backend):
         """
         if type(exc) is not lmdb.Error or os.strerror(errno.EIO) not in str(exc):
             return False
-        try:
-            vfs = os.statvfs(os.path.dirname(self._spec.path))
-        except OSError:
-            return False
-        return vfs.f_bavail * vfs.f_frsize < self._reserve_bytes()
+        return self._disk_short_of_reserve()
 
     # -- OS threads ----------------------------------------------------------------------
 
@@ -1055,11 +1059,7 @@ class DiskBackend(Backend):
         cap = self._spec.max_map_size
         if clamped or (cap is not None and self._map_size >= cap):
             return True
-        try:
-            vfs = os.statvfs(os.path.dirname(self._spec.path))
-        except OSError:
-            return False
-        return vfs.f_bavail * vfs.f_frsize < self._reserve_bytes()
+        return self._disk_short_of_reserve()
 
     def _discard_env(self) -> None:
         self._interrupt_backup()

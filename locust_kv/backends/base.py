@@ -16,8 +16,9 @@ backend; a new backend is done when it passes.
 from __future__ import annotations
 
 import abc
-from collections.abc import Hashable, Iterator
-from typing import Any, ClassVar, Final, Literal, Protocol
+import time
+from collections.abc import Callable, Hashable, Iterator
+from typing import Any, ClassVar, Final, Literal, NamedTuple, Protocol
 
 from ..errors import InvalidOptionsError, ValueParseError
 
@@ -29,6 +30,10 @@ __all__ = [
     "Backend",
     "BackendSpec",
     "BackupReader",
+    "ClaimRecord",
+    "MAX_BATCH",
+    "MAX_CLAIM_TTL_MS",
+    "MAX_OWNER_BYTES",
     "Scope",
     "apply_increment",
     "prefix_end",
@@ -53,6 +58,37 @@ that any store's snapshot restores into any other."""
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
+
+MAX_BATCH: Final = 100_000
+"""The most keys, items or draws one batch call takes (``get_many``, ``claim_random`` with a count...)."""
+
+MAX_CLAIM_TTL_MS: Final = 7 * 24 * 3600 * 1000
+"""The longest lease, in milliseconds: a week. Longer is InvalidArgumentError at the front-end."""
+
+MAX_OWNER_BYTES: Final = 256
+"""The longest claim owner, in bytes of UTF-8."""
+
+
+class ClaimRecord(NamedTuple):
+    """A lease a backend granted: the entry at the moment of the claim, and the lease.
+
+    ``token`` is the store's fencing counter after this claim: it grows with
+    every claim of any key of the store (so with every claim of this key),
+    never repeats, and survives restarts of the store's processes (not a
+    ``clear`` or ``restore`` of a memory store, which has no other life).
+    ``expires_ms`` is the lease's end in Unix milliseconds of the backend's
+    clock.
+    """
+
+    key: bytes
+    value: bytes
+    token: int
+    expires_ms: int
+
+
+def wall_clock_ms() -> int:
+    """Now, in Unix milliseconds: the clock every process of one host shares."""
+    return int(time.time() * 1000)
 
 
 def apply_increment(current: bytes | None, delta: int) -> tuple[int, bytes]:
@@ -214,6 +250,144 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def random_key(self, prefix: bytes) -> bytes | None:
         """A key chosen uniformly among those starting with ``prefix``; None when none does."""
+
+    # -- claims (leases) ------------------------------------------------------
+    #
+    # A claim is a lease on one existing key: while it lasts, no other claim
+    # (and no pop) takes that key. Every other operation ignores claims: a
+    # claimed key can be read, written, scanned and sampled by random_key as
+    # before. Removing the key (delete, compare_and_delete, delete_many,
+    # delete_prefix, pop, complete_claims with delete, clear, restore) ends
+    # its lease at once; a later claim of a key of the same name is a new
+    # lease with a new token. A lease whose end has passed (``expires_ms`` <=
+    # now) is free: another claimer may take the key, and the old holder's
+    # release, complete and renew fail for it. Claims are not data: never
+    # counted by size/count, never backed up or restored.
+    #
+    # A reference to a lease is ``(key, token)``; the token decides, so a
+    # holder whose lease was taken over can never act on the new holder's.
+
+    clock: Callable[[], int] = staticmethod(wall_clock_ms)
+    """Now in Unix milliseconds, for leases. Tests replace it on an instance
+    with a fake clock. A backend with a server uses the server's clock and
+    ignores this (``server_clock`` True)."""
+
+    server_clock: ClassVar[bool] = False
+    """True when leases expire by a server's clock, not :attr:`clock`."""
+
+    def claim_keys(self, keys: list[bytes], ttl_ms: int, owner: bytes) -> list[ClaimRecord | None]:
+        """Claim each of ``keys`` that exists and has no live lease, in one atomic operation.
+
+        One result per key, in order: the new lease, or None for a key that
+        is absent or held. A key given twice is claimed once (None the
+        second time). ``ttl_ms`` >= 1; ``owner`` is kept for people only.
+        """
+        raise NotImplementedError
+
+    def claim_random(self, prefix: bytes, count: int, ttl_ms: int, owner: bytes) -> list[ClaimRecord]:
+        """Claim up to ``count`` distinct keys starting with ``prefix`` that have no live lease, in one atomic operation.
+
+        The keys are drawn uniformly at random among the claimable ones
+        (every subset of the claimable keys of that size is equally likely),
+        in no particular order. Fewer when fewer are claimable; none when
+        none is.
+        """
+        raise NotImplementedError
+
+    def release_claims(self, refs: list[tuple[bytes, int]]) -> list[bool]:
+        """End each live lease ``(key, token)`` without touching its key, in one atomic operation.
+
+        One flag per ref: False when that lease is not live any more
+        (expired, released, completed, taken over, or its key removed).
+        """
+        raise NotImplementedError
+
+    def complete_claims(self, refs: list[tuple[bytes, int]], delete: bool) -> list[bool]:
+        """End each live lease, and with ``delete`` remove its key, in one atomic operation; flags as in release_claims."""
+        raise NotImplementedError
+
+    def renew_claims(self, refs: list[tuple[bytes, int]], ttl_ms: int) -> list[int | None]:
+        """Move the end of each live lease to now + ``ttl_ms``, keeping its token, in one atomic operation.
+
+        One result per ref: the new ``expires_ms``, or None when the lease is not live.
+        """
+        raise NotImplementedError
+
+    def allocation_stats(self, prefix: bytes) -> tuple[int, int, int, int]:
+        """``(total, claimable, claimed, expired)`` for the keys starting with ``prefix``, read atomically.
+
+        ``total`` keys; ``claimed`` of them hold a live lease; ``claimable``
+        = total - claimed; ``expired`` of the claimable ones still carry a
+        lease whose end has passed (a holder that never came back).
+        """
+        raise NotImplementedError
+
+    # -- more single-call operations --------------------------------------------
+
+    def compare_and_swap_detailed(self, key: bytes, old: bytes | None, new: bytes) -> tuple[bool, bytes | None]:
+        """As :meth:`compare_and_swap`; also the value stored before the call (None when absent)."""
+        raise NotImplementedError
+
+    def compare_and_delete_detailed(self, key: bytes, old: bytes) -> tuple[bool, bytes | None]:
+        """As :meth:`compare_and_delete`; also the value stored before the call (None when absent)."""
+        raise NotImplementedError
+
+    def count(self, prefix: bytes) -> int:
+        """The number of keys starting with ``prefix``, in O(log n) or better."""
+        raise NotImplementedError
+
+    def random_keys(self, prefix: bytes, count: int, unique: bool) -> list[bytes]:
+        """``count`` keys starting with ``prefix``, each drawn uniformly, read atomically.
+
+        ``unique``: distinct keys (a uniform subset), fewer when fewer match.
+        Else ``count`` independent draws (repeats possible); empty when none matches.
+        """
+        raise NotImplementedError
+
+    def pop_random(self, prefix: bytes, count: int) -> list[tuple[bytes, bytes]]:
+        """Remove up to ``count`` distinct keys starting with ``prefix`` that have no live lease, in one atomic operation.
+
+        Chosen as ``claim_random`` chooses; returns each removed key with its value.
+        """
+        raise NotImplementedError
+
+    def get_many(self, keys: list[bytes]) -> list[bytes | None]:
+        """The value of each key (None when absent), read at one moment."""
+        raise NotImplementedError
+
+    def set_many(self, items: list[tuple[bytes, bytes]]) -> None:
+        """Store every item, all or nothing, in one atomic operation (a key given twice: the last value)."""
+        raise NotImplementedError
+
+    def delete_many(self, keys: list[bytes]) -> int:
+        """Remove every key, in one atomic operation; how many existed (a key given twice counts once)."""
+        raise NotImplementedError
+
+    def delete_prefix(self, prefix: bytes, limit: int) -> tuple[int, bool]:
+        """Remove keys starting with ``prefix`` in ascending order: at most ``limit`` (all when <= 0).
+
+        Runs as a sequence of short atomic steps, never one long one: other
+        calls interleave between steps, so the whole is not atomic. Returns
+        how many were removed and whether no key with the prefix remained
+        after the last step.
+        """
+        raise NotImplementedError
+
+    def scan_keys(self, prefix: bytes, start: bytes, limit: int) -> tuple[list[bytes], bool]:
+        """As :meth:`scan`, keys only."""
+        rows, more = self.scan(prefix, start, limit)
+        return [key for key, _ in rows], more
+
+    def stats(self) -> dict[str, int]:
+        """Counters of the whole store, read atomically where the backend can.
+
+        ``keys``: the number of keys; ``bytes``: the bytes the data takes in
+        the engine (memory: keys plus values; disk: pages in use times page
+        size; redis: ``MEMORY USAGE`` of the store's data); ``claims``: live
+        leases; ``expired_claims``: leases past their end on keys that
+        still exist.
+        """
+        raise NotImplementedError
 
     def rebuild_key_list(self) -> None:  # noqa: B027 - a no-op unless the backend keeps a separate index
         """Rebuild the index ``random_key`` uses from the data.

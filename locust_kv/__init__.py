@@ -13,7 +13,23 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from .errors import ErrorGroup, KVError
-from .results import BackupSummary, Entry, GetOrSetResult, RestoreSummary, ScanPage, SwapResult
+from .results import (
+    AllocationStats,
+    BackupSummary,
+    Claim,
+    ClaimBatch,
+    CompareAndDeleteResult,
+    CompareAndSwapResult,
+    DeletePrefixResult,
+    Entry,
+    GetOrSetResult,
+    KeyScanPage,
+    Lookup,
+    RestoreSummary,
+    ScanPage,
+    StoreStats,
+    SwapResult,
+)
 from .store import KV, open_kv
 
 try:
@@ -22,14 +38,23 @@ except PackageNotFoundError:  # running from a source tree that was not installe
     __version__ = "0+unknown"
 
 __all__ = [
+    "AllocationStats",
     "BackupSummary",
+    "Claim",
+    "ClaimBatch",
+    "CompareAndDeleteResult",
+    "CompareAndSwapResult",
+    "DeletePrefixResult",
     "Entry",
     "ErrorGroup",
     "GetOrSetResult",
     "KV",
     "KVError",
+    "KeyScanPage",
+    "Lookup",
     "RestoreSummary",
     "ScanPage",
+    "StoreStats",
     "SwapResult",
     "__version__",
     "open_kv",

@@ -10,8 +10,6 @@ Importing this package has no side effects. The Locust plugin lives in
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
 from .errors import ErrorGroup, KVError
 from .results import (
     AllocationStats,
@@ -32,10 +30,7 @@ from .results import (
 )
 from .store import KV, open_kv
 
-try:
-    __version__ = version("locust-kv")
-except PackageNotFoundError:  # running from a source tree that was not installed
-    __version__ = "0+unknown"
+from ._version import __version__
 
 __all__ = [
     "AllocationStats",

@@ -29,7 +29,8 @@ from typing import IO, Any, Final
 
 import orjson
 
-from . import __version__, snapshot
+from . import snapshot
+from ._version import __version__
 from ._cooperative import CHUNK
 from .errors import (
     DiskPathError,
@@ -40,7 +41,7 @@ from .errors import (
 )
 from .options import configure_backend
 from .serialization import get_serializer
-from .store import _encode_key
+from .store import encode_key
 
 __all__ = ["main"]
 
@@ -239,7 +240,7 @@ def import_source(source: str, source_format: str, serialization: str) -> tuple[
     for number, key, value in rows:
         try:
             # The store's own checks, so that every imported entry is one the store could hold.
-            raw_key = _encode_key(key)
+            raw_key = encode_key(key)
             raw_value = serializer.dumps(value)
         except KVError as exc:
             bad.add(number, f"{exc.name}: {exc.message}")

@@ -67,7 +67,7 @@ if TYPE_CHECKING:
     from .backends.base import Backend, ClaimRecord
     from .serialization import Serializer
 
-__all__ = ["KV", "Reporter", "open_kv", "open_stores", "read_marker", "set_reporter", "write_marker"]
+__all__ = ["KV", "Reporter", "encode_key", "open_kv", "open_stores", "read_marker", "set_reporter", "write_marker"]
 
 Reporter = Callable[[str, float, "Exception | None"], None]
 """Called after every operation of a reporting store: (operation, seconds, error or None)."""
@@ -83,7 +83,13 @@ _new: Final = tuple.__new__
 # Argument checks shared by every operation.
 
 
-def _encode_key(key: object) -> bytes:
+def encode_key(key: object) -> bytes:
+    """A key as every backend stores it: its UTF-8 bytes, checked.
+
+    Raises InvalidKeyError for what is not a non-empty str or cannot be
+    encoded, KeyTooLongError past 511 bytes. The command line checks keys
+    of an import with it, so they meet the rules of every store.
+    """
     if type(key) is not str:
         if not isinstance(key, str):
             raise InvalidKeyError(f"keys must be non-empty str, not {type(key).__name__}")
@@ -196,7 +202,7 @@ def _encode_keys(keys: object) -> list[bytes]:
         raise InvalidArgumentError(f"keys must be a list or tuple of str, not {type(keys).__name__}")
     if len(keys) > MAX_BATCH:
         raise InvalidArgumentError(f"a batch takes at most {MAX_BATCH} keys")
-    return [_encode_key(key) for key in keys]
+    return [encode_key(key) for key in keys]
 
 
 def _claim_refs(claims: object) -> tuple[list[Claim], list[tuple[bytes, int]]]:
@@ -212,7 +218,7 @@ def _claim_refs(claims: object) -> tuple[list[Claim], list[tuple[bytes, int]]]:
         token = claim.token
         if type(token) is not int or token < 1:
             raise InvalidArgumentError("a Claim's token must be a positive int")
-        refs.append((_encode_key(claim.key), token))
+        refs.append((encode_key(claim.key), token))
     return list(claims), refs
 
 
@@ -551,7 +557,7 @@ class KV:
         there is one atomic read, so no exists-then-get race.
         """
         try:
-            data = self._backend.get(_encode_key(key))
+            data = self._backend.get(encode_key(key))
             if data is None:
                 if default is not _MISSING:
                     return default
@@ -567,7 +573,7 @@ class KV:
         serialization cannot store.
         """
         try:
-            self._backend.set(_encode_key(key), self._dumps(value))
+            self._backend.set(encode_key(key), self._dumps(value))
             return value
         except BaseException as exc:
             raise self._failure(exc, "set", key)  # noqa: B904
@@ -575,7 +581,7 @@ class KV:
     def delete(self, key: str) -> bool:
         """Remove ``key``. Always True, also when the key was absent."""
         try:
-            self._backend.delete(_encode_key(key))
+            self._backend.delete(encode_key(key))
             return True
         except BaseException as exc:
             raise self._failure(exc, "delete", key)  # noqa: B904
@@ -583,7 +589,7 @@ class KV:
     def exists(self, key: str) -> bool:
         """Whether ``key`` is stored."""
         try:
-            return self._backend.exists(_encode_key(key))
+            return self._backend.exists(encode_key(key))
         except BaseException as exc:
             raise self._failure(exc, "exists", key)  # noqa: B904
 
@@ -604,7 +610,7 @@ class KV:
                 if not isinstance(delta, int) or isinstance(delta, bool):
                     raise ValueNumberRequiredError(f"delta must be an int, not {type(delta).__name__}")
                 delta = int.__int__(delta)  # the plain value of an int subclass, whatever its own methods do
-            return self._backend.increment_by(_encode_key(key), delta)
+            return self._backend.increment_by(encode_key(key), delta)
         except BaseException as exc:
             raise self._failure(exc, "increment_by", key)  # noqa: B904
 
@@ -616,7 +622,7 @@ class KV:
         was just stored.
         """
         try:
-            stored, loaded = _pair(self._backend.get_or_set(_encode_key(key), self._dumps(value)))
+            stored, loaded = _pair(self._backend.get_or_set(encode_key(key), self._dumps(value)))
             return _new(GetOrSetResult, (self._loads(stored) if loaded else value, loaded))
         except BaseException as exc:
             raise self._failure(exc, "get_or_set", key)  # noqa: B904
@@ -628,7 +634,7 @@ class KV:
         was absent.
         """
         try:
-            previous = self._backend.swap(_encode_key(key), self._dumps(value))
+            previous = self._backend.swap(encode_key(key), self._dumps(value))
             if previous is None:
                 return _new(SwapResult, (None, False))
             return _new(SwapResult, (self._loads(previous), True))
@@ -644,14 +650,14 @@ class KV:
         """
         try:
             expected = None if old is None else self._dumps(old)
-            return self._backend.compare_and_swap(_encode_key(key), expected, self._dumps(new))
+            return self._backend.compare_and_swap(encode_key(key), expected, self._dumps(new))
         except BaseException as exc:
             raise self._failure(exc, "compare_and_swap", key)  # noqa: B904
 
     def delete_if_exists(self, key: str) -> bool:
         """Atomically remove ``key``; True only if it existed."""
         try:
-            return self._backend.delete(_encode_key(key))
+            return self._backend.delete(encode_key(key))
         except BaseException as exc:
             raise self._failure(exc, "delete_if_exists", key)  # noqa: B904
 
@@ -662,7 +668,7 @@ class KV:
         (under json, ``old=None`` matches a stored JSON null).
         """
         try:
-            return self._backend.compare_and_delete(_encode_key(key), self._dumps(old))
+            return self._backend.compare_and_delete(encode_key(key), self._dumps(old))
         except BaseException as exc:
             raise self._failure(exc, "compare_and_delete", key)  # noqa: B904
 
@@ -746,7 +752,7 @@ class KV:
     def set_if_absent(self, key: str, value: Any) -> bool:
         """Atomically store ``value`` only if ``key`` is absent; True when it was stored."""
         try:
-            return not _pair(self._backend.get_or_set(_encode_key(key), self._dumps(value)))[1]
+            return not _pair(self._backend.get_or_set(encode_key(key), self._dumps(value)))[1]
         except BaseException as exc:
             raise self._failure(exc, "set_if_absent", key)  # noqa: B904
 
@@ -759,7 +765,7 @@ class KV:
         """
         try:
             expected = None if old is None else self._dumps(old)
-            swapped, before = _pair(self._backend.compare_and_swap_detailed(_encode_key(key), expected, self._dumps(new)))
+            swapped, before = _pair(self._backend.compare_and_swap_detailed(encode_key(key), expected, self._dumps(new)))
             if swapped:
                 return _new(CompareAndSwapResult, (True, "swapped", before is not None, None))
             current = None if before is None else self._loads(before)
@@ -770,7 +776,7 @@ class KV:
     def compare_and_delete_detailed(self, key: str, old: Any) -> CompareAndDeleteResult:
         """As ``compare_and_delete``, telling why: ``(deleted, reason, existed, current)``; see compare_and_swap_detailed."""
         try:
-            deleted, before = _pair(self._backend.compare_and_delete_detailed(_encode_key(key), self._dumps(old)))
+            deleted, before = _pair(self._backend.compare_and_delete_detailed(encode_key(key), self._dumps(old)))
             if deleted:
                 return _new(CompareAndDeleteResult, (True, "deleted", True, None))
             current = None if before is None else self._loads(before)
@@ -816,7 +822,7 @@ class KV:
             for pair in pairs:
                 if not isinstance(pair, tuple) or len(pair) != 2:
                     raise InvalidArgumentError("items must be (key, value) pairs")
-                encoded.append((_encode_key(pair[0]), dumps(pair[1])))
+                encoded.append((encode_key(pair[0]), dumps(pair[1])))
                 if len(encoded) > MAX_BATCH:
                     raise InvalidArgumentError(f"a batch takes at most {MAX_BATCH} items")
             if encoded:
@@ -966,7 +972,7 @@ class KV:
         """
         try:
             owner_bytes = self._owner(owner)
-            records = self._backend.claim_keys([_encode_key(key)], _check_ttl(ttl), owner_bytes)
+            records = self._backend.claim_keys([encode_key(key)], _check_ttl(ttl), owner_bytes)
             record = records[0] if records else None
             return None if record is None else self._claims([record], owner_bytes)[0]
         except BaseException as exc:

@@ -1,0 +1,115 @@
+"""Test locustfile: users that claim accounts and never release them; the plugin must.
+
+Environment:
+
+- KV_TEST_OUT: directory for ``result.json``, written by after_load: the
+  pool's allocation_stats after the load, how many claims the users made, and
+  what the watchers saw during the run.
+- KV_TEST_SCENARIO:
+  - ``runtime``: Holders claim an account in on_start (and one more per task,
+    released at once by the user's own code) until ``-t`` ends the run.
+  - ``rampdown``: the same Holders under a LoadTestShape going 20 -> 5 users
+    -> stop; the shape records the pool 1 s after the ramp-down.
+  - ``stopuser``: Quitters claim two tickets and raise StopUser; a Watcher
+    records the tickets' pool while the test still runs.
+"""
+
+import json
+import os
+import time
+
+import gevent
+from locust import LoadTestShape, User, constant, task
+from locust.exception import StopUser
+
+from locust_kv.plugin import after_load, before_load
+
+OUT = os.environ["KV_TEST_OUT"]
+SCENARIO = os.environ.get("KV_TEST_SCENARIO", "runtime")
+ACCOUNTS = 100
+TICKETS = 20
+TTL = 600.0  # far beyond the run: only the plugin's release can bring a lease back
+
+
+@before_load.add_listener
+def seed(environment, kv, **_kwargs):
+    kv.clear()
+    kv.set_many({f"account:{n:03d}": {"n": n} for n in range(ACCOUNTS)})
+    kv.set_many({f"ticket:{n:02d}": {"n": n} for n in range(TICKETS)})
+    # Claimed outside any user: never bound, so never released by the plugin.
+    assert kv.claim_key("ticket:00", ttl=TTL) is not None
+
+
+class Holder(User):
+    abstract = SCENARIO not in ("runtime", "rampdown")
+    wait_time = constant(0.01)
+
+    def on_start(self):
+        kv = self.environment.kv
+        claim = kv.claim_random("account:", ttl=TTL)
+        assert claim is not None, "no account left for a new user"
+        assert ":Holder#" in claim.owner, claim.owner  # the plugin's default owner names the user
+        kv.increment_by("made", 1)
+
+    @task
+    def borrow_and_return(self):
+        kv = self.environment.kv
+        extra = kv.claim_random("account:", ttl=TTL)
+        if extra is not None:
+            kv.increment_by("made", 1)
+            kv.release_claim(extra)  # released by the user: the plugin must forget it
+
+
+class Quitter(User):
+    abstract = SCENARIO != "stopuser"
+    wait_time = constant(0.01)
+
+    def on_start(self):
+        assert self.environment.kv.claim_random("ticket:", ttl=TTL) is not None
+
+    @task
+    def quit(self):
+        assert self.environment.kv.claim_random("ticket:", ttl=TTL) is not None
+        self.environment.kv.increment_by("made", 2)
+        raise StopUser()
+
+
+class Watcher(User):
+    abstract = SCENARIO != "stopuser"
+    fixed_count = 1
+    wait_time = constant(10)
+
+    @task
+    def watch(self):
+        gevent.sleep(1.5)  # the Quitters stopped long ago, the test runs on
+        kv = self.environment.kv
+        kv.set("watch:during", kv.allocation_stats("ticket:")._asdict())
+
+
+class RampDown(LoadTestShape):
+    abstract = SCENARIO != "rampdown"
+    recorded = False
+
+    def tick(self):
+        elapsed = self.get_run_time()
+        if elapsed < 1.5:
+            return 20, 100
+        if elapsed < 3.5:
+            if elapsed >= 2.5 and not self.recorded:
+                self.recorded = True
+                kv = self.runner.environment.kv
+                kv.set("watch:during", {**kv.allocation_stats("account:")._asdict(), "at": time.time()})
+            return 5, 100
+        return None
+
+
+@after_load.add_listener
+def report(environment, kv, **_kwargs):
+    result = {
+        "accounts": kv.allocation_stats("account:")._asdict(),
+        "tickets": kv.allocation_stats("ticket:")._asdict(),
+        "made": kv.get("made", 0),
+        "during": kv.get("watch:during", None),
+    }
+    with open(os.path.join(OUT, "result.json"), "w") as out:
+        json.dump(result, out)

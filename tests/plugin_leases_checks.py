@@ -148,7 +148,7 @@ def test_claims_ended_by_the_user_are_forgotten(env) -> None:  # type: ignore[no
 
     user = start(Tidy, env)
     bound = leases(env)
-    assert list(bound._holder_of) == [("account:5", user.kept.token)]
+    assert list(bound._holder_of) == [user.kept.token]
     user.stop(force=True)
     settle_hub()
     assert bound.released == 1  # only the one the user kept

@@ -2,7 +2,8 @@
 
 A claim (``claim_key``, ``claim_random``...) made on the run's store from
 inside a Locust user's greenlet (its tasks, ``on_start``, ``on_stop``) is
-remembered for that greenlet, as ``(key, token) -> Claim``. Releasing or
+remembered for that greenlet, as ``token -> Claim`` (a token is unique in
+its store: a counter of every claim). Releasing or
 completing it forgets it. When the greenlet ends, for any reason (a ramp-down
 or a LoadTestShape stopping users, ``StopUser``, the end of the test, a worker
 that quits), the claims it still holds are released:
@@ -64,7 +65,7 @@ class _Holder:
 
     def __init__(self, label: str) -> None:
         self.label = label
-        self.claims: dict[tuple[str, int], Claim] = {}
+        self.claims: dict[int, Claim] = {}  # token -> claim
 
 
 def _user_of(greenlet: Any) -> User | None:
@@ -91,7 +92,7 @@ class UserLeases:
     def __init__(self) -> None:
         self._kv: KV | None = None
         self._holders: dict[Any, _Holder] = {}  # greenlet -> holder
-        self._holder_of: dict[tuple[str, int], _Holder] = {}  # (key, token) -> holder
+        self._holder_of: dict[int, _Holder] = {}  # token -> holder
         self._pending: list[Claim] = []
         self._releaser: gevent.Greenlet | None = None
         self._numbers = itertools.count(1)
@@ -148,17 +149,20 @@ class UserLeases:
             return
         held, holder_of = holder.claims, self._holder_of
         for claim in claims:
-            ref = (claim.key, claim.token)
-            held[ref] = claim
-            holder_of[ref] = holder
+            token = claim.token
+            held[token] = claim
+            holder_of[token] = holder
 
     def _on_unclaim(self, claims: list[Claim]) -> None:
+        # Also a claim another greenlet made: a user may hand its Claim to another one.
         holder_of = self._holder_of
         for claim in claims:
-            ref = (claim.key, claim.token)
-            holder = holder_of.pop(ref, None)
+            holder = holder_of.pop(claim.token, None)
             if holder is not None:
-                holder.claims.pop(ref, None)
+                held = holder.claims.pop(claim.token)
+                if held.key != claim.key:  # a Claim made up with another's token: keep the real one
+                    holder.claims[held.token] = held
+                    holder_of[held.token] = holder
 
     # -- releasing -----------------------------------------------------------------
 
@@ -170,8 +174,8 @@ class UserLeases:
             self._wake_releaser()
 
     def _hand_over(self, holder: _Holder) -> None:
-        for ref in holder.claims:
-            self._holder_of.pop(ref, None)
+        for token in holder.claims:
+            self._holder_of.pop(token, None)
         self._pending.extend(holder.claims.values())
         holder.claims.clear()
 

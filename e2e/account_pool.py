@@ -10,13 +10,15 @@ logs in with it, giving the lease's fencing token; it browses its profile
 and now and then logs out and in again, for as long as it lives, and logs
 out in ``on_stop``. It never releases the lease: the plugin does, when the
 user stops. A LoadTestShape spawns and stops the customers in waves,
-200 -> 50 -> 200 -> 0, so that most of them stop in the middle of the run.
+200 -> 50 -> 200 -> 0, so that most of them stop in the middle of the run
+(each stage moves on when its purpose is met; see Waves).
 
 Invariant: the service never saw an account logged in twice at once (a
 login refused with 409), no live customer found its session taken over by
-a newer lease, 1 s after the ramp-down the 150 stopped customers' accounts
-were back in the pool, after the load all POOL accounts are (total POOL,
-none claimed, none expired), and enough logins happened.
+a newer lease, the 150 customers stopped at the ramp-down gave their
+accounts back while the run went on (the trough of the shape), after the
+load all POOL accounts are back (total POOL, none claimed, none expired),
+and both waves logged in.
 
 Deliberate bug (E2E_BREAK=1): one customer also logs in with accounts it
 draws with ``random_key`` instead of claiming them.
@@ -39,7 +41,10 @@ from target_service import LoginService
 POOL = 1_000
 PEAK = 200
 TROUGH = 50
-TTL = 120.0
+SPAWN_RATE = 400
+PATIENCE = 20.0
+"""Seconds a stage of the shape waits at most for what it is for (see Waves)."""
+TTL = 300.0
 """Far beyond the run: only the plugin's release at a user's stop brings an account back during it."""
 
 service = LoginService()
@@ -57,24 +62,47 @@ def stop_serving(**_kwargs: Any) -> None:
 
 
 class Waves(LoadTestShape):
-    """200 users, 50, 200 again, then stop; each stage about a second (Locust ticks once a second)."""
+    """200 customers, then 50, then 200 again, then none.
 
-    stages = ((1.5, PEAK), (2.5, TROUGH), (4.0, PEAK))
+    Each stage moves on when what it is for has happened, not after a fixed
+    time, so that a loaded machine (or workers slow to start) makes the run
+    longer rather than vacuous: the first wave ends when its 200 customers
+    have logged in, the trough when the stopped customers' accounts are back
+    in the pool (at most 2 x TROUGH claimed), the second wave when its 150
+    new customers have logged in. A stage waits at most PATIENCE seconds;
+    Locust ticks once a second, so the run takes about 4 s when nothing waits.
+    """
+
+    stage = 0
+    since = 0.0
 
     def tick(self) -> tuple[int, float] | None:
-        elapsed = self.get_run_time()
         kv = self.runner.environment.kv
-        if elapsed >= 2.5 and not kv.exists("pool:at-trough"):
-            kv.set("pool:at-trough", kv.allocation_stats("account:").claimed)  # a second after the ramp-down
-        for end, users in self.stages:
-            if elapsed < end:
-                return users, 400
-        kv.set("pool:at-peak", kv.allocation_stats("account:").claimed)
+        now = self.get_run_time()
+        waited_enough = now - self.since >= PATIENCE
+        if self.stage == 0:
+            if counter(kv, "customers:logged-in") < PEAK and not waited_enough:
+                return PEAK, SPAWN_RATE
+            self._next(now)
+        if self.stage == 1:
+            claimed = kv.allocation_stats("account:").claimed
+            if claimed > 2 * TROUGH and not waited_enough:
+                return TROUGH, SPAWN_RATE
+            kv.set("pool:at-trough", claimed)
+            self._next(now)
+        if self.stage == 2:
+            if counter(kv, "customers:logged-in") < PEAK + (PEAK - TROUGH) and not waited_enough:
+                return PEAK, SPAWN_RATE
+            kv.set("pool:at-peak", kv.allocation_stats("account:").claimed)
         return None
+
+    def _next(self, now: float) -> None:
+        self.stage += 1
+        self.since = now
 
 
 class Customer(FastHttpUser):
-    wait_time = between(0.2, 0.4)
+    wait_time = between(0.5, 1.0)
 
     def on_start(self) -> None:
         self.kv = self.environment.kv
@@ -86,6 +114,7 @@ class Customer(FastHttpUser):
             self.kv.increment_by("pool:found-empty", 1)
             raise StopUser()
         self.session = self._login(self.claim.value)
+        self.kv.increment_by("customers:logged-in", 1)
 
     @task(10)
     def browse(self) -> None:
@@ -161,12 +190,16 @@ def check(kv, verdict: Verdict) -> None:
     )
     verdict.expect(
         trough is not None and trough <= 2 * TROUGH,
-        f"a second after the ramp-down to {TROUGH} users, {trough} accounts were still claimed",
+        f"{PATIENCE:.0f} s after the ramp-down to {TROUGH} users, {trough} accounts were still claimed",
     )
     verdict.expect(counts["bad_passwords"] == 0, f"{counts['bad_passwords']} logins had a wrong password")
     verdict.expect(counter(kv, "sessions:wrong-profile") == 0, "a profile answered for another account")
     verdict.expect(counter(kv, "pool:found-empty") == 0, "a customer found the pool empty")
-    verdict.expect(counts["logins"] >= PEAK + (PEAK - TROUGH), f"only {counts['logins']} logins in the run")
+    logged_in = counter(kv, "customers:logged-in")
+    verdict.expect(
+        logged_in >= PEAK + (PEAK - TROUGH),
+        f"only {logged_in} customers logged in, expected {PEAK} in the first wave and {PEAK - TROUGH} more in the second",
+    )
     # Locust may stop a user in the middle of a request, leaving that session open; the next
     # holder of its account then takes it over with a newer fence (counted in takeovers).
     verdict.fact("open_sessions", len(service.active))

@@ -86,10 +86,10 @@ def test_users_stopped_by_the_end_of_the_run_time_leave_every_lease(tmp_path: Pa
 def test_users_stopped_by_a_ramp_down_leave_their_leases_at_once(tmp_path: Path, topology: str) -> None:
     report = _run(tmp_path, "rampdown", topology)
     during = report["during"]
-    assert during is not None, report
-    # 1 s after the shape went from 20 users to 5: only the 5 left hold an account each
-    # (a user may hold one more inside its task for a moment).
-    assert 5 <= during["claimed"] <= 10, report
+    assert during is not None and report["made"] >= 20, report
+    # After the shape went from 20 users to 5, while the 5 ran on: only they hold an account
+    # each (and one more inside a task, for a moment); the shape waits at most 15 s for it.
+    assert during["claimed"] <= 10 and during["waited"] < 15, report
     _assert_pool_whole(report)
 
 

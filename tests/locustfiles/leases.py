@@ -9,14 +9,13 @@ Environment:
   - ``runtime``: Holders claim an account in on_start (and one more per task,
     released at once by the user's own code) until ``-t`` ends the run.
   - ``rampdown``: the same Holders under a LoadTestShape going 20 -> 5 users
-    -> stop; the shape records the pool 1 s after the ramp-down.
+    -> stop; the shape records the pool once it shows the ramp-down (or 15 s after it).
   - ``stopuser``: Quitters claim two tickets and raise StopUser; a Watcher
     records the tickets' pool while the test still runs.
 """
 
 import json
 import os
-import time
 
 import gevent
 from locust import LoadTestShape, User, constant, task
@@ -87,19 +86,22 @@ class Watcher(User):
 
 
 class RampDown(LoadTestShape):
+    """20 users until each has claimed its account, then 5 until the pool shows the 15 stopped ones' back."""
+
     abstract = SCENARIO != "rampdown"
-    recorded = False
+    ramped_down_at = None
 
     def tick(self):
-        elapsed = self.get_run_time()
-        if elapsed < 1.5:
-            return 20, 100
-        if elapsed < 3.5:
-            if elapsed >= 2.5 and not self.recorded:
-                self.recorded = True
-                kv = self.runner.environment.kv
-                kv.set("watch:during", {**kv.allocation_stats("account:")._asdict(), "at": time.time()})
-            return 5, 100
+        kv = self.runner.environment.kv
+        now = self.get_run_time()
+        if self.ramped_down_at is None:
+            if kv.get("made", 0) < 20 and now < 30:
+                return 20, 100
+            self.ramped_down_at = now
+        claimed = kv.allocation_stats("account:").claimed
+        if claimed > 10 and now - self.ramped_down_at < 15:
+            return 5, 100  # each of the 5 left holds one (and, for a moment inside a task, two)
+        kv.set("watch:during", {"claimed": claimed, "waited": now - self.ramped_down_at})
         return None
 
 

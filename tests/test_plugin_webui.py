@@ -88,6 +88,10 @@ def _check_tab_and_browser(driver, base: str, backend: str) -> None:  # type: ig
     # The KV tab of Locust's own (React) UI.
     driver.get(base + "/")
     wait.until(until.element_to_be_clickable((By.XPATH, "//button[@role='tab'][normalize-space()='KV']"))).click()
+    # The titles as rendered (Locust upper-cases tabs with CSS; a µ would become a Greek capital Mu).
+    titles = [tab.text for tab in driver.find_elements(By.XPATH, "//button[@role='tab']")]
+    assert "KV TIMINGS (MICROSECONDS)" in [t.upper() for t in titles], titles
+    assert not any("\u039c" in t for t in titles), titles
 
     def row(field: str) -> str:
         cells = driver.find_elements(By.XPATH, f"//tr[td[1][normalize-space()='{field}']]/td[2]")

@@ -193,10 +193,13 @@ def test_before_load_after_load_backup_and_close(env, tmp_path: Path) -> None:  
 
     def before(environment, kv, **_kw):  # type: ignore[no-untyped-def]
         calls.append(("before", kv.get("seeded")))
+        # The store is reachable the ways a locustfile reaches it elsewhere, too.
+        assert environment.kv.get("seeded") is True
+        assert plugin.settings_of(environment).restore_from == str(seed_path)
         kv.set("from-before-load", 1)
 
     def after(environment, kv, **_kw):  # type: ignore[no-untyped-def]
-        calls.append(("after", kv.size()))
+        calls.append(("after", kv.size(), environment.kv.size()))
 
     plugin.before_load.add_listener(before)
     plugin.after_load.add_listener(after)
@@ -209,7 +212,7 @@ def test_before_load_after_load_backup_and_close(env, tmp_path: Path) -> None:  
     finally:
         plugin.before_load.remove_listener(before)
         plugin.after_load.remove_listener(after)
-    assert calls == [("before", True), ("after", 3)]
+    assert calls == [("before", True), ("after", 3, 3)]
     with open_kv(backend="memory", name=f"check-{next(_names)}") as check:
         assert check.restore(str(backup)).total_entries == 3
     with pytest.raises(StoreClosedError):

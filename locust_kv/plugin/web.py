@@ -8,7 +8,7 @@ tab) and extra Flask routes. The plugin uses all of them:
 
 - a **KV** tab: backend, location, serialization, key count, size on disk,
   reporting, and the address of the key browser;
-- a **KV timings (µs)** tab: the microsecond summary of ``--kv-report``;
+- a **KV timings (microseconds)** tab: the microsecond summary of ``--kv-report``;
 - a key browser page at ``<web base path>/kv``, linked from the Download Data
   tab: look up one key, page through the keys of a prefix (the store's scan
   cursors), refresh the counts;
@@ -114,7 +114,8 @@ def install(attachment: Attachment, web_ui: WebUI) -> None:
     args["extended_tabs"] = [
         *args.get("extended_tabs", []),
         {"title": "KV", "key": TAB},
-        {"title": "KV timings (µs)", "key": TIMINGS_TAB},
+        # Locust's tabs are upper-cased by CSS, which turns µ into a capital Mu (Μ): spell it out.
+        {"title": "KV timings (microseconds)", "key": TIMINGS_TAB},
     ]
     args["extended_tables"] = [
         *args.get("extended_tables", []),

@@ -8,7 +8,7 @@ Two parts:
 - real headless ``locust`` runs of tests/locustfiles/leases.py, whose users
   claim with a ttl far beyond the run and never release: after a ramp-down
   (a LoadTestShape), a StopUser and the end of ``-t``, on memory, and with
-  ``--processes 2`` on disk, the pool is whole again.
+  ``--processes 2`` on disk and on redis, the pool is whole again.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from .conftest import session_redis_url
 from .plugin_helpers import (
     assert_check_passed,
     check_names,
@@ -45,17 +46,21 @@ def test_in_a_locust_process(name: str, check_results: dict[str, list[tuple[str,
 # ---------------------------------------------------------------------------
 # Real runs.
 
-TOPOLOGIES = {
-    "memory": lambda tmp: ["--kv-backend", "memory"],
-    "disk-2p": lambda tmp: ["--kv-backend", "disk", "--kv-path", str(tmp / "store.lmdb"), "--processes", "2"],
-}
+def _topology(name: str, tmp_path: Path) -> list[str]:
+    if name == "memory":
+        return ["--kv-backend", "memory"]
+    if name == "disk-2p":
+        return ["--kv-backend", "disk", "--kv-path", str(tmp_path / "store.lmdb"), "--processes", "2"]
+    # The session's redis-server (skipped without one, failed under CI), a namespace of the test's own.
+    return ["--kv-backend", "redis", "--kv-redis-url", session_redis_url(),
+            "--kv-namespace", f"leases-{tmp_path.name}", "--processes", "2"]  # fmt: skip
 
 
 def _run(tmp_path: Path, scenario: str, topology: str, *args: str) -> dict[str, Any]:
     out = tmp_path / "out"
     out.mkdir()
     result = run_locust(
-        "leases.py", "--headless", *args, *TOPOLOGIES[topology](tmp_path),
+        "leases.py", "--headless", *args, *_topology(topology, tmp_path),
         cwd=tmp_path, env={"KV_TEST_OUT": str(out), "KV_TEST_SCENARIO": scenario},
     )
     assert result.returncode == 0, describe(result)
@@ -72,7 +77,7 @@ def _assert_pool_whole(report: dict[str, Any]) -> None:
 
 
 def _topologies() -> list[Any]:
-    return ["memory", pytest.param("disk-2p", marks=requires_disk)]
+    return ["memory", pytest.param("disk-2p", marks=requires_disk), "redis-2p"]
 
 
 @pytest.mark.parametrize("topology", _topologies())
@@ -95,7 +100,7 @@ def test_users_stopped_by_a_ramp_down_leave_their_leases_at_once(tmp_path: Path,
 
 @pytest.mark.parametrize("topology", _topologies())
 def test_users_that_raise_stop_user_leave_their_leases_while_the_test_runs(tmp_path: Path, topology: str) -> None:
-    users = "4" if topology == "memory" else "7"  # one Watcher per process, Quitters for the rest
+    users = "4" if topology == "memory" else "7"  # one Watcher in all, Quitters for the rest
     report = _run(tmp_path, "stopuser", topology, "-u", users, "-r", "100", "-t", "3s")
     assert report["made"] >= 6, report
     assert report["during"] is not None and report["during"]["claimed"] == 1, report  # ticket:00 only

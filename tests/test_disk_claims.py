@@ -146,6 +146,21 @@ def test_an_exhausted_pool_gives_exactly_its_ended_leases(store: DiskBackend, pr
     _check_leases(store)
 
 
+@pytest.mark.parametrize("prefix", [b"", b"k"])
+def test_many_ended_leases_are_all_claimable(store: DiskBackend, prefix: bytes) -> None:
+    now = _fake_clock(store)
+    keys = _fill(store, 4_000)
+    store.claim_keys(keys[:2_500], 100, b"h")  # more ended leases than the sampler lists
+    store.claim_keys(keys[2_500:], 1_000, b"h")
+    now[0] += 100
+    assert store.allocation_stats(prefix) == (4_000, 2_500, 1_500, 2_500)
+    first = store.claim_random(prefix, 10, 1_000, b"x")
+    assert len(first) == 10 and all(r.key in set(keys[:2_500]) for r in first)
+    rest = store.claim_random(prefix, 4_000, 1_000, b"x")
+    assert sorted(r.key for r in first + rest) == keys[:2_500]
+    _check_leases(store)
+
+
 def _check_leases(store: DiskBackend) -> None:
     """Every lease record has its one entry in the ends' database, and is on an existing key."""
 

@@ -26,19 +26,20 @@ among the eligible keys not picked yet, so the set is a uniform subset. For n
 keys in the store, k with the prefix, c leases:
 
 * a range of at most 64 keys is read whole, with the lease keys of the range;
-* without a prefix, the claimable keys are the *free* ones (no lease record:
-  their number is entries - records, O(1)) and the *ended* ones (read from
-  the ends' database). Each pick chooses between the two by size; a free key
-  is drawn from random index slots, rejected while it holds a record, with
-  about 4 times the expected draws (n / free) allowed; if they miss, or
-  without the index, the exact list of free keys is read (every key and every
-  lease key: O(n + c)). An exhausted pool (no free, no ended key) answers in
-  O(log n);
-* with a prefix, random index slots are drawn and rejected when the key lacks
-  the prefix, was picked, or holds a live lease (one lookup); after
-  ``64 + 4 * count`` rejections, or without the index, the exact fallback
-  reads the keys of the range and the lease keys of the range: O(k + c). On
-  a nearly exhausted prefix pool every call pays that.
+* without a prefix, with at most 1,024 ended leases, the claimable keys are
+  the *free* ones (no lease record: their number is entries - records, O(1))
+  and the *ended* ones (read from the ends' database). Each pick chooses
+  between the two by size; a free key is drawn from random index slots,
+  rejected while it holds a record, with about 4 times the expected draws
+  (n / free) allowed; if they miss, or without the index, the exact list of
+  free keys is read (every key and every lease key: O(n + c)). An exhausted
+  pool (no free, no ended key) answers in O(log n);
+* with a prefix, or more ended leases, random index slots are drawn and
+  rejected when the key lacks the prefix, was picked, or holds a live lease
+  (one lookup); after ``64 + 4 * count`` rejections, or without the index,
+  the exact fallback reads the keys of the range, the lease keys of the
+  range and the ended leases: O(k + c). On a nearly exhausted prefix pool
+  every call pays that.
 """
 
 from __future__ import annotations
@@ -80,6 +81,10 @@ _REJECTIONS: Final = 64
 
 _STEP_MAX: Final = 1 << 16
 
+_ENDED_READ: Final = 1024
+"""Ended leases read to sample the whole store exactly by set sizes; with more, the claimable keys are
+at least that many and random slots find them (see ``sample``)."""
+
 _LARGE: Final = [b""] * (_SMALL_RANGE + 1)
 """Stands for a range known to be larger than ``_SMALL_RANGE`` (never read)."""
 
@@ -100,15 +105,15 @@ def _range_end_test(prefix: bytes) -> Callable[[bytes], bool]:
     return lambda key: not key.startswith(prefix)
 
 
-def _matching(keys: list[Any], prefix: bytes, index: int | None = None) -> int:
-    """How many of the ascending ``keys`` (rows when ``index`` is 0) start with ``prefix``, all >= it."""
+def _matching(keys: list[bytes], prefix: bytes) -> int:
+    """How many of the ascending ``keys`` (all >= ``prefix``) start with ``prefix``."""
     if not prefix:
         return len(keys)
     past = _range_end_test(prefix)
     lo, hi = 0, len(keys)
     while lo < hi:  # the first one past the range
         mid = (lo + hi) // 2
-        if past(keys[mid] if index is None else keys[mid][index]):
+        if past(keys[mid]):
             hi = mid
         else:
             lo = mid + 1
@@ -124,23 +129,6 @@ def range_keys(txn: lmdb.Transaction, db: Any, prefix: bytes, limit: int = -1) -
     if not cursor.set_range(prefix):
         return []
     return range_keys_from(cursor, prefix, limit)
-
-
-def range_rows(txn: lmdb.Transaction, db: Any, prefix: bytes) -> list[tuple[bytes, bytes]]:
-    """The records of ``db`` whose key starts with ``prefix``, ascending."""
-    cursor = txn.cursor(db)
-    if not cursor.set_range(prefix):
-        return []
-    found = cursor.iternext()
-    rows: list[tuple[bytes, bytes]] = []
-    step = _SMALL_RANGE + 1
-    while True:
-        got = list(islice(found, step))
-        matching = _matching(got, prefix, 0)
-        rows += got if matching == len(got) else got[:matching]
-        if matching < len(got) or len(got) < step:
-            return rows
-        step = min(step * 2, _STEP_MAX)
 
 
 def count_range_in(txn: lmdb.Transaction, view: _View, prefix: bytes) -> int:
@@ -184,15 +172,18 @@ def _has_leases(txn: lmdb.Transaction, view: _View) -> bool:
     return txn.stat(view.claims)["entries"] > 0  # type: ignore[no-any-return]
 
 
-def _expired_keys(txn: lmdb.Transaction, view: _View, now: int) -> list[bytes]:
-    """The keys whose lease ended (``expires_ms`` <= now), read from the ends' database: O(log n + expired)."""
+def _expired_keys(txn: lmdb.Transaction, view: _View, now: int, limit: int = -1) -> list[bytes]:
+    """The keys whose lease ended (``expires_ms`` <= now), from the ends' database: O(log n + expired).
+
+    At most ``limit`` when > 0.
+    """
     cursor = txn.cursor(view.ends)
     if not cursor.first():
         return []
     bound = _END.pack(now + 1 + _OFFSET, 0)  # every entry below ended at or before now
     keys = []
     for end, key in cursor.iternext():
-        if end >= bound:
+        if end >= bound or len(keys) == limit:
             break
         keys.append(key)
     return keys
@@ -404,15 +395,19 @@ def sample(txn: lmdb.Transaction, view: _View, prefix: bytes, count: int, now: i
         head = _LARGE
     if len(head) <= _SMALL_RANGE:
         if leases:
-            held = set(range_keys(txn, view.claims, prefix)).difference(_expired_keys(txn, view, now))  # type: ignore[arg-type]
-            head = [key for key in head if key not in held]
+            get = txn.get
+            claims = view.claims
+            records = [get(key, None, claims) for key in head]
+            head = [key for key, record in zip(head, records) if record is None or _expires(record) <= now]  # type: ignore[operator]
         return _sample(head, min(count, len(head)))
     if not leases:
         return _sample_all(txn, view, prefix, count)
-    ended = [key for key in _expired_keys(txn, view, now) if key.startswith(prefix)]  # type: ignore[arg-type]
-    if prefix:
-        return _sample_claimable_in_range(txn, view, prefix, count, set(ended))
-    return _sample_claimable(txn, view, count, ended)
+    assert now is not None
+    if not prefix:
+        ended = _expired_keys(txn, view, now, _ENDED_READ + 1)
+        if len(ended) <= _ENDED_READ:
+            return _sample_claimable(txn, view, count, ended)
+    return _sample_claimable_in_range(txn, view, prefix, count, now)
 
 
 def _sample_all(txn: lmdb.Transaction, view: _View, prefix: bytes, count: int) -> list[bytes]:
@@ -440,9 +435,9 @@ def _sample_all(txn: lmdb.Transaction, view: _View, prefix: bytes, count: int) -
 
 
 def _sample_claimable_in_range(
-    txn: lmdb.Transaction, view: _View, prefix: bytes, count: int, ended: set[bytes]
+    txn: lmdb.Transaction, view: _View, prefix: bytes, count: int, now: int
 ) -> list[bytes]:
-    """A uniform subset of the claimable keys with ``prefix`` (``ended``: those whose lease ended)."""
+    """A uniform subset of the claimable keys with ``prefix``: random slots checked against their lease, else exact."""
     picked: list[bytes] = []
     chosen: set[bytes] = set()
     if view.indexed:
@@ -458,7 +453,7 @@ def _sample_claimable_in_range(
                     key is not None
                     and key.startswith(prefix)
                     and key not in chosen
-                    and (key in ended or get(key, None, claims) is None)
+                    and ((record := get(key, None, claims)) is None or _expires(record) <= now)
                 ):
                     chosen.add(key)
                     picked.append(key)
@@ -467,6 +462,7 @@ def _sample_claimable_in_range(
             if len(picked) == count:
                 return picked
     # Exact: the range less its live leases (keys only: no lease record is decoded).
+    ended = [key for key in _expired_keys(txn, view, now) if key.startswith(prefix)]
     held = set(range_keys(txn, view.claims, prefix)).difference(ended)
     held |= chosen
     pool = [key for key in range_keys(txn, view.data, prefix) if key not in held]

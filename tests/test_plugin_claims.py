@@ -56,12 +56,12 @@ def _topology(name: str, tmp_path: Path) -> list[str]:
             "--kv-namespace", f"leases-{tmp_path.name}", "--processes", "2"]  # fmt: skip
 
 
-def _run(tmp_path: Path, scenario: str, topology: str, *args: str) -> dict[str, Any]:
+def _run(tmp_path: Path, scenario: str, topology: str, *args: str, **env: str) -> dict[str, Any]:
     out = tmp_path / "out"
     out.mkdir()
     result = run_locust(
         "leases.py", "--headless", *args, *_topology(topology, tmp_path),
-        cwd=tmp_path, env={"KV_TEST_OUT": str(out), "KV_TEST_SCENARIO": scenario},
+        cwd=tmp_path, env={"KV_TEST_OUT": str(out), "KV_TEST_SCENARIO": scenario, **env},
     )
     assert result.returncode == 0, describe(result)
     report = out / "result.json"
@@ -82,7 +82,7 @@ def _topologies() -> list[Any]:
 
 @pytest.mark.parametrize("topology", _topologies())
 def test_users_stopped_by_the_end_of_the_run_time_leave_every_lease(tmp_path: Path, topology: str) -> None:
-    report = _run(tmp_path, "runtime", topology, "-u", "20", "-r", "100", "-t", "2s")
+    report = _run(tmp_path, "runtime", topology, "-u", "20", "-r", "100", "-t", "4s")
     assert report["made"] >= 20, report  # each user claimed one at start, and more in its tasks
     _assert_pool_whole(report)
 
@@ -100,8 +100,11 @@ def test_users_stopped_by_a_ramp_down_leave_their_leases_at_once(tmp_path: Path,
 
 @pytest.mark.parametrize("topology", _topologies())
 def test_users_that_raise_stop_user_leave_their_leases_while_the_test_runs(tmp_path: Path, topology: str) -> None:
-    users = "4" if topology == "memory" else "7"  # one Watcher in all, Quitters for the rest
-    report = _run(tmp_path, "stopuser", topology, "-u", users, "-r", "100", "-t", "3s")
-    assert report["made"] >= 6, report
+    quitters = 3 if topology == "memory" else 6  # and one Watcher in all
+    report = _run(
+        tmp_path, "stopuser", topology, "-u", str(quitters + 1), "-r", "100", "-t", "6s",
+        KV_TEST_QUITTERS=str(quitters),
+    )
+    assert report["made"] == 2 * quitters, report
     assert report["during"] is not None and report["during"]["claimed"] == 1, report  # ticket:00 only
     _assert_pool_whole(report)

@@ -10,8 +10,9 @@ Environment:
     released at once by the user's own code) until ``-t`` ends the run.
   - ``rampdown``: the same Holders under a LoadTestShape going 20 -> 5 users
     -> stop; the shape records the pool once it shows the ramp-down (or 15 s after it).
-  - ``stopuser``: Quitters claim two tickets and raise StopUser; a Watcher
-    records the tickets' pool while the test still runs.
+  - ``stopuser``: KV_TEST_QUITTERS Quitters claim two tickets and raise
+    StopUser; a Watcher records the tickets' pool once they all did, while
+    the test still runs.
 """
 
 import json
@@ -25,6 +26,7 @@ from locust_kv.plugin import after_load, before_load
 
 OUT = os.environ["KV_TEST_OUT"]
 SCENARIO = os.environ.get("KV_TEST_SCENARIO", "runtime")
+QUITTERS = int(os.environ.get("KV_TEST_QUITTERS", "0"))
 ACCOUNTS = 100
 TICKETS = 20
 TTL = 600.0  # far beyond the run: only the plugin's release can bring a lease back
@@ -80,8 +82,12 @@ class Watcher(User):
 
     @task
     def watch(self):
-        gevent.sleep(1.5)  # the Quitters stopped long ago, the test runs on
         kv = self.environment.kv
+        for _ in range(100):  # until every Quitter has claimed its two tickets and raised StopUser
+            if kv.get("made", 0) >= 2 * QUITTERS:
+                break
+            gevent.sleep(0.1)
+        gevent.sleep(0.3)  # the test runs on: the Quitters' leases must be back by now
         kv.set("watch:during", kv.allocation_stats("ticket:")._asdict())
 
 

@@ -110,7 +110,7 @@ def check(environment, kv, **_kwargs):
     checks = {
         f"no account was held by two customers at once ({overlaps} overlaps)": overlaps == 0,
         f"the pool is whole: {pool}": pool.total == ACCOUNTS and pool.claimed == 0,
-        f"{done} visits done, {kv.get('visits:pool-empty', 0)} found the pool empty": done >= 100,
+        f"{done} visits done, {kv.get('visits:pool-empty', 0)} found the pool empty": done >= 20,
     }
     failed = [name for name, ok in checks.items() if not ok]
     for name in failed:

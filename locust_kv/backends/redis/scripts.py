@@ -15,6 +15,22 @@ Keys of the writing scripts, in this order:
    changed since and not yet read by the backup.
 7. ``backup:oldindex``: sorted set of the keys of ``backup:old``.
 8. ``backup:new``: set of the keys absent when the backup began, created since.
+9. ``claims``: hash, key -> its lease, ``<expires_ms>:<token>:<owner>``.
+10. ``claims:keys``: sorted set of the leased keys, every score 0 (byte
+    order), to find the leases of a prefix.
+11. ``claims:ends``: sorted set of the leased keys by ``expires_ms``, to count
+    live and expired leases in O(log n).
+12. ``claimtoken``: the fencing counter (INCRBY); never dropped, so a token
+    never repeats.
+
+Scripts that only change values (set, swap, increment...) take keys 1-8: a
+lease survives them. Scripts that remove keys or touch leases take 1-12 and
+drop the lease of every key they remove, in the same script. Every lease is
+on a key that exists (clear and restore drop them all), so the scripts that
+walk leases never meet a key missing from the index.
+
+Leases expire by the server's clock, read with ``TIME`` inside the script
+(the script's effects are what the server replicates, so replicas agree).
 
 While a backup runs, a writer about to change a key the backup has not read
 yet first preserves what the key held when the backup began (copy on
@@ -68,12 +84,33 @@ end
 return 1
 """
 
-DELETE = _GATE + """
+# What a script that removes keys also needs: dropping their leases (KEYS
+# 9-11). One HDEL when the key has no lease (the usual case).
+_UNLEASE = """
+local function unlease(key)
+  if redis.call('HDEL', KEYS[9], key) == 1 then
+    redis.call('ZREM', KEYS[10], key)
+    redis.call('ZREM', KEYS[11], key)
+  end
+end
+local function unlease_all(keys)
+  for i = 1, #keys, 1000 do
+    local part = {unpack(keys, i, math.min(i + 999, #keys))}
+    if redis.call('HDEL', KEYS[9], unpack(part)) > 0 then
+      redis.call('ZREM', KEYS[10], unpack(part))
+      redis.call('ZREM', KEYS[11], unpack(part))
+    end
+  end
+end
+"""
+
+DELETE = _GATE + _UNLEASE + """
 local current = redis.call('HGET', KEYS[1], ARGV[1])
 if not current then return 0 end
 preserve(ARGV[1], current)
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
+unlease(ARGV[1])
 return 1
 """
 
@@ -99,39 +136,55 @@ end
 return {1, current}
 """
 
-# ARGV: key, new value, '1' when an old value is given (else: only if absent), old value.
-COMPARE_AND_SWAP = _GATE + """
+# ARGV: key, new value, '1' when an old value is given (else: only if absent),
+# old value. ANSWER is replaced: the plain form answers 1 or 0, the detailed
+# one also the value before the call.
+_COMPARE_AND_SWAP = """
 local current = redis.call('HGET', KEYS[1], ARGV[1])
+ANSWER
 if ARGV[3] == '0' then
-  if current then return 0 end
+  if current then return answer(0) end
   preserve(ARGV[1], current)
   redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
   redis.call('ZADD', KEYS[2], 0, ARGV[1])
-  return 1
+  return answer(1)
 end
-if current ~= ARGV[4] then return 0 end
+if current ~= ARGV[4] then return answer(0) end
 preserve(ARGV[1], current)
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-return 1
+return answer(1)
 """
 
-COMPARE_AND_DELETE = _GATE + """
+# ARGV: key, old value.
+_COMPARE_AND_DELETE = """
 local current = redis.call('HGET', KEYS[1], ARGV[1])
-if current ~= ARGV[2] then return 0 end
+ANSWER
+if current ~= ARGV[2] then return answer(0) end
 preserve(ARGV[1], current)
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
-return 1
+unlease(ARGV[1])
+return answer(1)
 """
 
-# KEYS 9 and 10 are the staging hash and index of a restore. The gate proves
-# no restore runs, so staging keys left there belong to a restorer that died.
-# Preserving a whole store would copy it, so clear waits for a backup to end.
+_PLAIN = "local function answer(done) return done end"
+_DETAILED = "local function answer(done) if current then return {done, current} end return {done} end"
+
+COMPARE_AND_SWAP = _GATE + _COMPARE_AND_SWAP.replace("ANSWER", _PLAIN)
+COMPARE_AND_SWAP_DETAILED = _GATE + _COMPARE_AND_SWAP.replace("ANSWER", _DETAILED)
+COMPARE_AND_DELETE = _GATE + _UNLEASE + _COMPARE_AND_DELETE.replace("ANSWER", _PLAIN)
+COMPARE_AND_DELETE_DETAILED = _GATE + _UNLEASE + _COMPARE_AND_DELETE.replace("ANSWER", _DETAILED)
+
+# KEYS 9-11 are the leases (dropped: clear ends every lease; the token
+# counter stays, so tokens never repeat), 12 and 13 the staging hash and
+# index of a restore. The gate proves no restore runs, so staging keys left
+# there belong to a restorer that died. Preserving a whole store would copy
+# it, so clear waits for a backup to end.
 CLEAR = _GATE + """
 if redis.call('EXISTS', KEYS[4]) == 1 then
   return redis.error_reply('LKV_BACKUP a backup is in progress; clear when it completes')
 end
-redis.call('UNLINK', KEYS[1], KEYS[2], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10])
+redis.call('UNLINK', KEYS[1], KEYS[2], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[12], KEYS[13])
 return 1
 """
 
@@ -353,14 +406,15 @@ redis.call('ZADD', KEYS[3], unpack(members))
 return 1
 """
 
-# KEYS: restore, data, index, staging data, staging index. ARGV: token.
-# The flip: the old data is unlinked (freed by the server in the background)
-# and the staging keys renamed into place, in one script.
+# KEYS: restore, data, index, staging data, staging index, claims,
+# claims:keys, claims:ends. ARGV: token. The flip: the old data and every
+# lease are unlinked (freed by the server in the background) and the staging
+# keys renamed into place, in one script.
 RESTORE_FINISH = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return redis.error_reply('LKV_LEASE the restore lease expired before the restore finished (raise lease_timeout); nothing was restored')
 end
-redis.call('UNLINK', KEYS[2], KEYS[3])
+redis.call('UNLINK', KEYS[2], KEYS[3], KEYS[6], KEYS[7], KEYS[8])
 if redis.call('EXISTS', KEYS[4]) == 1 then
   redis.call('RENAME', KEYS[4], KEYS[2])
   redis.call('RENAME', KEYS[5], KEYS[3])
@@ -378,6 +432,335 @@ end
 return 1
 """
 
+# -- leases, batches, prefixes ----------------------------------------------------
+#
+# Batches arrive as one MessagePack array in ARGV[1] (one argument: redis-py
+# would encode each argument in Python) and leave as one MessagePack string.
+# Lua's unpack has a stack limit, so commands take at most 1,000 keys each.
+
+# The server's clock, and the leases. A lease is live while expires_ms > now.
+_LEASES = """
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function lease_of(key)
+  local lease = redis.call('HGET', KEYS[9], key)
+  if not lease then return nil end
+  local ends, token = string.match(lease, '^(%d+):(%d+):')
+  return tonumber(ends), tonumber(token), lease
+end
+local function lease(key, ends, token, owner)
+  redis.call('HSET', KEYS[9], key, string.format('%d:%d:', ends, token) .. owner)
+  redis.call('ZADD', KEYS[10], 0, key)
+  redis.call('ZADD', KEYS[11], ends, key)
+end
+"""
+
+# Uniform draws. The script's generator is seeded from the client's draw
+# (its own seed is fixed, and Redis' math.random gives 31 bits): below(n) is
+# a uniform integer in [0, n), exact to 2^-31 under 65,536 and to 2^-48 above.
+_DRAWS = """
+math.randomseed(tonumber(ARGV[#ARGV]))
+local function below(n)
+  if n <= 65536 then return math.random(0, n - 1) end
+  local v = math.random(0, 65535) * 4294967296 + math.random(0, 65535) * 65536 + math.random(0, 65535)
+  return v % n
+end
+local function shuffle(list)
+  for i = #list, 2, -1 do
+    local j = below(i) + 1
+    list[i], list[j] = list[j], list[i]
+  end
+  return list
+end
+-- count distinct integers of [0, n), every subset equally likely (Floyd's algorithm).
+local function subset(n, count)
+  local seen, picks = {}, {}
+  for j = n - count, n - 1 do
+    local t = below(j + 1)
+    if seen[t] then t = j end
+    seen[t] = true
+    picks[#picks + 1] = t
+  end
+  return picks
+end
+-- The rank of the first key with the prefix in the index, and how many have it.
+local function range_of(prefix, high)
+  if prefix == '' then return 0, redis.call('ZCARD', KEYS[2]) end
+  return redis.call('ZLEXCOUNT', KEYS[2], '-', '(' .. prefix),
+         redis.call('ZLEXCOUNT', KEYS[2], '[' .. prefix, high)
+end
+local function key_at(rank)
+  return redis.call('ZRANGE', KEYS[2], rank, rank)[1]
+end
+"""
+
+# Up to count distinct keys of the prefix with no live lease, every subset
+# of the free keys equally likely, in random order. First by rejection: a
+# uniform rank, kept when its key is free and new (O(log n) a draw). When
+# draws keep hitting held keys (most of the prefix is held), exactly: the
+# ranks of the live leases of the prefix (and of the keys already picked)
+# are collected and sorted, a uniform subset of the remaining positions is
+# drawn and mapped past them, O(leases of the prefix x log n). Each pick is
+# uniform among the free keys not yet picked, whichever way it was made, so
+# the whole is a uniform subset; it comes up short only when fewer are free.
+_PICK = _LEASES + _DRAWS + """
+local function pick(prefix, high, count, now)
+  local first, total = range_of(prefix, high)
+  local picked, chosen = {}, {}
+  if total == 0 then return picked end
+  local tries = 3 * count + 16
+  while #picked < count and tries > 0 do
+    tries = tries - 1
+    local rank = below(total)
+    local key = key_at(first + rank)
+    if not chosen[key] then
+      local ends = lease_of(key)
+      if not ends or ends <= now then
+        chosen[key] = rank
+        picked[#picked + 1] = key
+      end
+    end
+  end
+  if #picked == count then return picked end
+  local taken = {}
+  for _, rank in pairs(chosen) do taken[#taken + 1] = rank end
+  local low = '-'
+  if prefix ~= '' then low = '[' .. prefix end
+  local held = redis.call('ZRANGEBYLEX', KEYS[10], low, high)
+  for i = 1, #held, 1000 do
+    local part = {unpack(held, i, math.min(i + 999, #held))}
+    local leases = redis.call('HMGET', KEYS[9], unpack(part))
+    for j = 1, #part do
+      local ends = leases[j] and tonumber(string.match(leases[j], '^(%d+):'))
+      if ends and ends > now and not chosen[part[j]] then
+        local rank = redis.call('ZRANK', KEYS[2], part[j])
+        if rank then taken[#taken + 1] = rank - first end
+      end
+    end
+  end
+  table.sort(taken)
+  local free = total - #taken
+  local positions = subset(free, math.min(count - #picked, free))
+  table.sort(positions)
+  local k = 1
+  for _, position in ipairs(positions) do
+    local rank = position + k - 1
+    while k <= #taken and taken[k] <= rank do
+      k = k + 1
+      rank = rank + 1
+    end
+    picked[#picked + 1] = key_at(first + rank)
+  end
+  return shuffle(picked)
+end
+"""
+
+# KEYS: 1-12. ARGV: ttl ms, owner, MessagePack array of keys. Returns the
+# tokens (0: not granted), the values, and the leases' end.
+CLAIM_KEYS = _GATE + _LEASES + """
+local now = now_ms()
+local ends = now + tonumber(ARGV[1])
+local keys = cmsgpack.unpack(ARGV[3])
+local tokens, values = {}, {}
+for i = 1, #keys do
+  local key = keys[i]
+  local value = redis.call('HGET', KEYS[1], key)
+  local held = value and lease_of(key)
+  if value and not (held and held > now) then
+    local token = redis.call('INCR', KEYS[12])
+    lease(key, ends, token, ARGV[2])
+    tokens[i], values[i] = token, value
+  else
+    tokens[i], values[i] = 0, ''
+  end
+end
+return cmsgpack.pack(tokens, values, {ends})
+"""
+
+# KEYS: 1-12. ARGV: prefix, ZRANGEBYLEX max of the prefix, count, ttl ms,
+# owner, seed. Returns the keys, their values, the first token (the keys
+# hold it and the following ones, in order), and the leases' end.
+CLAIM_RANDOM = _GATE + _PICK + _VALUES_OF + """
+local now = now_ms()
+local keys = pick(ARGV[1], ARGV[2], tonumber(ARGV[3]), now)
+if #keys == 0 then return cmsgpack.pack({}, {}, {0, 0}) end
+local ends = now + tonumber(ARGV[4])
+local last = redis.call('INCRBY', KEYS[12], #keys)
+for i = 1, #keys do lease(keys[i], ends, last - #keys + i, ARGV[5]) end
+return cmsgpack.pack(keys, values_of(KEYS[1], keys), {last - #keys + 1, ends})
+"""
+
+# KEYS: 1-12. ARGV: prefix, ZRANGEBYLEX max of the prefix, count, seed.
+# Removes the keys picked; returns them and their values.
+POP_RANDOM = _GATE + _UNLEASE + _PICK + _VALUES_OF + """
+local keys = pick(ARGV[1], ARGV[2], tonumber(ARGV[3]), now_ms())
+if #keys == 0 then return cmsgpack.pack({}, {}) end
+local values = values_of(KEYS[1], keys)
+for i = 1, #keys do preserve(keys[i], values[i]) end
+for i = 1, #keys, 1000 do
+  local part = {unpack(keys, i, math.min(i + 999, #keys))}
+  redis.call('HDEL', KEYS[1], unpack(part))
+  redis.call('ZREM', KEYS[2], unpack(part))
+end
+unlease_all(keys)
+return cmsgpack.pack(keys, values)
+"""
+
+# KEYS: 1-12. ARGV: what to do ('release', 'complete', 'delete': complete
+# and remove the key, 'renew'), ttl ms (renew), MessagePack array key,
+# token, key, token... Returns one number per ref: 0 when the lease was not
+# live, else 1 (the new end for renew).
+END_CLAIMS = _GATE + _UNLEASE + _LEASES + """
+local now = now_ms()
+local action = ARGV[1]
+local refs = cmsgpack.unpack(ARGV[3])
+local results = {}
+for i = 1, #refs, 2 do
+  local key, token = refs[i], refs[i + 1]
+  local ends, held, text = lease_of(key)
+  local result = 0
+  if ends and ends > now and held == token then
+    if action == 'renew' then
+      result = now + tonumber(ARGV[2])
+      redis.call('HSET', KEYS[9], key, string.format('%d', result) .. string.sub(text, #string.match(text, '^%d+') + 1))
+      redis.call('ZADD', KEYS[11], result, key)
+    else
+      result = 1
+      unlease(key)
+      if action == 'delete' then
+        preserve(key, nil)
+        redis.call('HDEL', KEYS[1], key)
+        redis.call('ZREM', KEYS[2], key)
+      end
+    end
+  end
+  results[#results + 1] = result
+end
+return cmsgpack.pack(results)
+"""
+
+# KEYS: index, claims, claims:keys, claims:ends. ARGV: prefix, ZRANGEBYLEX
+# max of the prefix. Returns total, claimed, expired. The whole store counts
+# from claims:ends in O(log n); a prefix walks its leases (ZMSCORE).
+ALLOCATION_STATS = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if ARGV[1] == '' then
+  local leases = redis.call('ZCARD', KEYS[4])
+  local live = redis.call('ZCOUNT', KEYS[4], string.format('(%d', now), '+inf')
+  return {redis.call('ZCARD', KEYS[1]), live, leases - live}
+end
+local total = redis.call('ZLEXCOUNT', KEYS[1], '[' .. ARGV[1], ARGV[2])
+local held = redis.call('ZRANGEBYLEX', KEYS[3], '[' .. ARGV[1], ARGV[2])
+local live, expired = 0, 0
+for i = 1, #held, 1000 do
+  local ends = redis.call('ZMSCORE', KEYS[4], unpack(held, i, math.min(i + 999, #held)))
+  for j = 1, #ends do
+    if tonumber(ends[j]) > now then live = live + 1 else expired = expired + 1 end
+  end
+end
+return {total, live, expired}
+"""
+
+# KEYS: data, index, claims:ends. Returns keys, bytes, live leases, expired
+# leases. MEMORY USAGE of the data hash with its default SAMPLES (5): an
+# estimate from a sample of its fields, without the index.
+STATS = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local leases = redis.call('ZCARD', KEYS[3])
+local live = redis.call('ZCOUNT', KEYS[3], string.format('(%d', now), '+inf')
+return {redis.call('ZCARD', KEYS[2]), redis.call('MEMORY', 'USAGE', KEYS[1]) or 0, live, leases - live}
+"""
+
+# KEYS: index. ARGV: prefix, ZRANGEBYLEX max of the prefix, count, '1' for
+# distinct keys, seed. When the draws are many for the prefix, its keys are
+# read once instead of one ZRANGE a draw.
+RANDOM_KEYS = _DRAWS.replace("KEYS[2]", "KEYS[1]") + """
+local first, total = range_of(ARGV[1], ARGV[2])
+local count = tonumber(ARGV[3])
+if total == 0 then return cmsgpack.pack({}) end
+local ranks
+if ARGV[4] == '1' then
+  ranks = shuffle(subset(total, math.min(count, total)))
+else
+  ranks = {}
+  for i = 1, count do ranks[i] = below(total) end
+end
+local keys = {}
+if total <= 4 * #ranks then
+  local all = redis.call('ZRANGE', KEYS[1], first, first + total - 1)
+  for i = 1, #ranks do keys[i] = all[ranks[i] + 1] end
+else
+  for i = 1, #ranks do keys[i] = key_at(first + ranks[i]) end
+end
+return cmsgpack.pack(keys)
+"""
+
+# KEYS: data. ARGV: MessagePack array of keys. Absent keys come back false.
+GET_MANY = _VALUES_OF + """
+return cmsgpack.pack(values_of(KEYS[1], cmsgpack.unpack(ARGV[1])))
+"""
+
+# KEYS: 1-8. ARGV: MessagePack array key, value, key, value...
+SET_MANY = _GATE + """
+local fields = cmsgpack.unpack(ARGV[1])
+for i = 1, #fields, 2 do preserve(fields[i], nil) end
+for i = 1, #fields, 1000 do
+  local last = math.min(i + 999, #fields)
+  local members = {}
+  for j = i, last, 2 do
+    members[#members + 1] = 0
+    members[#members + 1] = fields[j]
+  end
+  redis.call('HSET', KEYS[1], unpack(fields, i, last))
+  redis.call('ZADD', KEYS[2], unpack(members))
+end
+return 1
+"""
+
+# KEYS: 1-12. ARGV: MessagePack array of keys. Returns how many existed.
+DELETE_MANY = _GATE + _UNLEASE + """
+local keys = cmsgpack.unpack(ARGV[1])
+for i = 1, #keys do preserve(keys[i], nil) end
+local removed = 0
+for i = 1, #keys, 1000 do
+  local part = {unpack(keys, i, math.min(i + 999, #keys))}
+  removed = removed + redis.call('HDEL', KEYS[1], unpack(part))
+  redis.call('ZREM', KEYS[2], unpack(part))
+end
+unlease_all(keys)
+return removed
+"""
+
+# KEYS: 1-12. ARGV: ZRANGEBYLEX min and max of the prefix, count (at most
+# 1,000: one short step of a delete_prefix). Returns how many were removed
+# and 1 when keys of the prefix remain.
+DELETE_RANGE = _GATE + _UNLEASE + """
+local keys = redis.call('ZRANGEBYLEX', KEYS[2], ARGV[1], ARGV[2], 'LIMIT', 0, ARGV[3])
+if #keys > 0 then
+  for i = 1, #keys do preserve(keys[i], nil) end
+  redis.call('HDEL', KEYS[1], unpack(keys))
+  redis.call('ZREM', KEYS[2], unpack(keys))
+  unlease_all(keys)
+end
+local rest = redis.call('ZRANGEBYLEX', KEYS[2], ARGV[1], ARGV[2], 'LIMIT', 0, 1)
+return {#keys, #rest}
+"""
+
+# KEYS: index. ARGV: ZRANGEBYLEX min and max, count (0: all).
+SCAN_KEYS = """
+local keys
+if ARGV[3] == '0' then
+  keys = redis.call('ZRANGEBYLEX', KEYS[1], ARGV[1], ARGV[2])
+else
+  keys = redis.call('ZRANGEBYLEX', KEYS[1], ARGV[1], ARGV[2], 'LIMIT', 0, ARGV[3])
+end
+return cmsgpack.pack(keys)
+"""
+
 SCRIPTS: dict[str, str] = {
     "set": SET,
     "delete": DELETE,
@@ -385,10 +768,24 @@ SCRIPTS: dict[str, str] = {
     "swap": SWAP,
     "compare_and_swap": COMPARE_AND_SWAP,
     "compare_and_delete": COMPARE_AND_DELETE,
+    "compare_and_swap_detailed": COMPARE_AND_SWAP_DETAILED,
+    "compare_and_delete_detailed": COMPARE_AND_DELETE_DETAILED,
     "clear": CLEAR,
     "increment_by": INCREMENT_BY,
     "scan": SCAN,
     "random_key": RANDOM_KEY,
+    "claim_keys": CLAIM_KEYS,
+    "claim_random": CLAIM_RANDOM,
+    "pop_random": POP_RANDOM,
+    "end_claims": END_CLAIMS,
+    "allocation_stats": ALLOCATION_STATS,
+    "stats": STATS,
+    "random_keys": RANDOM_KEYS,
+    "get_many": GET_MANY,
+    "set_many": SET_MANY,
+    "delete_many": DELETE_MANY,
+    "delete_range": DELETE_RANGE,
+    "scan_keys": SCAN_KEYS,
     "backup_begin": BACKUP_BEGIN,
     "backup_page": BACKUP_PAGE,
     "backup_end": BACKUP_END,

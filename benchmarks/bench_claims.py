@@ -47,6 +47,7 @@ from peers import (
     PREFIX,
     SCAN_PREFIX,
     VALUE,
+    VALUE_BYTES,
     DictFloor,
     Impl,
     KVImpl,
@@ -91,6 +92,8 @@ LABELS = {
     "lmdb": "bare py-lmdb",
     "redis": "locust_kv redis",
     "redis-floor": "bare redis-py",
+    "memory-backend": "memory backend alone",
+    "disk-backend": "disk backend alone",
 }
 
 SAME_WORK = f"""\
@@ -108,7 +111,7 @@ lease in the same atomic step. A claim reads and parses the value (a Claim carri
 - **bare py-lmdb** (disk): the environment and slot tables of the ops section's floor, a `claims` database of
   `>Qq` + owner records and the token in the main database; one read transaction per read, one write
   transaction per write (a claim: value, lease, token read; lease and token written). `count(prefix)` is a
-  cursor walk of the range, as LMDB keeps no counts.
+  cursor walk of the range, as LMDB keeps no counts. The map is opened at 16 GiB (the backend grows its own).
 - **bare redis-py** (redis): one connection (RESP2, no pipelining) to the same redis-server, its own database;
   data in a hash and the key order in a sorted set, as the redis backend keeps them; leases in a hash
   (`ends:token:owner`) and an `INCR` counter. `HMGET` for get_many, `ZLEXCOUNT` for count, `ZRANGEBYLEX ... LIMIT`
@@ -140,6 +143,71 @@ class KVClaims(KVImpl):
 
     def all_keys(self) -> list[str]:
         return self.kv.list_keys()
+
+
+class BackendClaims(Impl):
+    """A locust_kv store's backend called directly with bytes (keys encoded here, values already serialized).
+
+    Shares its KVClaims' store. What it lacks against the KV figure is the
+    front-end: argument checks, serialization, error mapping and result
+    types; so ``locust_kv - backend alone`` is what the front-end adds.
+    """
+
+    def __init__(self, kv_impl: KVClaims) -> None:
+        self.label = kv_impl.label.replace("locust_kv ", "") + " backend alone"
+        self.b = kv_impl.kv._backend
+
+    def op(self, name: str) -> Any:
+        return getattr(self, name)
+
+    def populate(self, n: int, items: list[tuple[str, bytes]]) -> None:
+        pass
+
+    def cursor_after(self, key: str) -> bytes:
+        return key.encode() + b"\x00"
+
+    def get_many(self, keys: list[str]) -> Any:
+        return self.b.get_many([k.encode() for k in keys])
+
+    def set_many(self, items: dict[Any, Any]) -> int:
+        self.b.set_many([(k if type(k) is bytes else k.encode(), VALUE_BYTES) for k in items])
+        return len(items)
+
+    def delete_many(self, keys: list[str]) -> int:
+        return self.b.delete_many([k.encode() for k in keys])
+
+    def count(self, prefix: str) -> int:
+        return self.b.count(prefix.encode())
+
+    def scan_keys(self, prefix: str, limit: int, cursor: bytes) -> Any:
+        return self.b.scan_keys(prefix.encode(), cursor, limit)
+
+    def random_keys(self, prefix: str, count: int) -> Any:
+        return self.b.random_keys(prefix.encode(), count, True)
+
+    def pop_random(self, prefix: str) -> Any:
+        rows = self.b.pop_random(prefix.encode(), 1)
+        return rows[0] if rows else None
+
+    def set_if_absent(self, key: str, value: Any) -> Any:
+        return self.b.get_or_set(key.encode(), VALUE_BYTES)
+
+    def compare_and_swap_detailed(self, key: str, old: Any, new: Any) -> Any:
+        return self.b.compare_and_swap_detailed(key.encode(), VALUE_BYTES, VALUE_BYTES)
+
+    def claim_key(self, key: str, ttl: float, owner: str) -> Any:
+        return self.b.claim_keys([key.encode()], int(ttl * 1000), owner.encode())[0]
+
+    def claim_random(self, prefix: str, ttl: float, owner: str) -> Any:
+        records = self.b.claim_random(prefix.encode(), 1, int(ttl * 1000), owner.encode())
+        return records[0] if records else None
+
+    def release_claim(self, record: Any) -> None:
+        if not self.b.release_claims([(record.key, record.token)])[0]:
+            raise LostClaim(record.key)
+
+    def delete_prefix(self, prefix: str) -> Any:
+        return self.b.delete_prefix(prefix.encode(), 0)
 
 
 # ---------------------------------------------------------------------------
@@ -331,13 +399,15 @@ class DictClaims(DictFloor):
 
 _LEASE = Struct(">Qq")
 _TOKEN = b"claim_token"
+MAP_SIZE = 1 << 34
 
 
 class LmdbClaims(LmdbFloor):
     """The bare py-lmdb floor with a claims database and the new operations."""
 
     def __init__(self, path: str, flags: dict[str, Any]) -> None:
-        super().__init__(path, flags)
+        # The disk backend grows its map as it fills; the floor opens one large enough for a million keys at once.
+        super().__init__(path, {**flags, "map_size": max(flags.get("map_size", 0), MAP_SIZE)})
         self.claims_db = self.env.open_db(b"claims")
 
     def populate(self, n: int, items: list[tuple[str, bytes]]) -> None:
@@ -1160,14 +1230,24 @@ def run(cfg: dict[str, Any], workdir: str, lmdb_flags: dict[str, Any], redis_por
                 if impl is not None:
                     _populate(impl, n, items, 0.0, log, f"{name} ops")
                     impls[name] = impl
-        cases = build_cases(impls, OPS, n, skipped)
+        for kind in ("memory", "disk"):
+            if kind in impls:
+                impls[f"{kind}-backend"] = BackendClaims(impls[kind])
+        # Memory and disk (thread CPU time) in one set of rounds; redis (wall clock, slower calls) in another.
+        cases = build_cases({k: v for k, v in impls.items() if not k.startswith("redis")}, OPS, n, skipped)
         log(f"claims: {len(cases)} cases, {cfg['claims_rounds']} rounds")
         measure(cases, cfg["claims_rounds"], cfg["claims_ms"], lambda m: log(f"claims ops: {m}"))
-        cpu, wall = _collect(cases)
-        del cases
+        redis_cases = build_cases({k: v for k, v in impls.items() if k.startswith("redis")}, OPS, n, skipped)
+        if redis_cases:
+            log(f"claims: {len(redis_cases)} redis cases, {cfg['claims_redis_rounds']} rounds")
+            measure(redis_cases, cfg["claims_redis_rounds"], cfg["claims_redis_ms"],
+                    lambda m: log(f"claims redis: {m}"))
+        cpu, wall = _collect(cases + redis_cases)
+        del cases, redis_cases
         for impl in impls.values():
-            impl.close()
-            opened.remove(impl)
+            if impl in opened:
+                impl.close()
+                opened.remove(impl)
         del impls, items
 
         # 2. claim_random at growing sizes, a fifth of the keys held; 3. an exhausted pool.
@@ -1196,7 +1276,7 @@ def run(cfg: dict[str, Any], workdir: str, lmdb_flags: dict[str, Any], redis_por
         scale_cases += build_cases(group, [cycle_op], m, skipped, "@exhausted")
         del items
         log(f"claims: {len(scale_cases)} scaling cases, {cfg['claims_scale_rounds']} rounds")
-        measure(scale_cases, cfg["claims_scale_rounds"], cfg["claims_ms"], lambda m_: log(f"claims scale: {m_}"))
+        measure(scale_cases, cfg["claims_scale_rounds"], cfg["claims_scale_ms"], lambda m_: log(f"claims scale: {m_}"))
         scale_cpu, scale_wall = _collect(scale_cases)
     finally:
         for impl in opened:
@@ -1207,6 +1287,8 @@ def run(cfg: dict[str, Any], workdir: str, lmdb_flags: dict[str, Any], redis_por
     return {
         "n_keys": n,
         "rounds": cfg["claims_rounds"],
+        "redis_rounds": cfg["claims_redis_rounds"],
+        "redis_target_ms": cfg["claims_redis_ms"],
         "scale_rounds": cfg["claims_scale_rounds"],
         "target_ms": cfg["claims_ms"],
         "goal": GOAL,

@@ -71,8 +71,8 @@ FULL = dict(
     backup_n=1_000_000, backup_rounds=3,
     process_counts=[1, 2, 4], process_rounds=3, process_seconds=1.0,
     locust_rounds=3, locust_seconds=4, locust_users=8,
-    claims_keys=10_000, claims_rounds=9, claims_ms=5, claims_sizes=[1_000, 1_000_000], claims_scale_rounds=11,
-    claims_exhausted_keys=10_000,
+    claims_keys=10_000, claims_rounds=9, claims_ms=5, claims_redis_rounds=9, claims_redis_ms=25,
+    claims_sizes=[1_000, 1_000_000], claims_scale_rounds=15, claims_scale_ms=10, claims_exhausted_keys=10_000,
 )
 QUICK = dict(
     ops_keys=2_000, ops_rounds=3, ops_ms=3,
@@ -80,8 +80,8 @@ QUICK = dict(
     backup_n=20_000, backup_rounds=2,
     process_counts=[1, 2, 4], process_rounds=1, process_seconds=0.2,
     locust_rounds=1, locust_seconds=2, locust_users=4,
-    claims_keys=2_000, claims_rounds=3, claims_ms=2, claims_sizes=[1_000, 20_000], claims_scale_rounds=3,
-    claims_exhausted_keys=2_000,
+    claims_keys=2_000, claims_rounds=3, claims_ms=2, claims_redis_rounds=3, claims_redis_ms=5,
+    claims_sizes=[1_000, 20_000], claims_scale_rounds=3, claims_scale_ms=2, claims_exhausted_keys=2_000,
 )
 SECTIONS = ["ops", "processes", "locust", "scaling", "backup", "claims"]
 

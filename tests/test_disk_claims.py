@@ -103,17 +103,21 @@ def test_claim_random_takes_only_claimable_keys_and_all_of_them(store: DiskBacke
     assert len(store.claim_random(b"", 100, LONG, b"c")) == 50
 
 
-def test_claim_random_is_uniform_over_the_claimable_keys(tmp_path: Path) -> None:
+@pytest.mark.parametrize("prefix", [b"", b"k"])
+def test_claim_random_is_uniform_over_the_claimable_keys(tmp_path: Path, prefix: bytes) -> None:
     store = _open(tmp_path / "s.lmdb")
+    now = _fake_clock(store)
     keys = _fill(store, 200)
-    held = {r.key for r in store.claim_keys(keys[:150], LONG, b"h") if r}
+    store.claim_keys(keys[:100], LONG, b"h")
+    store.claim_keys(keys[100:150], 10, b"h")
+    now[0] += 10  # 50 ended, 50 free, 100 held
     seen: collections.Counter[bytes] = collections.Counter()
     for _ in range(5_000):
-        (got,) = store.claim_random(b"k", 1, LONG, b"x")
+        (got,) = store.claim_random(prefix, 1, LONG, b"x")
         seen[got.key] += 1
         assert store.release_claims([(got.key, got.token)]) == [True]
-    assert set(seen) == set(keys) - held
-    assert min(seen.values()) > 50 and max(seen.values()) < 160  # expected 100 each
+    assert set(seen) == set(keys[100:])
+    assert min(seen.values()) > 20 and max(seen.values()) < 90  # expected 50 each (sd 7)
     store.close()
 
 
@@ -128,6 +132,74 @@ def test_pop_random_skips_live_leases_and_takes_expired_ones(store: DiskBackend)
     assert store.count(b"") == 90
     assert store.stats()["claims"] == 90 and store.stats()["expired_claims"] == 0
     assert store.pop_random(b"k", 1) == []
+
+
+@pytest.mark.parametrize("prefix", [b"", b"k"])
+def test_an_exhausted_pool_gives_exactly_its_ended_leases(store: DiskBackend, prefix: bytes) -> None:
+    now = _fake_clock(store)
+    keys = _fill(store, 2_000)
+    store.claim_keys(keys[:1_990], 100, b"h")
+    store.claim_keys(keys[1_990:], 50, b"h")
+    assert store.claim_random(prefix, 10, 100, b"x") == []
+    assert store.pop_random(prefix, 10) == []
+    now[0] += 60  # the last ten ended
+    assert store.allocation_stats(prefix) == (2_000, 10, 1_990, 10)
+    got = store.claim_random(prefix, 100, 100, b"x")
+    assert sorted(r.key for r in got) == keys[1_990:]
+    assert store.claim_random(prefix, 1, 100, b"x") == []
+    _check_leases(store)
+
+
+@pytest.mark.parametrize("prefix", [b"", b"k"])
+def test_many_ended_leases_are_all_claimable(store: DiskBackend, prefix: bytes) -> None:
+    now = _fake_clock(store)
+    keys = _fill(store, 4_000)
+    store.claim_keys(keys[:2_500], 100, b"h")  # more ended leases than the sampler lists
+    store.claim_keys(keys[2_500:], 1_000, b"h")
+    now[0] += 100
+    assert store.allocation_stats(prefix) == (4_000, 2_500, 1_500, 2_500)
+    first = store.claim_random(prefix, 10, 1_000, b"x")
+    assert len(first) == 10 and all(r.key in set(keys[:2_500]) for r in first)
+    rest = store.claim_random(prefix, 4_000, 1_000, b"x")
+    assert sorted(r.key for r in first + rest) == keys[:2_500]
+    _check_leases(store)
+
+
+def _check_leases(store: DiskBackend) -> None:
+    """Every lease record has its one entry in the ends' database, and is on an existing key."""
+
+    def check(txn: lmdb.Transaction, view: disk._View) -> None:
+        leases = dict(txn.cursor(view.claims).iternext())
+        ends = dict(txn.cursor(view.ends).iternext())
+        assert sorted(ends.values()) == sorted(leases)
+        assert {disk_ops.end_key(record) for record in leases.values()} == set(ends)
+        assert all(txn.get(key, None, view.data) is not None for key in leases)
+
+    store._read(disk._READ, check)
+
+
+def test_the_ends_index_follows_every_lease_operation(store: DiskBackend) -> None:
+    now = _fake_clock(store)
+    keys = _fill(store, 400)
+    granted = store.claim_random(b"", 200, 100, b"a")
+    refs = [(r.key, r.token) for r in granted]
+    store.renew_claims(refs[:50], 500)
+    store.release_claims(refs[50:70])
+    store.complete_claims(refs[70:90], True)
+    store.complete_claims(refs[90:100], False)
+    store.delete_many([key for key, _ in refs[100:110]])
+    store.delete(refs[110][0])
+    store.compare_and_delete(refs[111][0], b"v" + refs[111][0])
+    _check_leases(store)
+    now[0] += 200  # 90 leases ended, 50 renewed ones live
+    assert store.stats()["claims"] == 50 and store.stats()["expired_claims"] == 88
+    store.claim_keys(keys, 100, b"b")  # takes over the ended ones
+    store.pop_random(b"", 10)
+    store.delete_prefix(b"k000", 0)
+    _check_leases(store)
+    store.clear()
+    _check_leases(store)
+    assert store.stats()["claims"] == 0
 
 
 # -- the lease goes with the key ------------------------------------------------------------

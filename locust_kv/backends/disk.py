@@ -8,9 +8,10 @@ a time commit, across processes, and readers see a snapshot without waiting.
 
 Layout. The main (unnamed) database holds the format version, the *state*,
 the markers and the claims' fencing counter; six named databases hold the data
-in two generations (0 and 1), and a seventh, ``locust_kv.claims``, the leases
-(see :mod:`~locust_kv.backends.disk_ops`; created on open when a store made
-before claims lacks it):
+in two generations (0 and 1), and two more, ``locust_kv.claims`` and
+``locust_kv.claim_ends``, the leases by key and by end (see
+:mod:`~locust_kv.backends.disk_ops`; created on open when a store made before
+claims lacks them):
 
 * ``locust_kv.data.<g>``: key -> value, the user's entries.
 * ``locust_kv.slots.<g>``: slot (8-byte big-endian) -> key, a dense array
@@ -138,7 +139,7 @@ _MARKER_PREFIX: Final = b"locust_kv.marker."
 _DB_NAMES: Final = tuple(
     (b"locust_kv.data.%d" % g, b"locust_kv.slots.%d" % g, b"locust_kv.slotof.%d" % g) for g in (0, 1)
 )
-_MAX_DBS: Final = 8
+_MAX_DBS: Final = 12  # 8 used: six of the generations, the leases and their ends
 
 _VALID: Final = b"v"
 _NONE: Final = b"n"
@@ -504,7 +505,7 @@ class _View:
     state with another state's databases.
     """
 
-    __slots__ = ("claims", "data", "fillable", "indexed", "maintain", "raw", "slotof", "slots", "state", "writable")
+    __slots__ = ("claims", "data", "ends", "fillable", "indexed", "maintain", "raw", "slotof", "slots", "state", "writable")
 
     def __init__(
         self,
@@ -512,11 +513,11 @@ class _View:
         state: _State | None,
         dbs: tuple[tuple[Any, Any, Any], ...],
         at_limit: bool = False,
-        claims: Any = None,
+        claims: tuple[Any, Any] = (None, None),
     ) -> None:
         self.raw = raw
         self.state = state
-        self.claims = claims
+        self.claims, self.ends = claims
         if state is None:
             self.writable: Any = _NO_STATE
             self.fillable: Any = _NO_STATE
@@ -556,7 +557,7 @@ class DiskBackend(Backend):
         self._at_limit = False  # the map cannot grow any more: writes that add data keep the reserve free
         self._resizes = 0
         self._dbs: tuple[tuple[Any, Any, Any], ...] = ()
-        self._claims: Any = None  # the leases' database, shared by both generations
+        self._claims: tuple[Any, Any] = (None, None)  # the leases' databases (by key, by end), shared by both generations
         self._all_dbs: tuple[Any, ...] = ()  # the main database, the six of the generations and the leases'
         self._view = _CLOSED_VIEW
         self._backup_reader: _DiskBackupReader | None = None
@@ -626,7 +627,7 @@ class DiskBackend(Backend):
                 resizes = self._resizes
                 try:
                     self._dbs, self._claims, state = self._open_databases(env)
-                    self._all_dbs = (env.open_db(None), *(db for dbs in self._dbs for db in dbs), self._claims)
+                    self._all_dbs = (env.open_db(None), *(db for dbs in self._dbs for db in dbs), *self._claims)
                     break
                 except lmdb.Error as exc:  # another process grew the map meanwhile, or it is full
                     self._recover(_OPEN, exc, attempt, resizes)
@@ -660,7 +661,7 @@ class DiskBackend(Backend):
                 raise DiskStoreOpenError(f"disk store format {fmt!r} is not supported (this version reads {_FORMAT!r})")
             else:
                 dbs = tuple(tuple(env.open_db(name, txn=txn, create=False) for name in names) for names in _DB_NAMES)
-            claims = env.open_db(disk_ops.CLAIMS_DB, txn=txn)
+            claims = (env.open_db(disk_ops.CLAIMS_DB, txn=txn), env.open_db(disk_ops.ENDS_DB, txn=txn))
             state = txn.get(_STATE_KEY)
             _State.decode(state)
         return dbs, claims, state  # type: ignore[return-value]
@@ -670,7 +671,7 @@ class DiskBackend(Backend):
         self._begin = self._lazy_begin
         self._view = _CLOSED_VIEW
         self._dbs = ()
-        self._claims = None
+        self._claims = (None, None)
         if env is not None:
             env.close()
 
@@ -1177,7 +1178,9 @@ class DiskBackend(Backend):
             self._index_remove(txn, view, key)
         # Its lease goes with it. On an empty leases' database this costs a lookup of
         # its root in the one-page main database (lost in the commit's noise).
-        txn.delete(key, b"", view.claims)
+        lease = txn.pop(key, view.claims)
+        if lease is not None:
+            txn.delete(disk_ops.end_key(lease), b"", view.ends)
         return True
 
     def increment_by(self, key: bytes, delta: int) -> int:
@@ -1312,7 +1315,9 @@ class DiskBackend(Backend):
         txn.delete(key, b"", data)
         if view.maintain:
             self._index_remove(txn, view, key)
-        txn.delete(key, b"", view.claims)
+        lease = txn.pop(key, view.claims)
+        if lease is not None:
+            txn.delete(disk_ops.end_key(lease), b"", view.ends)
         return True
 
     # -- the key index ----------------------------------------------------------------------
@@ -1354,7 +1359,7 @@ class DiskBackend(Backend):
         self._write(_DELETE, self._clear_in)
 
     def _clear_in(self, txn: lmdb.Transaction, view: _View) -> None:
-        for db in (view.data, view.slots, view.slotof, view.claims):
+        for db in (view.data, view.slots, view.slotof, view.claims, view.ends):
             txn.drop(db, delete=False)
         self._set_index_status(txn, _VALID if self._track_keys else _NONE)
 
@@ -1753,7 +1758,8 @@ class DiskBackend(Backend):
     def _finish_restore(self, txn: lmdb.Transaction, view: _View, owner: int, staging: int) -> int:
         state = _check_restorer(view, owner)
         self._drop_generation(txn, state.generation)
-        txn.drop(self._claims, delete=False)  # the leases were on the keys the flip replaces
+        for db in self._claims:  # the leases were on the keys the flip replaces
+            txn.drop(db, delete=False)
         self._put_state(txn, _State(staging, _VALID if self._track_keys else _NONE, 0))
         return txn.stat(self._dbs[staging][0])["entries"]  # type: ignore[no-any-return]
 

@@ -497,61 +497,71 @@ end
 """
 
 # Up to count distinct keys of the prefix with no live lease, every subset
-# of the free keys equally likely, in random order. First by rejection: a
-# uniform rank, kept when its key is free and new (O(log n) a draw). When
-# draws keep hitting held keys (most of the prefix is held), exactly: the
-# ranks of the live leases of the prefix (and of the keys already picked)
-# are collected and sorted, a uniform subset of the remaining positions is
-# drawn and mapped past them, O(leases of the prefix x log n). Each pick is
-# uniform among the free keys not yet picked, whichever way it was made, so
-# the whole is a uniform subset; it comes up short only when fewer are free.
+# of the free keys equally likely, in random order.
+#
+# First by rejection: a uniform rank of the prefix, kept when its key is free
+# and not picked yet (a ZRANGE and an HGET, O(log n) a draw). When 3 x count
+# + 16 + leases/8 draws do not fill the count (most of the prefix is held;
+# a draw costs several times what reading one lease does, so the draws cost
+# about what the exact way would), exactly: the
+# live leases of the prefix are listed (in byte order, so in rank order:
+# O(leases of the prefix), in slices), a uniform subset of positions among
+# the free keys is drawn, and each position is mapped to its rank by a binary
+# search over the live leases, whose ranks (ZRANK) are read only as the
+# search needs them: O(count x log(leases) x log n). The exact draw starts
+# over rather than keep the rejected phase's picks: the rejection phase's
+# result, given that it succeeded, is a uniform subset too (the free keys
+# are interchangeable in it), so the result is uniform either way. It comes
+# up short only when fewer keys are free.
 _PICK = _LEASES + _DRAWS + """
 local function pick(prefix, high, count, now)
   local first, total = range_of(prefix, high)
   local picked, chosen = {}, {}
   if total == 0 then return picked end
-  local tries = 3 * count + 16
+  local low = '-'
+  if prefix ~= '' then low = '[' .. prefix end
+  local tries = 3 * count + 16 + math.floor(redis.call('ZLEXCOUNT', KEYS[10], low, high) / 8)
   while #picked < count and tries > 0 do
     tries = tries - 1
-    local rank = below(total)
-    local key = key_at(first + rank)
+    local key = key_at(first + below(total))
     if not chosen[key] then
       local ends = lease_of(key)
       if not ends or ends <= now then
-        chosen[key] = rank
+        chosen[key] = true
         picked[#picked + 1] = key
       end
     end
   end
   if #picked == count then return picked end
-  local taken = {}
-  for _, rank in pairs(chosen) do taken[#taken + 1] = rank end
-  local low = '-'
-  if prefix ~= '' then low = '[' .. prefix end
-  local held = redis.call('ZRANGEBYLEX', KEYS[10], low, high)
-  for i = 1, #held, 1000 do
-    local part = {unpack(held, i, math.min(i + 999, #held))}
-    local leases = redis.call('HMGET', KEYS[9], unpack(part))
+  local leased = redis.call('ZRANGEBYLEX', KEYS[10], low, high)
+  local live = {}
+  for i = 1, #leased, 1000 do
+    local part = {unpack(leased, i, math.min(i + 999, #leased))}
+    local ends = redis.call('ZMSCORE', KEYS[11], unpack(part))
     for j = 1, #part do
-      local ends = leases[j] and tonumber(string.match(leases[j], '^(%d+):'))
-      if ends and ends > now and not chosen[part[j]] then
-        local rank = redis.call('ZRANK', KEYS[2], part[j])
-        if rank then taken[#taken + 1] = rank - first end
-      end
+      local e = ends[j] and tonumber(ends[j])
+      if e and e > now then live[#live + 1] = part[j] end
     end
   end
-  table.sort(taken)
-  local free = total - #taken
-  local positions = subset(free, math.min(count - #picked, free))
-  table.sort(positions)
-  local k = 1
-  for _, position in ipairs(positions) do
-    local rank = position + k - 1
-    while k <= #taken and taken[k] <= rank do
-      k = k + 1
-      rank = rank + 1
+  local ranks = {}
+  -- How many free keys of the prefix rank before live[j].
+  local function free_before(j)
+    local rank = ranks[j]
+    if not rank then
+      rank = redis.call('ZRANK', KEYS[2], live[j]) - first
+      ranks[j] = rank
     end
-    picked[#picked + 1] = key_at(first + rank)
+    return rank - (j - 1)
+  end
+  local free = total - #live
+  picked = subset(free, math.min(count, free))
+  for i = 1, #picked do
+    local position, lo, hi = picked[i], 0, #live
+    while lo < hi do -- the last live lease with at most position free keys before it (0: none)
+      local mid = math.floor((lo + hi + 1) / 2)
+      if free_before(mid) <= position then lo = mid else hi = mid - 1 end
+    end
+    picked[i] = key_at(first + position + lo)
   end
   return shuffle(picked)
 end

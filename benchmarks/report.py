@@ -178,7 +178,7 @@ def _us(ns: float) -> str:
     return f"{us:,.0f}" if us >= 100 else f"{us:.1f}" if us >= 10 else f"{us:.2f}"
 
 
-def _claims_section(results: dict[str, Any], w: Any) -> None:
+def _claims_section(results: dict[str, Any], w: Any, notes: str | None = None) -> None:
     claims = results["claims"]
     meta = claims.get("meta", {})
     goal, growth = claims["goal"], claims["growth_goal"]
@@ -296,6 +296,9 @@ def _claims_section(results: dict[str, Any], w: Any) -> None:
     w("")
     w("![claims: ratio to the floor per operation, and claim_random's growth](claims.png)")
     w("")
+    if notes:
+        w(notes.rstrip())
+        w("")
 
 
 def _claims_plot(claims: dict[str, Any], directory: str) -> str:
@@ -325,7 +328,7 @@ def _claims_plot(claims: dict[str, Any], directory: str) -> str:
     ax.invert_yaxis()
     ax.set_xlabel("locust_kv ÷ its floor (median, bars: 25th–75th percentile)")
     ax.set_title(f"Each operation against its floor ({claims['n_keys']:,} keys)", fontsize=10)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.07), ncol=4, frameon=False)
     ax.grid(axis="x", alpha=0.3)
     sizes = claims["sizes"]
     cycle = "claim_random + release_claim"
@@ -384,7 +387,8 @@ def _locust_cost_ab(locust: dict[str, Any], variant: dict[str, Any]) -> Stats:
 # RESULTS.md
 
 
-def write_results_md(results: dict[str, Any], path: str, same_work: str, notes: str | None) -> None:
+def write_results_md(results: dict[str, Any], path: str, same_work: str, notes: str | None,
+                     claims_notes: str | None = None) -> None:
     meta = results["meta"]
     out: list[str] = []
     w = out.append
@@ -456,7 +460,7 @@ def write_results_md(results: dict[str, Any], path: str, same_work: str, notes: 
     if results.get("locust"):
         _locust_section(results, w)
     if results.get("claims"):
-        _claims_section(results, w)
+        _claims_section(results, w, claims_notes)
     if notes:
         w("## Notes")
         w("")

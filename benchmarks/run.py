@@ -537,7 +537,12 @@ def write_outputs(results: dict[str, Any], out_dir: str, include_notes: bool) ->
     if lmdb_meta:
         same_work += (f"\nLMDB flags of both the disk backend and the bare py-lmdb floor ({lmdb_meta['source']}): "
                       + ", ".join(f"`{k}={v}`" for k, v in lmdb_meta["flags"].items()) + ".\n")
-    report.write_results_md(results, os.path.join(out_dir, "RESULTS.md"), same_work, notes)
+    claims_notes = None
+    claims_notes_path = os.path.join(HERE, "claims_notes.md")
+    if include_notes and results.get("claims") and os.path.exists(claims_notes_path):
+        with open(claims_notes_path) as f:
+            claims_notes = f.read()
+    report.write_results_md(results, os.path.join(out_dir, "RESULTS.md"), same_work, notes, claims_notes)
     try:
         report.write_plots(results, out_dir)
     except ImportError as exc:

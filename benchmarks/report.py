@@ -251,25 +251,19 @@ def _claims_section(results: dict[str, Any], w: Any, notes: str | None = None) -
     w(f"claim_random (no prefix) + release_claim cycles on stores of {', '.join(f'{n:,}' for n in sizes)} user keys "
       f"(and 100 counters), {claims['held_share']:.0%} of all keys held by live leases an hour long (taken with "
       f"claim_keys before measuring), every size in the same rounds ({claims['scale_rounds']} rounds). µs per "
-      f"cycle. **Goal: at {large:,} within {growth:.0f}x of at {small:,}.** The floors (dict + lock, bare py-lmdb) "
-      "are shown for context; the redis floor is not run at this size.")
+      f"cycle. **Goal: at {large:,} within {growth:.0f}x of at {small:,}.**")
     w("")
-    w(f"| backend | {small:,} µs | {large:,} µs | ratio | | floor {small:,} µs | floor {large:,} µs | floor ratio |")
-    w("| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |")
-    for backend, floor in claims["pairs"].items():
+    w(f"| backend | {small:,} µs | {large:,} µs | ratio | |")
+    w("| --- | ---: | ---: | ---: | --- |")
+    for backend in claims["pairs"]:
         a = _claims_samples(claims, backend, cycle, backend, f"@{large}")
         b = _claims_samples(claims, backend, cycle, backend, f"@{small}")
         if not (a and b):
             reason = skipped.get(f"{backend}@{large}|{cycle}") or skipped.get(f"{backend}@{small}|{cycle}") or "not measured"
-            w(f"| {backend} | | | | SKIPPED: {reason} | | | |")
+            w(f"| {backend} | | | | SKIPPED: {reason} |")
             continue
         r = ratio(a, b)
-        fa = _claims_samples(claims, floor, cycle, backend, f"@{large}")
-        fb = _claims_samples(claims, floor, cycle, backend, f"@{small}")
-        floor_cells = (f"{_us(summarise(fb).median)} | {_us(summarise(fa).median)} | {_x(ratio(fa, fb))}"
-                       if fa and fb else "— | — | —")
-        w(f"| {backend} | {_us(summarise(b).median)} | {_us(summarise(a).median)} | {_x(r)} | "
-          f"{_verdict(r.median <= growth)} | {floor_cells} |")
+        w(f"| {backend} | {_us(summarise(b).median)} | {_us(summarise(a).median)} | {_x(r)} | {_verdict(r.median <= growth)} |")
     w("")
     ex = claims["exhausted"]
     w(f"### An exhausted pool: {ex['held_share']:.0%} held")

@@ -13,9 +13,10 @@ script may touch all of its keys.
 * ``backup:cursor``, ``backup:old``, ``backup:oldindex``, ``backup:new``:
   what a running backup has read, and what writers preserved for it.
 * ``markers``: hash of the markers, outside the key space.
-* ``claims``, ``claims:keys``, ``claims:ends``: the leases (by key, by
-  prefix, by end), outside the key space; ``claimtoken``: the fencing
-  counter. See ``scripts.py``.
+* ``claims``, ``claims:keys``, ``claims:ends``, ``claims:lapsed``: the
+  leases (by key, by prefix, by end, and the expired ones swept aside),
+  outside the key space; ``claimtoken``: the fencing counter. See
+  ``scripts.py``.
 
 Every operation is one round trip: a plain command where one suffices
 (``HGET``, ``HEXISTS``, ``ZCARD``, the markers), else one Lua script
@@ -130,9 +131,10 @@ class RedisBackend(Backend):
         self._claims = prefix + b"claims"
         self._claim_keys = prefix + b"claims:keys"
         self._claim_ends = prefix + b"claims:ends"
+        self._claim_lapsed = prefix + b"claims:lapsed"
         self._copies = [prefix + b"backup:cursor", prefix + b"backup:old", prefix + b"backup:oldindex", prefix + b"backup:new"]
         self._gated = [self._data, self._index, self._restore, self._backup, *self._copies]
-        self._leases = [self._claims, self._claim_keys, self._claim_ends]
+        self._leases = [self._claims, self._claim_keys, self._claim_ends, self._claim_lapsed]
         self._leased = [*self._gated, *self._leases, prefix + b"claimtoken"]
         # The URL was validated by configure(). A blocking pool: a thousand
         # greenlets share at most max_connections sockets, waiting their turn
@@ -363,7 +365,7 @@ class RedisBackend(Backend):
     def allocation_stats(self, prefix: bytes) -> tuple[int, int, int, int]:
         """One script: O(log n) for the whole store (counts of ``claims:ends``); a prefix walks its leases (ZMSCORE)."""
         total, claimed, expired = self._run(
-            "allocation_stats", [self._index, *self._leases], _bounds(prefix), False
+            "allocation_stats", [self._index, *self._leases[1:]], _bounds(prefix), False
         )
         return int(total), int(total) - int(claimed), int(claimed), int(expired)
 
@@ -441,7 +443,7 @@ class RedisBackend(Backend):
     def stats(self) -> dict[str, int]:
         """One script. ``bytes`` is ``MEMORY USAGE`` of the data hash with the server's default SAMPLES (5):
         an estimate from a sample of its fields, not counting the key index."""
-        keys, size, claims, expired = self._run("stats", [self._data, self._index, self._claim_ends], [], False)
+        keys, size, claims, expired = self._run("stats", [self._data, self._index, self._claim_ends, self._claim_lapsed], [], False)
         return {"keys": int(keys), "bytes": int(size), "claims": int(claims), "expired_claims": int(expired)}
 
     def rebuild_key_list(self) -> None:

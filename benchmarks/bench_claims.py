@@ -1170,17 +1170,26 @@ def _open(kind: str, n: int, workdir: str, lmdb_flags: dict[str, Any], redis_por
     raise ValueError(kind)
 
 
+SETUP: dict[str, dict[str, Any]] = {}
+"""Set-up times of the last run: filling each store and taking its held leases."""
+
+
 def _populate(impl: Any, n: int, items: list[tuple[str, bytes]], held_share: float, log: Any, what: str) -> None:
     gc.unfreeze()
     start = time.monotonic()
     impl.populate(n, items)
+    filled = time.monotonic() - start
     held = 0
     if held_share:
         keys = [k for k, _ in items]
         rng = random.Random(12)
-        held = impl.hold(rng.sample(keys, round(held_share * len(keys))), HELD_TTL)
-    log(f"claims: {what}: {len(items):,} keys" + (f", {held:,} held" if held_share else "")
-        + f" in {time.monotonic() - start:.1f}s")
+        chosen = rng.sample(keys, round(held_share * len(keys)))
+        start = time.monotonic()
+        held = impl.hold(chosen, HELD_TTL)
+    holding = time.monotonic() - start if held_share else 0.0
+    SETUP[what] = {"keys": len(items), "fill_s": round(filled, 2), "held": held, "hold_s": round(holding, 2)}
+    log(f"claims: {what}: {len(items):,} keys in {filled:.1f}s"
+        + (f", {held:,} held in {holding:.1f}s" if held_share else ""))
     gc.collect()
     gc.freeze()
 
@@ -1320,5 +1329,6 @@ def run(cfg: dict[str, Any], workdir: str, lmdb_flags: dict[str, Any], redis_por
         "skipped": skipped,
         "skipped_backends": {k: skipped_peers[k] for k in ("memory", "disk", "redis") if k in skipped_peers},
         "same_work": SAME_WORK,
+        "setup": dict(SETUP),
         "duration_s": time.monotonic() - t0,
     }

@@ -306,6 +306,22 @@ def test_web_summary_lookup_and_prefix_paging(env, web) -> None:  # type: ignore
     assert env.stats.total.num_requests == requests_before
 
 
+def test_web_masks_values_under_the_masked_prefixes(env, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr("sys.argv", ["locust"])
+    env.create_web_ui("127.0.0.1", _free_port(), web_base_path="/base", delayed_start=True)
+    kv = plugin.register(env, **_memory(mask_prefix="secret:, token:"))
+    for key, value in {"secret:alice": "hunter2", "token:1": "abc", "user:1": {"id": 1}}.items():
+        kv.set(key, value)
+    web = env.web_ui.app.test_client()
+    looked_up = web.get("/base/kv/api/key", query_string={"key": "secret:alice"}).get_json()
+    assert looked_up["masked"] is True and "hunter2" not in str(looked_up)
+    page = web.get("/base/kv/api/keys", query_string={"prefix": ""}).get_json()
+    shown = {entry["key"]: entry["value"] for entry in page["entries"]}
+    assert set(shown) == {"secret:alice", "token:1", "user:1"}  # keys stay visible
+    assert "hunter2" not in str(page) and "abc" not in str(page)
+    assert shown["user:1"] == '{"id":1}'
+
+
 def test_web_bad_cursor_is_a_catalogued_error(web) -> None:  # type: ignore[no-untyped-def]
     response = web.get("/base/kv/api/keys", query_string={"cursor": "%%%"})
     assert response.status_code == 400

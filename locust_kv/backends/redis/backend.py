@@ -338,10 +338,11 @@ class RedisBackend(Backend):
     def claim_random(self, prefix: bytes, count: int, ttl_ms: int, owner: bytes) -> list[ClaimRecord]:
         """One script. Each pick draws a uniform rank of the prefix (ZRANGE, O(log n)) until it finds a free key.
 
-        After ``3 x count + 16`` draws in vain (most of the prefix held) it
-        switches to an exact draw: the ranks of the prefix's live leases are
-        collected (ZRANK each) and a uniform subset of the rest is mapped past
-        them, O(leases of the prefix x log n). Never short while a free key remains.
+        When ``3 x count + 16`` draws do not fill the count (most of the
+        prefix held) it switches to an exact draw: expired leases are swept
+        aside, and uniform positions among the free keys are mapped to ranks
+        by a binary search over the prefix's live leases, O(count x log(leases)
+        x log n) (see ``scripts.py``). Never short while a free key remains.
         """
         keys, values, (first, ends) = _unpack(
             self._run("claim_random", self._leased, [*_bounds(prefix), count, ttl_ms, owner, _seed()], True), 3

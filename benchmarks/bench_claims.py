@@ -55,7 +55,6 @@ from peers import (
     _dumps,
     _loads,
     _str_prefix_end,
-    counter_key,
     cycle,
     dataset,
     user_key,
@@ -96,7 +95,7 @@ LABELS = {
     "disk-backend": "disk backend alone",
 }
 
-SAME_WORK = f"""\
+SAME_WORK = """\
 Every floor takes the same Python arguments and returns the same Python results as the KV method (tuples
 where KV returns named tuples); values are serialized with `orjson.dumps(value, option=OPT_SORT_KEYS)` and parsed
 with `orjson.loads` wherever KV does. Each keeps the key index of the backend it stands for (see the operations
@@ -118,7 +117,7 @@ lease in the same atomic step. A claim reads and parses the value (a Claim carri
   for a keys page, one Lua script for every other operation (draws by uniform rank in the sorted set).
 """
 
-_now_ms = lambda: int(time.time() * 1000)  # noqa: E731 - the backends' wall_clock_ms
+_now_ms = lambda: int(time.time() * 1000)
 
 
 class LostClaim(Exception):

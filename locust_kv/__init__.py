@@ -10,26 +10,46 @@ Importing this package has no side effects. The Locust plugin lives in
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
 from .errors import ErrorGroup, KVError
-from .results import BackupSummary, Entry, GetOrSetResult, RestoreSummary, ScanPage, SwapResult
+from .results import (
+    AllocationStats,
+    BackupSummary,
+    Claim,
+    ClaimBatch,
+    CompareAndDeleteResult,
+    CompareAndSwapResult,
+    DeletePrefixResult,
+    Entry,
+    GetOrSetResult,
+    KeyScanPage,
+    Lookup,
+    RestoreSummary,
+    ScanPage,
+    StoreStats,
+    SwapResult,
+)
 from .store import KV, open_kv
 
-try:
-    __version__ = version("locust-kv")
-except PackageNotFoundError:  # running from a source tree that was not installed
-    __version__ = "0+unknown"
+from ._version import __version__
 
 __all__ = [
+    "AllocationStats",
     "BackupSummary",
+    "Claim",
+    "ClaimBatch",
+    "CompareAndDeleteResult",
+    "CompareAndSwapResult",
+    "DeletePrefixResult",
     "Entry",
     "ErrorGroup",
     "GetOrSetResult",
     "KV",
     "KVError",
+    "KeyScanPage",
+    "Lookup",
     "RestoreSummary",
     "ScanPage",
+    "StoreStats",
     "SwapResult",
     "__version__",
     "open_kv",

@@ -7,10 +7,13 @@ than a few milliseconds (clearing or restoring a million keys) calls
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Callable
 from time import perf_counter
+from typing import Any
 
-__all__ = ["CHUNK", "pause"]
+__all__ = ["CHUNK", "greenlet_hub", "offload", "pause"]
 
 CHUNK = 10_000
 """Entries handled between two pauses: about a millisecond of work."""
@@ -21,17 +24,46 @@ _LOOP_EVERY = 0.005
 _last_loop = 0.0
 
 
-def pause() -> None:
-    """Yield to other greenlets if this thread runs a gevent hub; otherwise do nothing."""
+def greenlet_hub() -> Any:
+    """The gevent hub of this thread when called from a greenlet other than the hub; else None.
+
+    Never creates a hub (``get_hub()`` would, in a thread that has none), and
+    never imports gevent: a program that did not import it has no greenlets.
+    """
     gevent = sys.modules.get("gevent")
     if gevent is None:
-        return
-    # get_hub() would create a hub in a thread that has none; this only looks.
+        return None
     from gevent._hub_local import get_hub_if_exists
 
     hub = get_hub_if_exists()
     if hub is None or gevent.getcurrent() is hub:
+        return None
+    return hub
+
+
+def offload(function: Callable[..., Any], *args: Any) -> Any:
+    """Run a blocking call (an fsync) in gevent's threadpool when called from a greenlet, so the hub keeps running.
+
+    Runs it inline when there is no usable pool: outside a greenlet, and in
+    a process forked (plain ``os.fork``, without gevent's monkey patching or
+    ``gevent.reinit()``) from the one that started the pool. Such a pool
+    believes its worker threads exist, but fork() kept none of them, so a
+    task given to it would never run. A short fsync inline only pauses the
+    hub for as long as the disk takes.
+    """
+    hub = greenlet_hub()
+    if hub is not None:
+        pool = getattr(hub, "_threadpool", None)  # None until first use: then created in this process
+        if pool is None or getattr(pool, "pid", None) == os.getpid():
+            return hub.threadpool.apply(function, args)
+    return function(*args)
+
+
+def pause() -> None:
+    """Yield to other greenlets if this thread runs a gevent hub; otherwise do nothing."""
+    if greenlet_hub() is None:
         return
+    gevent = sys.modules["gevent"]
     global _last_loop
     # sleep(0) only runs greenlets that are already ready, and the hub runs up
     # to 50 such callbacks before it looks at timers and I/O again: a loop of

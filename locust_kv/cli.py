@@ -22,6 +22,7 @@ import json
 import math
 import os
 import sys
+import textwrap
 import time
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
@@ -29,7 +30,8 @@ from typing import IO, Any, Final
 
 import orjson
 
-from . import __version__, snapshot
+from . import snapshot
+from ._version import __version__
 from ._cooperative import CHUNK
 from .errors import (
     DiskPathError,
@@ -40,7 +42,7 @@ from .errors import (
 )
 from .options import configure_backend
 from .serialization import get_serializer
-from .store import _encode_key
+from .store import encode_key
 
 __all__ = ["main"]
 
@@ -239,7 +241,7 @@ def import_source(source: str, source_format: str, serialization: str) -> tuple[
     for number, key, value in rows:
         try:
             # The store's own checks, so that every imported entry is one the store could hold.
-            raw_key = _encode_key(key)
+            raw_key = encode_key(key)
             raw_value = serializer.dumps(value)
         except KVError as exc:
             bad.add(number, f"{exc.name}: {exc.message}")
@@ -546,7 +548,58 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: the snapshot's)",
     )
     rest.set_defaults(run=_cmd_restore)
+
+    opts = commands.add_parser(
+        "options",
+        help="list the Locust plugin's --kv-* options",
+        description="Every option of the Locust plugin (import locust_kv.plugin) with its environment variable, "
+        "locust.conf key, default and meaning: the table the plugin's parser is built from. "
+        "(locust --help cannot list a plugin's options.)",
+    )
+    opts.add_argument(
+        "--format", choices=("text", "markdown", "json"), default="text", help="output format (default: text)"
+    )
+    opts.set_defaults(run=_cmd_options)
     return parser
+
+
+def _cmd_options(args: argparse.Namespace) -> None:
+    from .plugin.settings import OPTIONS  # imports Locust: only for this command
+
+    rows = [
+        {
+            "flag": o.flag + ("" if o.kind is bool else f" {o.metavar}"),
+            "env_var": o.env_var,
+            "config_key": o.flag[2:],
+            "default": o.default,
+            "help": o.help,
+        }
+        for o in OPTIONS
+    ]
+    if args.format == "json":
+        print(json.dumps(rows, indent=2))
+        return
+    if args.format == "markdown":
+        print("| Option | Environment variable | locust.conf key | Default | Meaning |")
+        print("| --- | --- | --- | --- | --- |")
+        for row in rows:
+            cells = [f"`{row['flag']}`", f"`{row['env_var']}`", f"`{row['config_key']}`", _shown(row["default"]), row["help"]]
+            print("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+        return
+    for row in rows:
+        print(row["flag"])
+        print(f"    env {row['env_var']}, locust.conf {row['config_key']}, default {_shown(row['default'])}")
+        for line in textwrap.wrap(row["help"], 76):
+            print(f"    {line}")
+        print()
+
+
+def _shown(default: object) -> str:
+    if default is None:
+        return "none"
+    if isinstance(default, bool):
+        return "true" if default else "false"
+    return str(default)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -17,10 +17,10 @@ belongs to one recovery group (``err.group``), which says what to do about it:
     │   ├── BackupOptionsRequiredError, RestoreOptionsRequiredError,
     │   │   SnapshotBudgetExceededError, SnapshotNotFoundError,
     │   │   SnapshotReadError, SnapshotImportError, SnapshotMismatchError
-    │   └── StoreClosedError, DatabaseNotOpenError
+    │   └── StoreClosedError, DatabaseNotOpenError, ClaimLostError
     ├── configuration: fix options, paths or permissions
     │   ├── InvalidBackendError, InvalidSerializationError,
-    │   │   InvalidOptionsError, KVOptionsConflictError
+    │   │   InvalidOptionsError, KVOptionsConflictError, ReadOnlyStoreError
     │   ├── StoreNotSharedError
     │   │   └── MemoryBackendNotSharedError
     │   ├── StoreOpenError
@@ -56,6 +56,7 @@ __all__ = [
     "BackupInProgressError",
     "BackupOptionsRequiredError",
     "BucketNotFoundError",
+    "ClaimLostError",
     "DatabaseNotOpenError",
     "DiskPathError",
     "DiskStoreDeleteError",
@@ -80,6 +81,7 @@ __all__ = [
     "KeyNotFoundError",
     "KeyTooLongError",
     "MemoryBackendNotSharedError",
+    "ReadOnlyStoreError",
     "RestoreInProgressError",
     "RestoreOptionsRequiredError",
     "SerializerError",
@@ -332,6 +334,19 @@ class DatabaseNotOpenError(KVError):
     default_message = "the store is not open"
 
 
+class ClaimLostError(KVError):
+    """``release_claim``, ``complete_claim`` or ``renew_claim`` was given a lease that is no longer live.
+
+    The lease expired, was released or completed already, was taken over by
+    another claimer after it expired, or its key was removed. The token
+    decides, not the caller's clock: a stale holder can never act on the
+    current holder's lease.
+    """
+
+    group = ErrorGroup.USER
+    default_message = "the claim is no longer held"
+
+
 # --------------------------------------------------------------------------
 # Configuration: fix options, paths or permissions.
 
@@ -362,6 +377,13 @@ class KVOptionsConflictError(KVError):
 
     group = ErrorGroup.CONFIGURATION
     default_message = "store already open with different options"
+
+
+class ReadOnlyStoreError(KVError):
+    """A write was attempted through a handle opened with ``read_only=True``."""
+
+    group = ErrorGroup.CONFIGURATION
+    default_message = "the store was opened read-only"
 
 
 class StoreNotSharedError(KVError):

@@ -4,7 +4,23 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-__all__ = ["BackupSummary", "Entry", "GetOrSetResult", "RestoreSummary", "ScanPage", "SwapResult"]
+__all__ = [
+    "AllocationStats",
+    "BackupSummary",
+    "Claim",
+    "ClaimBatch",
+    "CompareAndDeleteResult",
+    "CompareAndSwapResult",
+    "DeletePrefixResult",
+    "Entry",
+    "GetOrSetResult",
+    "KeyScanPage",
+    "Lookup",
+    "RestoreSummary",
+    "ScanPage",
+    "StoreStats",
+    "SwapResult",
+]
 
 
 class Entry(NamedTuple):
@@ -57,3 +73,110 @@ class RestoreSummary(NamedTuple):
     """Result of ``restore``: how many entries the store holds afterwards."""
 
     total_entries: int
+
+
+class KeyScanPage(NamedTuple):
+    """One page of ``scan_keys``: keys only, with the same cursors as ``scan``."""
+
+    keys: list[str]
+    cursor: str
+    done: bool
+
+
+class CompareAndSwapResult(NamedTuple):
+    """Result of ``compare_and_swap_detailed``.
+
+    ``reason`` is ``"swapped"`` or ``"mismatch"``. ``existed`` says whether
+    the key was stored before the call; ``current`` is the value it held
+    when the swap did not happen (None when it was absent or swapped).
+    """
+
+    swapped: bool
+    reason: str
+    existed: bool
+    current: Any
+
+
+class CompareAndDeleteResult(NamedTuple):
+    """Result of ``compare_and_delete_detailed``: ``reason`` is ``"deleted"`` or ``"mismatch"``; as CompareAndSwapResult."""
+
+    deleted: bool
+    reason: str
+    existed: bool
+    current: Any
+
+
+class Lookup(NamedTuple):
+    """One key of ``get_many``: its value (None when absent) and whether it was found."""
+
+    key: str
+    value: Any
+    found: bool
+
+
+class DeletePrefixResult(NamedTuple):
+    """Result of ``delete_prefix``: keys removed, and whether none with the prefix was left."""
+
+    deleted: int
+    done: bool
+
+
+class Claim(NamedTuple):
+    """A lease on one entry, from ``claim_key``, ``claim_random`` and their batch forms.
+
+    ``value`` is the entry's value when it was claimed. ``token`` is a
+    fencing token: it grows with every claim of the store, so a newer lease
+    on the same key always has a larger one; pass it to the system under
+    test to refuse a stale holder. ``expires_at`` is the lease's end in Unix
+    seconds (the server's clock on redis). Pass the Claim itself back to
+    ``release_claim``, ``complete_claim`` and ``renew_claim``.
+    """
+
+    key: str
+    value: Any
+    token: int
+    owner: str
+    expires_at: float
+
+
+class ClaimBatch(NamedTuple):
+    """Result of the batch lease operations: the leases acted on, and those no longer held.
+
+    ``done`` holds the claims released or completed, or, for
+    ``renew_claims``, the renewed claims with their new ``expires_at``;
+    ``lost`` those that were not live any more (see ClaimLostError).
+    """
+
+    done: list[Claim]
+    lost: list[Claim]
+
+
+class AllocationStats(NamedTuple):
+    """Result of ``allocation_stats(prefix)``: pool health for leases.
+
+    ``total`` keys start with the prefix; ``claimed`` of them hold a live
+    lease; ``claimable`` = total - claimed; ``expired`` of the claimable
+    ones carry a lease that ran out without being released (a holder that
+    never came back).
+    """
+
+    total: int
+    claimable: int
+    claimed: int
+    expired: int
+
+
+class StoreStats(NamedTuple):
+    """Result of ``stats()``.
+
+    ``keys``, ``bytes`` (what the data takes in the backend; see
+    docs), ``claims`` (live leases) and ``expired_claims`` describe the
+    whole store; ``operations`` counts this process's calls per operation
+    on the store, since it was opened, over every handle.
+    """
+
+    keys: int
+    bytes: int
+    claims: int
+    expired_claims: int
+    operations: dict[str, int]

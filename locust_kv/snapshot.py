@@ -62,7 +62,8 @@ from typing import IO, TYPE_CHECKING, Any, Final
 
 import orjson
 
-from ._cooperative import CHUNK, pause
+from ._cooperative import CHUNK, offload, pause
+from ._version import __version__
 from .backends.base import MAX_KEY_BYTES
 from .errors import (
     BackupOptionsRequiredError,
@@ -158,28 +159,6 @@ def map_os_error(exc: OSError, doing: str, path: str | os.PathLike[str], writing
     reason = exc.strerror or str(exc)
     code_name = errno.errorcode.get(code, str(code)) if code else "no errno"
     return cls(f"{doing} {os.fspath(path)}: {reason} ({code_name})")
-
-
-def _offload(function: Callable[..., Any], *args: Any) -> Any:
-    """Run a blocking call (fsync) in gevent's threadpool when called from a greenlet, so the hub keeps running.
-
-    Runs it inline when there is no usable pool: outside a greenlet, and in
-    a process forked (plain ``os.fork``, without gevent's monkey patching or
-    ``gevent.reinit()``) from the one that started the pool. Such a pool
-    believes its worker threads exist, but fork() kept none of them, so a
-    task given to it would never run. A short fsync inline only pauses the
-    hub for as long as the disk takes.
-    """
-    gevent = sys.modules.get("gevent")
-    if gevent is not None:
-        from gevent._hub_local import get_hub_if_exists
-
-        hub = get_hub_if_exists()
-        if hub is not None and gevent.getcurrent() is not hub:
-            pool = getattr(hub, "_threadpool", None)  # None until first use: then created in this process
-            if pool is None or getattr(pool, "pid", None) == os.getpid():
-                return hub.threadpool.apply(function, args)
-    return function(*args)
 
 
 # ---------------------------------------------------------------------------
@@ -318,8 +297,6 @@ class SnapshotWriter:
 
 
 def _created_by() -> str:
-    from . import __version__
-
     return f"locust-kv {__version__}"
 
 
@@ -448,7 +425,7 @@ class _AtomicFile:
             return
         try:
             self.file.flush()
-            _offload(os.fsync, self.file.fileno())
+            offload(os.fsync, self.file.fileno())
             self.file.close()
         except OSError as error:
             self._abort()
@@ -461,7 +438,7 @@ class _AtomicFile:
         try:
             fd = os.open(self.directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
             try:
-                _offload(os.fsync, fd)
+                offload(os.fsync, fd)
             finally:
                 os.close(fd)
         except OSError as error:

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import builtins
+import collections
 import functools
+import math
 import os
 import weakref
 from collections.abc import Callable
@@ -19,8 +22,9 @@ from typing import TYPE_CHECKING, Any, Final
 
 from gevent.monkey import get_original
 
-from .backends.base import MAX_KEY_BYTES
+from .backends.base import MAX_BATCH, MAX_CLAIM_TTL_MS, MAX_KEY_BYTES, MAX_OWNER_BYTES
 from .errors import (
+    ClaimLostError,
     InvalidArgumentError,
     InvalidCursorError,
     InvalidKeyError,
@@ -29,7 +33,9 @@ from .errors import (
     KeyTooLongError,
     KVError,
     KVOptionsConflictError,
+    ReadOnlyStoreError,
     SerializerError,
+    StoreOpenError,
     StoreClosedError,
     UnexpectedStoreOutputError,
     UnknownError,
@@ -37,14 +43,32 @@ from .errors import (
 )
 from .options import DEFAULT_BACKEND, DEFAULT_SERIALIZATION, StoreOptions, configure_backend
 from . import snapshot
-from .results import BackupSummary, Entry, GetOrSetResult, RestoreSummary, ScanPage, SwapResult
+from .results import (
+    AllocationStats,
+    BackupSummary,
+    Claim,
+    ClaimBatch,
+    CompareAndDeleteResult,
+    CompareAndSwapResult,
+    DeletePrefixResult,
+    Entry,
+    GetOrSetResult,
+    KeyScanPage,
+    Lookup,
+    RestoreSummary,
+    ScanPage,
+    StoreStats,
+    SwapResult,
+)
 from .serialization import get_serializer
 
 if TYPE_CHECKING:
-    from .backends.base import Backend
+    from collections.abc import Iterable, Mapping
+
+    from .backends.base import Backend, ClaimRecord
     from .serialization import Serializer
 
-__all__ = ["KV", "Reporter", "open_kv", "open_stores", "read_marker", "set_reporter", "write_marker"]
+__all__ = ["KV", "Reporter", "encode_key", "open_kv", "open_stores", "read_marker", "set_reporter", "write_marker"]
 
 Reporter = Callable[[str, float, "Exception | None"], None]
 """Called after every operation of a reporting store: (operation, seconds, error or None)."""
@@ -60,7 +84,13 @@ _new: Final = tuple.__new__
 # Argument checks shared by every operation.
 
 
-def _encode_key(key: object) -> bytes:
+def encode_key(key: object) -> bytes:
+    """A key as every backend stores it: its UTF-8 bytes, checked.
+
+    Raises InvalidKeyError for what is not a non-empty str or cannot be
+    encoded, KeyTooLongError past 511 bytes. The command line checks keys
+    of an import with it, so they meet the rules of every store.
+    """
     if type(key) is not str:
         if not isinstance(key, str):
             raise InvalidKeyError(f"keys must be non-empty str, not {type(key).__name__}")
@@ -133,6 +163,66 @@ def decode_cursor(cursor: object) -> bytes:
     return last_key
 
 
+def _check_count(count: object, what: str = "count") -> int:
+    """A batch size: an int in ``[1, MAX_BATCH]``."""
+    if type(count) is not int and (not isinstance(count, int) or isinstance(count, bool)):
+        raise InvalidArgumentError(f"{what} must be an int, not {type(count).__name__}")
+    value = int.__int__(count)  # type: ignore[arg-type]
+    if not 1 <= value <= MAX_BATCH:
+        raise InvalidArgumentError(f"{what} must be between 1 and {MAX_BATCH}")
+    return value
+
+
+def _check_ttl(ttl: object) -> int:
+    """A lease duration in seconds (int or float, > 0, at most a week) as whole milliseconds, rounded up."""
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
+        raise InvalidArgumentError(f"ttl must be seconds as a float or int, not {type(ttl).__name__}")
+    seconds = float(ttl)
+    if not 0 < seconds <= MAX_CLAIM_TTL_MS / 1000:  # NaN fails too
+        raise InvalidArgumentError(f"ttl must be more than 0 and at most {MAX_CLAIM_TTL_MS // 1000} seconds")
+    return max(1, math.ceil(seconds * 1000))
+
+
+def _check_owner(owner: object) -> bytes:
+    if type(owner) is not str:
+        if not isinstance(owner, str):
+            raise InvalidArgumentError(f"owner must be str, not {type(owner).__name__}")
+        owner = str.__str__(owner)
+    try:
+        data = owner.encode()
+    except UnicodeEncodeError:
+        raise InvalidArgumentError("owner is not encodable as UTF-8") from None
+    if len(data) > MAX_OWNER_BYTES:
+        raise InvalidArgumentError(f"owner is longer than {MAX_OWNER_BYTES} bytes of UTF-8")
+    return data
+
+
+def _encode_keys(keys: object) -> list[bytes]:
+    """A batch of keys: a list or tuple (not a str) of at most MAX_BATCH keys, each checked."""
+    if not isinstance(keys, (list, tuple)):
+        raise InvalidArgumentError(f"keys must be a list or tuple of str, not {type(keys).__name__}")
+    if len(keys) > MAX_BATCH:
+        raise InvalidArgumentError(f"a batch takes at most {MAX_BATCH} keys")
+    return [encode_key(key) for key in keys]
+
+
+def _claim_refs(claims: object) -> tuple[list[Claim], list[tuple[bytes, int]]]:
+    """Claims given to release/complete/renew, and their backend references."""
+    if not isinstance(claims, (list, tuple)):
+        raise InvalidArgumentError(f"claims must be a list or tuple of Claim, not {type(claims).__name__}")
+    if len(claims) > MAX_BATCH:
+        raise InvalidArgumentError(f"a batch takes at most {MAX_BATCH} claims")
+    refs = []
+    for claim in claims:
+        if not isinstance(claim, Claim):
+            raise InvalidArgumentError(f"expected a Claim returned by a claim method, not {type(claim).__name__}")
+        token = claim.token
+        if type(token) is not int or token < 1:
+            raise InvalidArgumentError("a Claim's token must be a positive int")
+        refs.append((encode_key(claim.key), token))
+    return list(claims), refs
+
+
 # ---------------------------------------------------------------------------
 # Stores shared by handles, and the process-wide registry.
 
@@ -147,6 +237,13 @@ class _Store:
         self.handles: weakref.WeakSet[KV] = weakref.WeakSet()
         self.open_handles = 0
         self.reporter: Reporter | None = None
+        # Calls per operation, counted while the store reports (see set_reporter).
+        self.operations: collections.Counter[str] = collections.Counter()
+        # Set by the Locust plugin to bind leases to the user that made them:
+        # called with the handle and the claims granted / ended (done or lost).
+        self.on_claim: Callable[[list[Claim]], None] | None = None
+        self.on_unclaim: Callable[[list[Claim]], None] | None = None
+        self.default_owner: Callable[[], str] | None = None
 
 
 _registry: dict[object, _Store] = {}
@@ -157,6 +254,8 @@ def open_kv(
     backend: str = DEFAULT_BACKEND,
     path: str | os.PathLike[str] | None = None,
     serialization: str = DEFAULT_SERIALIZATION,
+    *,
+    read_only: bool = False,
     **options: Any,
 ) -> KV:
     """Open the shared store and return a new handle on it.
@@ -169,6 +268,11 @@ def open_kv(
             Only the disk backend takes it.
         serialization: ``"json"`` (values are JSON types) or ``"string"``
             (values are str, or bytes).
+        read_only: a handle that can only read: every operation that could
+            change data or leases raises ReadOnlyStoreError before the store
+            is touched. A disk store opened read-only must exist already
+            (StoreOpenError otherwise: it is never created). Other handles
+            on the same store are unaffected.
         **options: the backend's own options, validated by its
             ``configure`` (``track_keys`` on every backend; ``map_size``...
             on disk; ``url``, ``namespace``... on redis).
@@ -190,8 +294,14 @@ def open_kv(
             if not isinstance(path, (str, os.PathLike)):
                 raise InvalidOptionsError(f"path must be a str or path-like, not {type(path).__name__}")
             options["path"] = path
+        if not isinstance(read_only, bool):
+            raise InvalidOptionsError(f"read_only must be a bool, not {type(read_only).__name__}")
         serializer = get_serializer(serialization)
         spec = configure_backend(backend, options)
+        if read_only and spec.scope == "host":
+            store_path = getattr(spec, "path", None)
+            if store_path is not None and not os.path.exists(store_path):
+                raise StoreOpenError("a read-only open needs an existing store; none is at the path given")
         wanted = StoreOptions(spec=spec, serialization=serializer.name)
         while True:
             store = _registered(spec.identity, wanted)
@@ -208,7 +318,7 @@ def open_kv(
                         created.close()
             with _registry_lock:
                 if _registry.get(spec.identity) is store:  # not closed by its last handle meanwhile
-                    handle = KV(store)
+                    handle = KV(store, read_only)
                     store.open_handles += 1
                     return handle
     except KVError:
@@ -310,6 +420,43 @@ class _ClosedBackend:
 
 _CLOSED: Final = _ClosedBackend()
 
+def _key_of(claim: object) -> object:
+    """The key of a Claim, for the error's ``key`` attribute; None for anything else."""
+    return claim.key if isinstance(claim, Claim) else None
+
+
+def _one(claim: object, operation: Callable[[list[tuple[bytes, int]]], list[bool]]) -> tuple[list[Claim], list[bool]]:
+    given, refs = _claim_refs([claim])
+    return given, operation(refs)
+
+
+_MISSING: Final[Any] = object()
+"""``get``'s default when none is given: absent keys raise KeyNotFoundError."""
+
+_WRITES: Final = frozenset(
+    {
+        "set", "delete", "increment_by", "get_or_set", "swap", "compare_and_swap", "compare_and_delete",
+        "compare_and_swap_detailed", "compare_and_delete_detailed", "clear", "rebuild_key_list",
+        "claim_keys", "claim_random", "release_claims", "complete_claims", "renew_claims", "pop_random",
+        "set_many", "delete_many", "delete_prefix", "replace_all", "write_marker",
+    }
+)  # fmt: skip
+"""Backend methods that can change data or leases: refused through a read-only handle."""
+
+
+class _ReadOnlyBackend:
+    """A backend seen through a read-only handle: reads pass, writes raise ReadOnlyStoreError."""
+
+    __slots__ = ("_backend",)
+
+    def __init__(self, backend: Backend) -> None:
+        self._backend = backend
+
+    def __getattr__(self, name: str) -> Any:
+        if name in _WRITES:
+            raise ReadOnlyStoreError("the store was opened read-only")
+        return getattr(self._backend, name)
+
 
 class KV:
     """A handle on a shared key-value store. Get one from :func:`open_kv`.
@@ -323,9 +470,9 @@ class KV:
 
     __slots__ = ("__weakref__", "_backend", "_dumps", "_kind", "_loads", "_store")
 
-    def __init__(self, store: _Store) -> None:
+    def __init__(self, store: _Store, read_only: bool = False) -> None:
         self._store = store
-        self._backend: Backend = store.backend
+        self._backend: Backend = _ReadOnlyBackend(store.backend) if read_only else store.backend  # type: ignore[assignment]
         self._kind = store.backend.kind
         self._dumps = store.serializer.dumps
         self._loads = store.serializer.loads
@@ -382,6 +529,11 @@ class KV:
         return dict(self._store.options.spec.describe(), serialization=self.serialization)
 
     @property
+    def read_only(self) -> bool:
+        """Whether this handle was opened with ``read_only=True``."""
+        return isinstance(self._backend, _ReadOnlyBackend)
+
+    @property
     def closed(self) -> bool:
         """Whether ``close()`` was called on this handle."""
         return self._backend is _CLOSED
@@ -398,19 +550,22 @@ class KV:
 
     # -- single-key operations ----------------------------------------------
 
-    def get(self, key: str) -> Any:
-        """The value stored at ``key``.
+    def get(self, key: str, default: Any = _MISSING) -> Any:
+        """The value stored at ``key``; ``default`` when absent, if one is given.
 
-        Raises KeyNotFoundError when absent, SerializerError when the stored
-        bytes do not decode.
+        Raises KeyNotFoundError when absent and no default is given,
+        SerializerError when the stored bytes do not decode. With a default
+        there is one atomic read, so no exists-then-get race.
         """
         try:
-            data = self._backend.get(_encode_key(key))
+            data = self._backend.get(encode_key(key))
             if data is None:
+                if default is not _MISSING:
+                    return default
                 raise KeyNotFoundError("key not found")
             return self._loads(data)
         except BaseException as exc:
-            raise self._failure(exc, "get", key)  # noqa: B904 - _failure chains the cause
+            raise self._failure(exc, "get", key)  # noqa: B904
 
     def set(self, key: str, value: Any) -> Any:
         """Store ``value`` at ``key``, replacing any value; returns ``value``.
@@ -419,7 +574,7 @@ class KV:
         serialization cannot store.
         """
         try:
-            self._backend.set(_encode_key(key), self._dumps(value))
+            self._backend.set(encode_key(key), self._dumps(value))
             return value
         except BaseException as exc:
             raise self._failure(exc, "set", key)  # noqa: B904
@@ -427,7 +582,7 @@ class KV:
     def delete(self, key: str) -> bool:
         """Remove ``key``. Always True, also when the key was absent."""
         try:
-            self._backend.delete(_encode_key(key))
+            self._backend.delete(encode_key(key))
             return True
         except BaseException as exc:
             raise self._failure(exc, "delete", key)  # noqa: B904
@@ -435,7 +590,7 @@ class KV:
     def exists(self, key: str) -> bool:
         """Whether ``key`` is stored."""
         try:
-            return self._backend.exists(_encode_key(key))
+            return self._backend.exists(encode_key(key))
         except BaseException as exc:
             raise self._failure(exc, "exists", key)  # noqa: B904
 
@@ -456,7 +611,7 @@ class KV:
                 if not isinstance(delta, int) or isinstance(delta, bool):
                     raise ValueNumberRequiredError(f"delta must be an int, not {type(delta).__name__}")
                 delta = int.__int__(delta)  # the plain value of an int subclass, whatever its own methods do
-            return self._backend.increment_by(_encode_key(key), delta)
+            return self._backend.increment_by(encode_key(key), delta)
         except BaseException as exc:
             raise self._failure(exc, "increment_by", key)  # noqa: B904
 
@@ -468,7 +623,7 @@ class KV:
         was just stored.
         """
         try:
-            stored, loaded = _pair(self._backend.get_or_set(_encode_key(key), self._dumps(value)))
+            stored, loaded = _pair(self._backend.get_or_set(encode_key(key), self._dumps(value)))
             return _new(GetOrSetResult, (self._loads(stored) if loaded else value, loaded))
         except BaseException as exc:
             raise self._failure(exc, "get_or_set", key)  # noqa: B904
@@ -480,7 +635,7 @@ class KV:
         was absent.
         """
         try:
-            previous = self._backend.swap(_encode_key(key), self._dumps(value))
+            previous = self._backend.swap(encode_key(key), self._dumps(value))
             if previous is None:
                 return _new(SwapResult, (None, False))
             return _new(SwapResult, (self._loads(previous), True))
@@ -496,14 +651,14 @@ class KV:
         """
         try:
             expected = None if old is None else self._dumps(old)
-            return self._backend.compare_and_swap(_encode_key(key), expected, self._dumps(new))
+            return self._backend.compare_and_swap(encode_key(key), expected, self._dumps(new))
         except BaseException as exc:
             raise self._failure(exc, "compare_and_swap", key)  # noqa: B904
 
     def delete_if_exists(self, key: str) -> bool:
         """Atomically remove ``key``; True only if it existed."""
         try:
-            return self._backend.delete(_encode_key(key))
+            return self._backend.delete(encode_key(key))
         except BaseException as exc:
             raise self._failure(exc, "delete_if_exists", key)  # noqa: B904
 
@@ -514,7 +669,7 @@ class KV:
         (under json, ``old=None`` matches a stored JSON null).
         """
         try:
-            return self._backend.compare_and_delete(_encode_key(key), self._dumps(old))
+            return self._backend.compare_and_delete(encode_key(key), self._dumps(old))
         except BaseException as exc:
             raise self._failure(exc, "compare_and_delete", key)  # noqa: B904
 
@@ -574,7 +729,7 @@ class KV:
             return ScanPage(entries, encode_cursor(rows[-1][0]), False)
         return ScanPage(entries, "", True)
 
-    def list(self, prefix: str = "", limit: int = 0) -> list[Entry]:
+    def list(self, prefix: str = "", limit: int = 0) -> builtins.list[Entry]:
         """The first ``limit`` entries (all when <= 0) whose key starts with ``prefix``, ascending."""
         try:
             return self._scan(prefix, limit, "").entries
@@ -592,6 +747,396 @@ class KV:
             return "" if key is None else _decode_key(key)
         except BaseException as exc:
             raise self._failure(exc, "random_key")  # noqa: B904
+
+    # -- more atomic operations ---------------------------------------------
+
+    def set_if_absent(self, key: str, value: Any) -> bool:
+        """Atomically store ``value`` only if ``key`` is absent; True when it was stored."""
+        try:
+            return not _pair(self._backend.get_or_set(encode_key(key), self._dumps(value)))[1]
+        except BaseException as exc:
+            raise self._failure(exc, "set_if_absent", key)  # noqa: B904
+
+    def compare_and_swap_detailed(self, key: str, old: Any, new: Any) -> CompareAndSwapResult:
+        """As ``compare_and_swap``, telling why: ``(swapped, reason, existed, current)``.
+
+        ``reason`` is ``"swapped"`` or ``"mismatch"``; ``existed`` whether
+        the key was stored before the call; ``current`` the value it held
+        when nothing was swapped (None when absent, and after a swap).
+        """
+        try:
+            expected = None if old is None else self._dumps(old)
+            swapped, before = _pair(self._backend.compare_and_swap_detailed(encode_key(key), expected, self._dumps(new)))
+            if swapped:
+                return _new(CompareAndSwapResult, (True, "swapped", before is not None, None))
+            current = None if before is None else self._loads(before)
+            return _new(CompareAndSwapResult, (False, "mismatch", before is not None, current))
+        except BaseException as exc:
+            raise self._failure(exc, "compare_and_swap_detailed", key)  # noqa: B904
+
+    def compare_and_delete_detailed(self, key: str, old: Any) -> CompareAndDeleteResult:
+        """As ``compare_and_delete``, telling why: ``(deleted, reason, existed, current)``; see compare_and_swap_detailed."""
+        try:
+            deleted, before = _pair(self._backend.compare_and_delete_detailed(encode_key(key), self._dumps(old)))
+            if deleted:
+                return _new(CompareAndDeleteResult, (True, "deleted", True, None))
+            current = None if before is None else self._loads(before)
+            return _new(CompareAndDeleteResult, (False, "mismatch", before is not None, current))
+        except BaseException as exc:
+            raise self._failure(exc, "compare_and_delete_detailed", key)  # noqa: B904
+
+    # -- batches --------------------------------------------------------------
+
+    def get_many(self, keys: builtins.list[str]) -> builtins.list[Lookup]:
+        """``(key, value, found)`` for each key, in order, all read at one moment.
+
+        ``value`` is None when the key is absent. At most 100,000 keys.
+        """
+        try:
+            raw = _encode_keys(keys)
+            if not raw:
+                return []
+            values = self._backend.get_many(raw)
+            if type(values) is not list or len(values) != len(raw):
+                raise UnexpectedStoreOutputError("backend returned a result outside its contract")
+            loads = self._loads
+            return [
+                _new(Lookup, (key, None, False)) if data is None else _new(Lookup, (key, loads(data), True))
+                for key, data in zip(keys, values)
+            ]
+        except BaseException as exc:
+            raise self._failure(exc, "get_many")  # noqa: B904
+
+    def set_many(self, items: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> int:
+        """Store every ``(key, value)`` (a dict or pairs), all or nothing, atomically; how many were given.
+
+        Every key and value is checked before the store is touched: one bad
+        item and nothing is written. A key given twice keeps its last value.
+        At most 100,000 items.
+        """
+        try:
+            pairs = items.items() if isinstance(items, dict) else items
+            if isinstance(pairs, (str, bytes)) or not hasattr(pairs, "__iter__"):
+                raise InvalidArgumentError(f"items must be a dict or (key, value) pairs, not {type(items).__name__}")
+            dumps = self._dumps
+            encoded = []
+            for pair in pairs:
+                if not isinstance(pair, tuple) or len(pair) != 2:
+                    raise InvalidArgumentError("items must be (key, value) pairs")
+                encoded.append((encode_key(pair[0]), dumps(pair[1])))
+                if len(encoded) > MAX_BATCH:
+                    raise InvalidArgumentError(f"a batch takes at most {MAX_BATCH} items")
+            if encoded:
+                self._backend.set_many(encoded)
+            return len(encoded)
+        except BaseException as exc:
+            raise self._failure(exc, "set_many")  # noqa: B904
+
+    def delete_many(self, keys: builtins.list[str]) -> int:
+        """Remove every key atomically; how many existed (a key given twice counts once)."""
+        try:
+            raw = _encode_keys(keys)
+            return self._backend.delete_many(raw) if raw else 0
+        except BaseException as exc:
+            raise self._failure(exc, "delete_many")  # noqa: B904
+
+    # -- prefixes ---------------------------------------------------------------
+
+    def count(self, prefix: str = "") -> int:
+        """The number of keys starting with ``prefix`` (all keys for ``""``).
+
+        O(log n) on memory and redis; on disk, O(1) without a prefix and a
+        walk of the matching keys with one (see docs/disk-backend.md).
+        """
+        try:
+            count = self._backend.count(_encode_prefix(prefix))
+            if type(count) is not int or count < 0:
+                raise UnexpectedStoreOutputError("backend returned a count that is not a count")
+            return count
+        except BaseException as exc:
+            raise self._failure(exc, "count")  # noqa: B904
+
+    def scan_keys(self, prefix: str = "", limit: int = 0, cursor: str = "") -> KeyScanPage:
+        """As ``scan``, keys only: ``(keys, cursor, done)``, with the same cursors."""
+        try:
+            raw_prefix = _encode_prefix(prefix)
+            limit = _check_limit(limit)
+            if type(cursor) is not str and isinstance(cursor, str):
+                cursor = str.__str__(cursor)
+            start = decode_cursor(cursor) + b"\x00" if type(cursor) is not str or cursor != "" else b""
+            keys, more = _pair(self._backend.scan_keys(raw_prefix, start, limit))
+            names = [_decode_key(k) for k in keys]
+            if more and keys:
+                return KeyScanPage(names, encode_cursor(keys[-1]), False)
+            return KeyScanPage(names, "", True)
+        except BaseException as exc:
+            raise self._failure(exc, "scan_keys")  # noqa: B904
+
+    def list_keys(self, prefix: str = "", limit: int = 0) -> builtins.list[str]:
+        """The first ``limit`` keys (all when <= 0) starting with ``prefix``, ascending."""
+        try:
+            keys, _ = _pair(self._backend.scan_keys(_encode_prefix(prefix), b"", _check_limit(limit)))
+            return [_decode_key(k) for k in keys]
+        except BaseException as exc:
+            raise self._failure(exc, "list_keys")  # noqa: B904
+
+    def random_keys(self, prefix: str = "", count: int = 1, unique: bool = True) -> builtins.list[str]:
+        """``count`` keys starting with ``prefix``, drawn uniformly in one atomic read.
+
+        ``unique``: distinct keys (fewer when fewer match), in random order.
+        Else ``count`` independent draws, repeats possible (empty when none
+        matches). Not exclusive: use ``claim_random`` or ``pop_random`` to
+        hand keys out.
+        """
+        try:
+            if not isinstance(unique, bool):
+                raise InvalidArgumentError(f"unique must be a bool, not {type(unique).__name__}")
+            keys = self._backend.random_keys(_encode_prefix(prefix), _check_count(count), unique)
+            return [_decode_key(k) for k in keys]
+        except BaseException as exc:
+            raise self._failure(exc, "random_keys")  # noqa: B904
+
+    def pop_random(self, prefix: str = "") -> Entry | None:
+        """Atomically remove one uniformly chosen key starting with ``prefix`` that no lease holds; its entry, or None.
+
+        Each entry is handed to exactly one caller across every process
+        sharing the store: a queue of test data consumed once.
+        """
+        try:
+            rows = self._backend.pop_random(_encode_prefix(prefix), 1)
+            if not rows:
+                return None
+            key, value = rows[0]
+            return _new(Entry, (_decode_key(key), self._loads(value)))
+        except BaseException as exc:
+            raise self._failure(exc, "pop_random")  # noqa: B904
+
+    def pop_random_many(self, prefix: str = "", count: int = 1) -> builtins.list[Entry]:
+        """As ``pop_random``, up to ``count`` distinct entries in one atomic operation (fewer when fewer are free)."""
+        try:
+            rows = self._backend.pop_random(_encode_prefix(prefix), _check_count(count))
+            loads = self._loads
+            return [_new(Entry, (_decode_key(k), loads(v))) for k, v in rows]
+        except BaseException as exc:
+            raise self._failure(exc, "pop_random_many")  # noqa: B904
+
+    def delete_prefix(self, prefix: str, limit: int = 0) -> DeletePrefixResult:
+        """Remove the keys starting with ``prefix``, at most ``limit`` of them (all when <= 0).
+
+        Runs in short atomic steps (a few milliseconds each) with other calls
+        between them, so a large prefix never stalls the run; the whole is not
+        atomic. Returns ``(deleted, done)``: done is True when no key with
+        the prefix remained after the last step. An empty prefix is refused
+        (use ``clear``).
+        """
+        try:
+            raw = _encode_prefix(prefix)
+            if not raw:
+                raise InvalidArgumentError("delete_prefix needs a non-empty prefix; use clear() to remove every key")
+            deleted, done = _pair(self._backend.delete_prefix(raw, _check_limit(limit)))
+            return _new(DeletePrefixResult, (deleted, done))
+        except BaseException as exc:
+            raise self._failure(exc, "delete_prefix")  # noqa: B904
+
+    # -- leases (claims) ------------------------------------------------------
+
+    def _owner(self, owner: str | None) -> bytes:
+        if owner is None:
+            default = self._store.default_owner
+            return b"" if default is None else _check_owner(default())
+        return _check_owner(owner)
+
+    def _claims(self, records: builtins.list[ClaimRecord], owner: bytes) -> builtins.list[Claim]:
+        loads = self._loads
+        name = owner.decode()
+        claims = [
+            _new(Claim, (_decode_key(r[0]), loads(r[1]), r[2], name, r[3] / 1000)) for r in records
+        ]
+        hook = self._store.on_claim
+        if hook is not None and claims:
+            hook(claims)
+        return claims
+
+    def claim_key(self, key: str, ttl: float = 30.0, owner: str | None = None) -> Claim | None:
+        """Lease ``key`` for ``ttl`` seconds, if it exists and no live lease holds it; the Claim, or None.
+
+        While the lease lasts no other ``claim_*`` or ``pop_random`` takes
+        the key, in any process sharing the store. Every other operation
+        ignores leases (the key can still be read and written). The lease
+        ends with ``release_claim``, ``complete_claim``, the removal of the
+        key, or at ``expires_at``; with the Locust plugin, also when the user
+        that made it stops. ``owner`` is a label for people (at most 256
+        bytes; the plugin fills in the user by default).
+
+        Raises InvalidArgumentError for a ttl that is not more than 0 and at
+        most a week, or a bad owner.
+        """
+        try:
+            owner_bytes = self._owner(owner)
+            records = self._backend.claim_keys([encode_key(key)], _check_ttl(ttl), owner_bytes)
+            record = records[0] if records else None
+            return None if record is None else self._claims([record], owner_bytes)[0]
+        except BaseException as exc:
+            raise self._failure(exc, "claim_key", key)  # noqa: B904
+
+    def claim_keys(self, keys: builtins.list[str], ttl: float = 30.0, owner: str | None = None) -> builtins.list[Claim]:
+        """Lease every key of ``keys`` that exists and is free, in one atomic operation; the Claims granted, in order.
+
+        A key absent or held is left out: compare the claims' keys with the
+        ones asked for. As ``claim_key`` otherwise.
+        """
+        try:
+            owner_bytes = self._owner(owner)
+            raw = _encode_keys(keys)
+            if not raw:
+                return []
+            records = self._backend.claim_keys(raw, _check_ttl(ttl), owner_bytes)
+            return self._claims([r for r in records if r is not None], owner_bytes)
+        except BaseException as exc:
+            raise self._failure(exc, "claim_keys")  # noqa: B904
+
+    def claim_random(self, prefix: str = "", ttl: float = 30.0, owner: str | None = None) -> Claim | None:
+        """Lease one key starting with ``prefix``, chosen uniformly among the free ones; None when none is free.
+
+        The exclusive form of ``random_key``: two callers never hold the same
+        key at once. As ``claim_key`` otherwise.
+        """
+        try:
+            owner_bytes = self._owner(owner)
+            records = self._backend.claim_random(_encode_prefix(prefix), 1, _check_ttl(ttl), owner_bytes)
+            return self._claims(records[:1], owner_bytes)[0] if records else None
+        except BaseException as exc:
+            raise self._failure(exc, "claim_random")  # noqa: B904
+
+    def claim_random_many(
+        self, prefix: str = "", count: int = 1, ttl: float = 30.0, owner: str | None = None
+    ) -> builtins.list[Claim]:
+        """Lease up to ``count`` distinct free keys starting with ``prefix``, chosen uniformly, in one atomic operation."""
+        try:
+            owner_bytes = self._owner(owner)
+            records = self._backend.claim_random(_encode_prefix(prefix), _check_count(count), _check_ttl(ttl), owner_bytes)
+            return self._claims(records, owner_bytes)
+        except BaseException as exc:
+            raise self._failure(exc, "claim_random_many")  # noqa: B904
+
+    def _ended(self, claims: builtins.list[Claim], flags: builtins.list[bool]) -> ClaimBatch:
+        if type(flags) is not list or len(flags) != len(claims):
+            raise UnexpectedStoreOutputError("backend returned a result outside its contract")
+        hook = self._store.on_unclaim
+        if hook is not None and claims:
+            hook(claims)
+        return _new(ClaimBatch, ([c for c, ok in zip(claims, flags) if ok], [c for c, ok in zip(claims, flags) if not ok]))
+
+    def release_claims(self, claims: builtins.list[Claim]) -> ClaimBatch:
+        """End each lease, leaving its key for the next claimer, in one atomic operation; ``(done, lost)``.
+
+        ``lost`` holds the leases that were no longer live (see ClaimLostError).
+        """
+        try:
+            given, refs = _claim_refs(claims)
+            if not refs:
+                return _new(ClaimBatch, ([], []))
+            return self._ended(given, self._backend.release_claims(refs))
+        except BaseException as exc:
+            raise self._failure(exc, "release_claims")  # noqa: B904
+
+    def release_claim(self, claim: Claim) -> None:
+        """End the lease, leaving the key for the next claimer. Raises ClaimLostError when it was no longer live."""
+        try:
+            if not self._ended(*_one(claim, self._backend.release_claims)).done:
+                raise ClaimLostError("the claim is no longer held")
+        except BaseException as exc:
+            raise self._failure(exc, "release_claim", _key_of(claim))  # noqa: B904
+
+    def complete_claims(self, claims: builtins.list[Claim], delete: bool = False) -> ClaimBatch:
+        """End each lease as done (with ``delete``, removing its key too), in one atomic operation; ``(done, lost)``."""
+        try:
+            if not isinstance(delete, bool):
+                raise InvalidArgumentError(f"delete must be a bool, not {type(delete).__name__}")
+            given, refs = _claim_refs(claims)
+            if not refs:
+                return _new(ClaimBatch, ([], []))
+            return self._ended(given, self._backend.complete_claims(refs, delete))
+        except BaseException as exc:
+            raise self._failure(exc, "complete_claims")  # noqa: B904
+
+    def complete_claim(self, claim: Claim, delete: bool = False) -> None:
+        """End the lease as done; with ``delete``, remove the key in the same atomic step (consumed test data).
+
+        Raises ClaimLostError when the lease was no longer live: then nothing
+        was deleted.
+        """
+        try:
+            if not isinstance(delete, bool):
+                raise InvalidArgumentError(f"delete must be a bool, not {type(delete).__name__}")
+            given, refs = _claim_refs([claim])
+            if not self._ended(given, self._backend.complete_claims(refs, delete)).done:
+                raise ClaimLostError("the claim is no longer held")
+        except BaseException as exc:
+            raise self._failure(exc, "complete_claim", _key_of(claim))  # noqa: B904
+
+    def renew_claims(self, claims: builtins.list[Claim], ttl: float) -> ClaimBatch:
+        """Extend each live lease to now + ``ttl`` seconds, keeping its token, in one atomic operation.
+
+        ``done`` holds the renewed Claims with their new ``expires_at``;
+        ``lost`` those no longer live.
+        """
+        try:
+            ttl_ms = _check_ttl(ttl)
+            given, refs = _claim_refs(claims)
+            if not refs:
+                return _new(ClaimBatch, ([], []))
+            ends = self._backend.renew_claims(refs, ttl_ms)
+            if type(ends) is not list or len(ends) != len(given):
+                raise UnexpectedStoreOutputError("backend returned a result outside its contract")
+            done = [c._replace(expires_at=end / 1000) for c, end in zip(given, ends) if end is not None]
+            lost = [c for c, end in zip(given, ends) if end is None]
+            return _new(ClaimBatch, (done, lost))
+        except BaseException as exc:
+            raise self._failure(exc, "renew_claims")  # noqa: B904
+
+    def renew_claim(self, claim: Claim, ttl: float) -> Claim:
+        """Extend the lease to now + ``ttl`` seconds; the Claim with its new ``expires_at``. Raises ClaimLostError when no longer live."""
+        try:
+            ttl_ms = _check_ttl(ttl)
+            given, refs = _claim_refs([claim])
+            ends = self._backend.renew_claims(refs, ttl_ms)
+            if type(ends) is not list or len(ends) != 1:
+                raise UnexpectedStoreOutputError("backend returned a result outside its contract")
+            if ends[0] is None:
+                raise ClaimLostError("the claim is no longer held")
+            return given[0]._replace(expires_at=ends[0] / 1000)
+        except BaseException as exc:
+            raise self._failure(exc, "renew_claim", _key_of(claim))  # noqa: B904
+
+    def allocation_stats(self, prefix: str = "") -> AllocationStats:
+        """``(total, claimable, claimed, expired)`` for the keys starting with ``prefix``, read atomically.
+
+        Costs a walk of the leases (and, on disk, of the matching keys): a
+        check for the end of a run, not for every task.
+        """
+        try:
+            total, claimable, claimed, expired = self._backend.allocation_stats(_encode_prefix(prefix))
+            return _new(AllocationStats, (total, claimable, claimed, expired))
+        except BaseException as exc:
+            raise self._failure(exc, "allocation_stats")  # noqa: B904
+
+    def stats(self) -> StoreStats:
+        """``(keys, bytes, claims, expired_claims, operations)`` of the store.
+
+        ``operations`` counts this process's calls per operation, over every
+        handle, while the store reports its timings (with the Locust plugin,
+        or after ``locust_kv.store.set_reporter``); empty otherwise, so that
+        plain handles pay nothing for counting.
+        """
+        try:
+            raw = self._backend.stats()
+            return _new(
+                StoreStats,
+                (raw["keys"], raw["bytes"], raw["claims"], raw["expired_claims"], dict(self._store.operations)),
+            )
+        except BaseException as exc:
+            raise self._failure(exc, "stats")  # noqa: B904
 
     def rebuild_key_list(self) -> bool:
         """Rebuild the key index ``random_key`` uses from the stored keys. Returns True."""
@@ -685,6 +1230,31 @@ _OPERATIONS: Final = (
     "rebuild_key_list",
     "backup",
     "restore",
+    "set_if_absent",
+    "compare_and_swap_detailed",
+    "compare_and_delete_detailed",
+    "get_many",
+    "set_many",
+    "delete_many",
+    "count",
+    "scan_keys",
+    "list_keys",
+    "random_keys",
+    "pop_random",
+    "pop_random_many",
+    "delete_prefix",
+    "claim_key",
+    "claim_keys",
+    "claim_random",
+    "claim_random_many",
+    "release_claim",
+    "release_claims",
+    "complete_claim",
+    "complete_claims",
+    "renew_claim",
+    "renew_claims",
+    "allocation_stats",
+    "stats",
 )
 """The operations a reporting store times, by name."""
 
@@ -692,6 +1262,7 @@ _OPERATIONS: Final = (
 def _timed(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(method)
     def timed(self: KV, *args: Any, **kwargs: Any) -> Any:
+        self._store.operations[name] += 1
         start = perf_counter()
         try:
             result = method(self, *args, **kwargs)

@@ -22,6 +22,7 @@ import json
 import math
 import os
 import sys
+import textwrap
 import time
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
@@ -547,7 +548,58 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: the snapshot's)",
     )
     rest.set_defaults(run=_cmd_restore)
+
+    opts = commands.add_parser(
+        "options",
+        help="list the Locust plugin's --kv-* options",
+        description="Every option of the Locust plugin (import locust_kv.plugin) with its environment variable, "
+        "locust.conf key, default and meaning: the table the plugin's parser is built from. "
+        "(locust --help cannot list a plugin's options.)",
+    )
+    opts.add_argument(
+        "--format", choices=("text", "markdown", "json"), default="text", help="output format (default: text)"
+    )
+    opts.set_defaults(run=_cmd_options)
     return parser
+
+
+def _cmd_options(args: argparse.Namespace) -> None:
+    from .plugin.settings import OPTIONS  # imports Locust: only for this command
+
+    rows = [
+        {
+            "flag": o.flag + ("" if o.kind is bool else f" {o.metavar}"),
+            "env_var": o.env_var,
+            "config_key": o.flag[2:],
+            "default": o.default,
+            "help": o.help,
+        }
+        for o in OPTIONS
+    ]
+    if args.format == "json":
+        print(json.dumps(rows, indent=2))
+        return
+    if args.format == "markdown":
+        print("| Option | Environment variable | locust.conf key | Default | Meaning |")
+        print("| --- | --- | --- | --- | --- |")
+        for row in rows:
+            cells = [f"`{row['flag']}`", f"`{row['env_var']}`", f"`{row['config_key']}`", _shown(row["default"]), row["help"]]
+            print("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+        return
+    for row in rows:
+        print(row["flag"])
+        print(f"    env {row['env_var']}, locust.conf {row['config_key']}, default {_shown(row['default'])}")
+        for line in textwrap.wrap(row["help"], 76):
+            print(f"    {line}")
+        print()
+
+
+def _shown(default: object) -> str:
+    if default is None:
+        return "none"
+    if isinstance(default, bool):
+        return "true" if default else "false"
+    return str(default)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

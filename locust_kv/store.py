@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import builtins
 import collections
 import functools
 import math
@@ -728,7 +729,7 @@ class KV:
             return ScanPage(entries, encode_cursor(rows[-1][0]), False)
         return ScanPage(entries, "", True)
 
-    def list(self, prefix: str = "", limit: int = 0) -> list[Entry]:
+    def list(self, prefix: str = "", limit: int = 0) -> builtins.list[Entry]:
         """The first ``limit`` entries (all when <= 0) whose key starts with ``prefix``, ascending."""
         try:
             return self._scan(prefix, limit, "").entries
@@ -786,7 +787,7 @@ class KV:
 
     # -- batches --------------------------------------------------------------
 
-    def get_many(self, keys: list[str]) -> list[Lookup]:
+    def get_many(self, keys: builtins.list[str]) -> builtins.list[Lookup]:
         """``(key, value, found)`` for each key, in order, all read at one moment.
 
         ``value`` is None when the key is absent. At most 100,000 keys.
@@ -831,7 +832,7 @@ class KV:
         except BaseException as exc:
             raise self._failure(exc, "set_many")  # noqa: B904
 
-    def delete_many(self, keys: list[str]) -> int:
+    def delete_many(self, keys: builtins.list[str]) -> int:
         """Remove every key atomically; how many existed (a key given twice counts once)."""
         try:
             raw = _encode_keys(keys)
@@ -871,7 +872,7 @@ class KV:
         except BaseException as exc:
             raise self._failure(exc, "scan_keys")  # noqa: B904
 
-    def list_keys(self, prefix: str = "", limit: int = 0) -> list[str]:
+    def list_keys(self, prefix: str = "", limit: int = 0) -> builtins.list[str]:
         """The first ``limit`` keys (all when <= 0) starting with ``prefix``, ascending."""
         try:
             keys, _ = _pair(self._backend.scan_keys(_encode_prefix(prefix), b"", _check_limit(limit)))
@@ -879,7 +880,7 @@ class KV:
         except BaseException as exc:
             raise self._failure(exc, "list_keys")  # noqa: B904
 
-    def random_keys(self, prefix: str = "", count: int = 1, unique: bool = True) -> list[str]:
+    def random_keys(self, prefix: str = "", count: int = 1, unique: bool = True) -> builtins.list[str]:
         """``count`` keys starting with ``prefix``, drawn uniformly in one atomic read.
 
         ``unique``: distinct keys (fewer when fewer match), in random order.
@@ -910,7 +911,7 @@ class KV:
         except BaseException as exc:
             raise self._failure(exc, "pop_random")  # noqa: B904
 
-    def pop_random_many(self, prefix: str = "", count: int = 1) -> list[Entry]:
+    def pop_random_many(self, prefix: str = "", count: int = 1) -> builtins.list[Entry]:
         """As ``pop_random``, up to ``count`` distinct entries in one atomic operation (fewer when fewer are free)."""
         try:
             rows = self._backend.pop_random(_encode_prefix(prefix), _check_count(count))
@@ -945,7 +946,7 @@ class KV:
             return b"" if default is None else _check_owner(default())
         return _check_owner(owner)
 
-    def _claims(self, records: list[ClaimRecord], owner: bytes) -> list[Claim]:
+    def _claims(self, records: builtins.list[ClaimRecord], owner: bytes) -> builtins.list[Claim]:
         loads = self._loads
         name = owner.decode()
         claims = [
@@ -978,7 +979,7 @@ class KV:
         except BaseException as exc:
             raise self._failure(exc, "claim_key", key)  # noqa: B904
 
-    def claim_keys(self, keys: list[str], ttl: float = 30.0, owner: str | None = None) -> list[Claim]:
+    def claim_keys(self, keys: builtins.list[str], ttl: float = 30.0, owner: str | None = None) -> builtins.list[Claim]:
         """Lease every key of ``keys`` that exists and is free, in one atomic operation; the Claims granted, in order.
 
         A key absent or held is left out: compare the claims' keys with the
@@ -1009,7 +1010,7 @@ class KV:
 
     def claim_random_many(
         self, prefix: str = "", count: int = 1, ttl: float = 30.0, owner: str | None = None
-    ) -> list[Claim]:
+    ) -> builtins.list[Claim]:
         """Lease up to ``count`` distinct free keys starting with ``prefix``, chosen uniformly, in one atomic operation."""
         try:
             owner_bytes = self._owner(owner)
@@ -1018,7 +1019,7 @@ class KV:
         except BaseException as exc:
             raise self._failure(exc, "claim_random_many")  # noqa: B904
 
-    def _ended(self, claims: list[Claim], flags: list[bool]) -> ClaimBatch:
+    def _ended(self, claims: builtins.list[Claim], flags: builtins.list[bool]) -> ClaimBatch:
         if type(flags) is not list or len(flags) != len(claims):
             raise UnexpectedStoreOutputError("backend returned a result outside its contract")
         hook = self._store.on_unclaim
@@ -1026,7 +1027,7 @@ class KV:
             hook(claims)
         return _new(ClaimBatch, ([c for c, ok in zip(claims, flags) if ok], [c for c, ok in zip(claims, flags) if not ok]))
 
-    def release_claims(self, claims: list[Claim]) -> ClaimBatch:
+    def release_claims(self, claims: builtins.list[Claim]) -> ClaimBatch:
         """End each lease, leaving its key for the next claimer, in one atomic operation; ``(done, lost)``.
 
         ``lost`` holds the leases that were no longer live (see ClaimLostError).
@@ -1047,7 +1048,7 @@ class KV:
         except BaseException as exc:
             raise self._failure(exc, "release_claim", _key_of(claim))  # noqa: B904
 
-    def complete_claims(self, claims: list[Claim], delete: bool = False) -> ClaimBatch:
+    def complete_claims(self, claims: builtins.list[Claim], delete: bool = False) -> ClaimBatch:
         """End each lease as done (with ``delete``, removing its key too), in one atomic operation; ``(done, lost)``."""
         try:
             if not isinstance(delete, bool):
@@ -1074,7 +1075,7 @@ class KV:
         except BaseException as exc:
             raise self._failure(exc, "complete_claim", _key_of(claim))  # noqa: B904
 
-    def renew_claims(self, claims: list[Claim], ttl: float) -> ClaimBatch:
+    def renew_claims(self, claims: builtins.list[Claim], ttl: float) -> ClaimBatch:
         """Extend each live lease to now + ``ttl`` seconds, keeping its token, in one atomic operation.
 
         ``done`` holds the renewed Claims with their new ``expires_at``;

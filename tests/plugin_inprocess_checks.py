@@ -193,10 +193,13 @@ def test_before_load_after_load_backup_and_close(env, tmp_path: Path) -> None:  
 
     def before(environment, kv, **_kw):  # type: ignore[no-untyped-def]
         calls.append(("before", kv.get("seeded")))
+        # The store is reachable the ways a locustfile reaches it elsewhere, too.
+        assert environment.kv.get("seeded") is True
+        assert plugin.settings_of(environment).restore_from == str(seed_path)
         kv.set("from-before-load", 1)
 
     def after(environment, kv, **_kw):  # type: ignore[no-untyped-def]
-        calls.append(("after", kv.size()))
+        calls.append(("after", kv.size(), environment.kv.size()))
 
     plugin.before_load.add_listener(before)
     plugin.after_load.add_listener(after)
@@ -209,7 +212,7 @@ def test_before_load_after_load_backup_and_close(env, tmp_path: Path) -> None:  
     finally:
         plugin.before_load.remove_listener(before)
         plugin.after_load.remove_listener(after)
-    assert calls == [("before", True), ("after", 3)]
+    assert calls == [("before", True), ("after", 3, 3)]
     with open_kv(backend="memory", name=f"check-{next(_names)}") as check:
         assert check.restore(str(backup)).total_entries == 3
     with pytest.raises(StoreClosedError):
@@ -301,6 +304,22 @@ def test_web_summary_lookup_and_prefix_paging(env, web) -> None:  # type: ignore
     assert keys == [f"user:{i}" for i in range(7)] and pages == 3
     # A person browsing is not load: nothing reached Locust's statistics.
     assert env.stats.total.num_requests == requests_before
+
+
+def test_web_masks_values_under_the_masked_prefixes(env, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr("sys.argv", ["locust"])
+    env.create_web_ui("127.0.0.1", _free_port(), web_base_path="/base", delayed_start=True)
+    kv = plugin.register(env, **_memory(mask_prefix="secret:, token:"))
+    for key, value in {"secret:alice": "hunter2", "token:1": "abc", "user:1": {"id": 1}}.items():
+        kv.set(key, value)
+    web = env.web_ui.app.test_client()
+    looked_up = web.get("/base/kv/api/key", query_string={"key": "secret:alice"}).get_json()
+    assert looked_up["masked"] is True and "hunter2" not in str(looked_up)
+    page = web.get("/base/kv/api/keys", query_string={"prefix": ""}).get_json()
+    shown = {entry["key"]: entry["value"] for entry in page["entries"]}
+    assert set(shown) == {"secret:alice", "token:1", "user:1"}  # keys stay visible
+    assert "hunter2" not in str(page) and "abc" not in str(page)
+    assert shown["user:1"] == '{"id":1}'
 
 
 def test_web_bad_cursor_is_a_catalogued_error(web) -> None:  # type: ignore[no-untyped-def]

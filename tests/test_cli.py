@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -346,3 +348,37 @@ def test_backup_needs_an_existing_store_and_restore_creates_one(tmp_path: Path) 
             assert kv.random_key() in {"a", "b"}
         finally:
             kv.close()
+
+
+# -- options -------------------------------------------------------------------
+
+
+def test_options_lists_exactly_the_parsers_table() -> None:
+    import configargparse
+
+    from locust_kv.plugin.settings import OPTIONS, add_arguments
+
+    done = subprocess.run(["locust-kv", "options", "--format", "json"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)
+    parser = configargparse.ArgumentParser()
+    add_arguments(parser)
+    flags = {a.option_strings[0]: a for a in parser._actions if a.option_strings and a.help != argparse.SUPPRESS}
+    flags.pop("-h")
+    assert [row["flag"].split()[0] for row in rows] == list(flags) == [o.flag for o in OPTIONS]
+    for row, option in zip(rows, OPTIONS):
+        action = flags[option.flag]
+        assert row["env_var"] == action.env_var == option.env_var
+        assert row["config_key"] == option.flag[2:]
+        assert row["default"] == action.default
+        assert row["help"] == action.help
+
+
+def test_options_as_text_and_markdown_name_every_flag() -> None:
+    from locust_kv.plugin.settings import OPTIONS
+
+    for fmt in ("text", "markdown"):
+        done = subprocess.run(["locust-kv", "options", "--format", fmt], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        for option in OPTIONS:
+            assert option.flag in done.stdout and option.env_var in done.stdout

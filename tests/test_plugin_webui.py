@@ -88,6 +88,10 @@ def _check_tab_and_browser(driver, base: str, backend: str) -> None:  # type: ig
     # The KV tab of Locust's own (React) UI.
     driver.get(base + "/")
     wait.until(until.element_to_be_clickable((By.XPATH, "//button[@role='tab'][normalize-space()='KV']"))).click()
+    # The titles as rendered (Locust upper-cases tabs with CSS; a µ would become a Greek capital Mu).
+    titles = [tab.text for tab in driver.find_elements(By.XPATH, "//button[@role='tab']")]
+    assert "KV TIMINGS (MICROSECONDS)" in [t.upper() for t in titles], titles
+    assert not any("\u039c" in t for t in titles), titles
 
     def row(field: str) -> str:
         cells = driver.find_elements(By.XPATH, f"//tr[td[1][normalize-space()='{field}']]/td[2]")
@@ -123,6 +127,17 @@ def _check_tab_and_browser(driver, base: str, backend: str) -> None:  # type: ig
     assert seen == [f"user:{i:04d}" for i in range(1, 121)]  # every key once, in order
     assert not driver.find_element(By.ID, "next-page").is_enabled()
     assert driver.find_element(By.ID, "scan-status").text.endswith("(end)")
+    # The page's URL now names the last lookup and scan.
+    assert "key=user%3A0042" in driver.current_url and "prefix=user%3A" in driver.current_url
+
+    # A link with ?prefix= and ?key= opens the browser on them.
+    driver.get(base + "/kv?prefix=user%3A011&key=user%3A0007")
+    wait.until(lambda d: d.find_elements(By.ID, "lookup-value") and d.find_element(By.ID, "lookup-value").text)
+    assert driver.find_element(By.ID, "lookup-value").text == '{"id":7}'
+    assert driver.find_element(By.ID, "scan-prefix").get_attribute("value") == "user:011"
+    wait.until(lambda d: d.find_element(By.ID, "scan-status").text.endswith("(end)"))
+    keys = [cell.text for cell in driver.find_elements(By.CSS_SELECTOR, "#scan-rows td.key")]
+    assert keys == [f"user:{i:04d}" for i in range(110, 120)]
 
 
 @pytest.mark.parametrize("backend", ["memory", pytest.param("disk", marks=requires_disk)])

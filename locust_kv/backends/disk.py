@@ -6,8 +6,12 @@ Every operation is one LMDB transaction, so it is atomic with respect to every
 greenlet, thread and process that opens the same path: LMDB lets one writer at
 a time commit, across processes, and readers see a snapshot without waiting.
 
-Layout. The main (unnamed) database holds two records, the format version and
-the *state*; six named databases hold the data in two generations (0 and 1):
+Layout. The main (unnamed) database holds the format version, the *state*,
+the markers and the claims' fencing counter; six named databases hold the data
+in two generations (0 and 1), and two more, ``locust_kv.claims`` and
+``locust_kv.claim_ends``, the leases by key and by end (see
+:mod:`~locust_kv.backends.disk_ops`; created on open when a store made before
+claims lacks them):
 
 * ``locust_kv.data.<g>``: key -> value, the user's entries.
 * ``locust_kv.slots.<g>``: slot (8-byte big-endian) -> key, a dense array
@@ -107,7 +111,8 @@ from ..errors import (
     RestoreInProgressError,
     StoreClosedError,
 )
-from .base import Backend, BackupReader, Scope, apply_increment, prefix_end, reject_unknown
+from . import disk_ops
+from .base import Backend, BackupReader, ClaimRecord, Scope, apply_increment, prefix_end, reject_unknown
 from .filesystems import check_local
 
 __all__ = ["SCOPE", "DEFAULT_MAP_SIZE", "DEFAULT_PATH", "LMDB_ERRORS", "DiskBackend", "DiskSpec", "configure"]
@@ -134,7 +139,7 @@ _MARKER_PREFIX: Final = b"locust_kv.marker."
 _DB_NAMES: Final = tuple(
     (b"locust_kv.data.%d" % g, b"locust_kv.slots.%d" % g, b"locust_kv.slotof.%d" % g) for g in (0, 1)
 )
-_MAX_DBS: Final = 8
+_MAX_DBS: Final = 12  # 8 used: six of the generations, the leases and their ends
 
 _VALID: Final = b"v"
 _NONE: Final = b"n"
@@ -500,13 +505,19 @@ class _View:
     state with another state's databases.
     """
 
-    __slots__ = ("data", "fillable", "indexed", "maintain", "raw", "slotof", "slots", "state", "writable")
+    __slots__ = ("claims", "data", "ends", "fillable", "indexed", "maintain", "raw", "slotof", "slots", "state", "writable")
 
     def __init__(
-        self, raw: Any, state: _State | None, dbs: tuple[tuple[Any, Any, Any], ...], at_limit: bool = False
+        self,
+        raw: Any,
+        state: _State | None,
+        dbs: tuple[tuple[Any, Any, Any], ...],
+        at_limit: bool = False,
+        claims: tuple[Any, Any] = (None, None),
     ) -> None:
         self.raw = raw
         self.state = state
+        self.claims, self.ends = claims
         if state is None:
             self.writable: Any = _NO_STATE
             self.fillable: Any = _NO_STATE
@@ -546,7 +557,8 @@ class DiskBackend(Backend):
         self._at_limit = False  # the map cannot grow any more: writes that add data keep the reserve free
         self._resizes = 0
         self._dbs: tuple[tuple[Any, Any, Any], ...] = ()
-        self._all_dbs: tuple[Any, ...] = ()  # the main database and the six of the generations
+        self._claims: tuple[Any, Any] = (None, None)  # the leases' databases (by key, by end), shared by both generations
+        self._all_dbs: tuple[Any, ...] = ()  # the main database, the six of the generations and the leases'
         self._view = _CLOSED_VIEW
         self._backup_reader: _DiskBackupReader | None = None
         self._side = _SideFile.acquire(spec.path)
@@ -614,8 +626,8 @@ class DiskBackend(Backend):
             for attempt in range(_ATTEMPTS):
                 resizes = self._resizes
                 try:
-                    self._dbs, state = self._open_databases(env)
-                    self._all_dbs = (env.open_db(None), *(db for dbs in self._dbs for db in dbs))
+                    self._dbs, self._claims, state = self._open_databases(env)
+                    self._all_dbs = (env.open_db(None), *(db for dbs in self._dbs for db in dbs), *self._claims)
                     break
                 except lmdb.Error as exc:  # another process grew the map meanwhile, or it is full
                     self._recover(_OPEN, exc, attempt, resizes)
@@ -629,8 +641,12 @@ class DiskBackend(Backend):
         self._adopt(state)
         return env
 
-    def _open_databases(self, env: lmdb.Environment) -> tuple[tuple[tuple[Any, Any, Any], ...], bytes]:
-        """Create or check the layout, in one write transaction; the handles and the state."""
+    def _open_databases(self, env: lmdb.Environment) -> tuple[tuple[tuple[Any, Any, Any], ...], Any, bytes]:
+        """Create or check the layout, in one write transaction; the handles (generations, leases) and the state.
+
+        The leases' database is created when missing: stores made before
+        claims existed open as they are, with no leases.
+        """
         with env.begin(write=True) as txn:
             fmt = txn.get(_FORMAT_KEY)
             if fmt is None:
@@ -645,15 +661,17 @@ class DiskBackend(Backend):
                 raise DiskStoreOpenError(f"disk store format {fmt!r} is not supported (this version reads {_FORMAT!r})")
             else:
                 dbs = tuple(tuple(env.open_db(name, txn=txn, create=False) for name in names) for names in _DB_NAMES)
+            claims = (env.open_db(disk_ops.CLAIMS_DB, txn=txn), env.open_db(disk_ops.ENDS_DB, txn=txn))
             state = txn.get(_STATE_KEY)
             _State.decode(state)
-        return dbs, state  # type: ignore[return-value]
+        return dbs, claims, state  # type: ignore[return-value]
 
     def _close_env(self) -> None:
         env, self._env = self._env, None
         self._begin = self._lazy_begin
         self._view = _CLOSED_VIEW
         self._dbs = ()
+        self._claims = (None, None)
         if env is not None:
             env.close()
 
@@ -696,7 +714,7 @@ class DiskBackend(Backend):
 
     def _adopt(self, raw: bytes | None) -> _View:
         """The view of the state record ``raw``, which becomes the one the fast paths compare with."""
-        view = self._view = _View(raw, _State.decode(raw), self._dbs, self._at_limit)
+        view = self._view = _View(raw, _State.decode(raw), self._dbs, self._at_limit, self._claims)
         return view
 
     def _set_at_limit(self, at_limit: bool) -> None:
@@ -704,7 +722,7 @@ class DiskBackend(Backend):
         self._at_limit = at_limit
         view = self._view
         if view.state is not None:
-            self._view = _View(view.raw, view.state, self._dbs, at_limit)
+            self._view = _View(view.raw, view.state, self._dbs, at_limit, self._claims)
 
     def _check_writable(self, txn: lmdb.Transaction, raw: bytes | None) -> _View:
         """In a write transaction whose state changed: adopt it, or refuse during a restore."""
@@ -1158,6 +1176,11 @@ class DiskBackend(Backend):
             return False
         if view.maintain:
             self._index_remove(txn, view, key)
+        # Its lease goes with it. On an empty leases' database this costs a lookup of
+        # its root in the one-page main database (lost in the commit's noise).
+        lease = txn.pop(key, view.claims)
+        if lease is not None:
+            txn.delete(disk_ops.end_key(lease), b"", view.ends)
         return True
 
     def increment_by(self, key: bytes, delta: int) -> int:
@@ -1292,6 +1315,9 @@ class DiskBackend(Backend):
         txn.delete(key, b"", data)
         if view.maintain:
             self._index_remove(txn, view, key)
+        lease = txn.pop(key, view.claims)
+        if lease is not None:
+            txn.delete(disk_ops.end_key(lease), b"", view.ends)
         return True
 
     # -- the key index ----------------------------------------------------------------------
@@ -1333,7 +1359,7 @@ class DiskBackend(Backend):
         self._write(_DELETE, self._clear_in)
 
     def _clear_in(self, txn: lmdb.Transaction, view: _View) -> None:
-        for db in (view.data, view.slots, view.slotof):
+        for db in (view.data, view.slots, view.slotof, view.claims, view.ends):
             txn.drop(db, delete=False)
         self._set_index_status(txn, _VALID if self._track_keys else _NONE)
 
@@ -1732,6 +1758,8 @@ class DiskBackend(Backend):
     def _finish_restore(self, txn: lmdb.Transaction, view: _View, owner: int, staging: int) -> int:
         state = _check_restorer(view, owner)
         self._drop_generation(txn, state.generation)
+        for db in self._claims:  # the leases were on the keys the flip replaces
+            txn.drop(db, delete=False)
         self._put_state(txn, _State(staging, _VALID if self._track_keys else _NONE, 0))
         return txn.stat(self._dbs[staging][0])["entries"]  # type: ignore[no-any-return]
 
@@ -1741,6 +1769,109 @@ class DiskBackend(Backend):
             return
         self._drop_generation(txn, 1 - state.generation)
         self._put_state(txn, state._replace(restorer=0))
+
+    # -- claims (leases), batches and prefixes: the steps are in disk_ops ----------------------
+
+    def claim_keys(self, keys: list[bytes], ttl_ms: int, owner: bytes) -> list[ClaimRecord | None]:
+        """One lookup of the key and one of its lease per key, one write per lease, in one transaction."""
+        return self._write(_WRITE, disk_ops.claim_keys, keys, ttl_ms, owner, self.clock)  # type: ignore[no-any-return]
+
+    def claim_random(self, prefix: bytes, count: int, ttl_ms: int, owner: bytes) -> list[ClaimRecord]:
+        """Drawn as described in :mod:`~locust_kv.backends.disk_ops`: random index slots checked against their
+        lease (expected k/c draws per key for c claimable of k keys), else an exact read of the prefix range and
+        its leases, O(k + leases): that is the cost of every call on a nearly exhausted pool. One transaction."""
+        return self._write(  # type: ignore[no-any-return]
+            _WRITE, disk_ops.claim_random, prefix, count, ttl_ms, owner, self.clock
+        )
+
+    def release_claims(self, refs: list[tuple[bytes, int]]) -> list[bool]:
+        return self._write(_DELETE, disk_ops.release_claims, refs, self.clock)  # type: ignore[no-any-return]
+
+    def complete_claims(self, refs: list[tuple[bytes, int]], delete: bool) -> list[bool]:
+        return self._write(  # type: ignore[no-any-return]
+            _DELETE, disk_ops.complete_claims, refs, delete, self.clock, self._delete_in
+        )
+
+    def renew_claims(self, refs: list[tuple[bytes, int]], ttl_ms: int) -> list[int | None]:
+        return self._write(_WRITE, disk_ops.renew_claims, refs, ttl_ms, self.clock)  # type: ignore[no-any-return]
+
+    def allocation_stats(self, prefix: bytes) -> tuple[int, int, int, int]:
+        """One read transaction: O(leases) without a prefix, O(k + leases of the range) with one (a cursor count)."""
+        return self._read(_SIZE, disk_ops.allocation_stats, prefix, self.clock)  # type: ignore[no-any-return]
+
+    def compare_and_swap_detailed(self, key: bytes, old: bytes | None, new: bytes) -> tuple[bool, bytes | None]:
+        return self._write(  # type: ignore[no-any-return]
+            _WRITE, disk_ops.compare_and_swap_detailed, key, old, new, self._index_add
+        )
+
+    def compare_and_delete_detailed(self, key: bytes, old: bytes) -> tuple[bool, bytes | None]:
+        return self._write(  # type: ignore[no-any-return]
+            _DELETE, disk_ops.compare_and_delete_detailed, key, old, self._delete_in
+        )
+
+    def count(self, prefix: bytes) -> int:
+        """The number of keys with ``prefix``, in one read transaction.
+
+        Without a prefix, the database's entry count: O(1). With one, a
+        cursor walk of the range, O(k) for k matching keys (about 50 ns a
+        key): LMDB's B-tree keeps no counts, so no O(log n) count exists.
+        """
+        return self._read(_SIZE, disk_ops.count_range_in, prefix)  # type: ignore[no-any-return]
+
+    def random_keys(self, prefix: bytes, count: int, unique: bool) -> list[bytes]:
+        """In one read transaction; see :func:`~locust_kv.backends.disk_ops.random_keys` for the costs."""
+        return self._read(_INDEX, disk_ops.random_keys, prefix, count, unique)  # type: ignore[no-any-return]
+
+    def pop_random(self, prefix: bytes, count: int) -> list[tuple[bytes, bytes]]:
+        """Chosen as :meth:`claim_random` chooses (same costs), removed in the same transaction."""
+        return self._write(  # type: ignore[no-any-return]
+            _DELETE, disk_ops.pop_random, prefix, count, self.clock, self._index_remove
+        )
+
+    def get_many(self, keys: list[bytes]) -> list[bytes | None]:
+        return self._read(_READ, disk_ops.get_many, keys)  # type: ignore[no-any-return]
+
+    def set_many(self, items: list[tuple[bytes, bytes]]) -> None:
+        """One write transaction: all or nothing (a full map: DiskStoreFullError, nothing written)."""
+        self._write(_WRITE, disk_ops.set_many, items, self._index_add)
+
+    def delete_many(self, keys: list[bytes]) -> int:
+        return self._write(_DELETE, disk_ops.delete_many, keys, self._delete_in)  # type: ignore[no-any-return]
+
+    def delete_prefix(self, prefix: bytes, limit: int) -> tuple[int, bool]:
+        """Transactions of a few milliseconds each, with a pause between them.
+
+        Without a prefix and a limit, one transaction drops every database
+        as :meth:`clear` does (its index status included).
+        """
+        if not prefix and limit <= 0:
+            removed: int = self._write(_DELETE, self._clear_counted)
+            return removed, True
+        removed = 0
+        while True:
+            step = limit - removed if limit > 0 else -1
+            got, empty = self._write(
+                _DELETE, disk_ops.delete_range_slice, prefix, step, _SLICE_SECONDS, self._index_remove, perf_counter
+            )
+            removed += got
+            if empty or 0 < limit <= removed:
+                return removed, empty
+            pause()
+
+    def _clear_counted(self, txn: lmdb.Transaction, view: _View) -> int:
+        removed: int = txn.stat(view.data)["entries"]
+        self._clear_in(txn, view)
+        return removed
+
+    def scan_keys(self, prefix: bytes, start: bytes, limit: int) -> tuple[list[bytes], bool]:
+        return self._read(_SCAN, disk_ops.scan_keys, prefix, start, limit)  # type: ignore[no-any-return]
+
+    def stats(self) -> dict[str, int]:
+        """One read transaction: O(1) for keys and bytes, O(leases) for the two lease counts."""
+        return self._read(_SIZE, self._stats_in)  # type: ignore[no-any-return]
+
+    def _stats_in(self, txn: lmdb.Transaction, view: _View) -> dict[str, int]:
+        return disk_ops.stats(txn, view, self.clock, self._pages_in_use(txn), _PAGE_SIZE)
 
     # -- lifecycle -------------------------------------------------------------------------------
 

@@ -77,8 +77,14 @@ def register(environment: Environment, **options: Any) -> KV | None:
     if attachment is not None:
         return attachment.kv
     attachment = Attachment(environment, options)
-    kv = attachment.start()
+    # Attached before it starts, so that before_load listeners (fired by start)
+    # reach the store through environment.kv and settings_of(environment).
     setattr(environment, ATTRIBUTE, attachment)
+    try:
+        kv = attachment.start()
+    except BaseException:
+        environment.__dict__.pop(ATTRIBUTE, None)
+        raise
     events = environment.events
     if events is not locust.events:
         # Locust's own events get these once, at import, so that they run before a locustfile's.

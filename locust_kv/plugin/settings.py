@@ -69,6 +69,7 @@ OPTIONS: Final[tuple[Option, ...]] = (
     Option("backup_to", str, None, "<snapshot>", "Snapshot to write once, after every user has stopped (on the master or standalone process)."),
     Option("clear", bool, False, None, "Remove every key once, before any user starts."),
     Option("report", bool, False, None, 'Report every KV operation to Locust\'s statistics as a request of type "KV", and print a KV summary in microseconds.'),
+    Option("mask_prefix", str, None, "<prefixes>", "Comma-separated key prefixes whose values the web UI's key browser never shows (test passwords, tokens); keys stay visible. Default: none."),
 )
 
 
@@ -96,6 +97,14 @@ class Settings:
     backup_to: str | None = None
     clear: bool = False
     report: bool = False
+    mask_prefix: str | None = None
+
+    @property
+    def masked_prefixes(self) -> tuple[str, ...]:
+        """The prefixes of ``--kv-mask-prefix``, without blanks."""
+        if not self.mask_prefix:
+            return ()
+        return tuple(p.strip() for p in self.mask_prefix.split(",") if p.strip())
 
     def store_options(self) -> dict[str, Any]:
         """The arguments ``open_kv`` gets for the run's store.

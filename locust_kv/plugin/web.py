@@ -8,7 +8,7 @@ tab) and extra Flask routes. The plugin uses all of them:
 
 - a **KV** tab: backend, location, serialization, key count, size on disk,
   reporting, and the address of the key browser;
-- a **KV timings (µs)** tab: the microsecond summary of ``--kv-report``;
+- a **KV timings (microseconds)** tab: the microsecond summary of ``--kv-report``;
 - a key browser page at ``<web base path>/kv``, linked from the Download Data
   tab: look up one key, page through the keys of a prefix (the store's scan
   cursors), refresh the counts;
@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import os
 from importlib.resources import files
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 from flask import Blueprint, Response, jsonify, request
@@ -83,6 +83,8 @@ def install(attachment: Attachment, web_ui: WebUI) -> None:
                 value = KV.get(kv(), key)
             except KeyNotFoundError:
                 return {"key": key, "found": False}
+            if _masked(key, attachment.settings.masked_prefixes):
+                return {"key": key, "found": True, "value": MASK, "masked": True}
             return {"key": key, "found": True, "value": _text(value, kv().serialization)}
 
         return _answer(find)
@@ -100,7 +102,11 @@ def install(attachment: Attachment, web_ui: WebUI) -> None:
         def scan() -> dict[str, Any]:
             page = KV.scan(kv(), prefix=prefix, limit=limit, cursor=cursor)
             entries = []
+            masked = attachment.settings.masked_prefixes
             for entry in page.entries:
+                if _masked(entry.key, masked):
+                    entries.append({"key": entry.key, "value": MASK, "truncated": False, "masked": True})
+                    continue
                 text = _text(entry.value, kv().serialization)
                 truncated = len(text) > PREVIEW_CHARS
                 entries.append({"key": entry.key, "value": text[:PREVIEW_CHARS], "truncated": truncated})
@@ -114,7 +120,8 @@ def install(attachment: Attachment, web_ui: WebUI) -> None:
     args["extended_tabs"] = [
         *args.get("extended_tabs", []),
         {"title": "KV", "key": TAB},
-        {"title": "KV timings (µs)", "key": TIMINGS_TAB},
+        # Locust's tabs are upper-cased by CSS, which turns µ into a capital Mu (Μ): spell it out.
+        {"title": "KV timings (microseconds)", "key": TIMINGS_TAB},
     ]
     args["extended_tables"] = [
         *args.get("extended_tables", []),
@@ -176,6 +183,14 @@ def _store_rows(summary: dict[str, Any], browser_url: str) -> list[dict[str, Any
         {"field": "Operations reported (--kv-report)", "value": "yes" if summary["reporting"] else "no"},
         {"field": "Key browser", "value": browser_url},
     ]
+
+
+MASK: Final = "•••••• (masked: --kv-mask-prefix)"
+"""What the browser shows instead of a value under a masked prefix."""
+
+
+def _masked(key: str, prefixes: tuple[str, ...]) -> bool:
+    return bool(prefixes) and key.startswith(prefixes)
 
 
 def _answer(work: Any) -> Response:

@@ -13,6 +13,10 @@ script may touch all of its keys.
 * ``backup:cursor``, ``backup:old``, ``backup:oldindex``, ``backup:new``:
   what a running backup has read, and what writers preserved for it.
 * ``markers``: hash of the markers, outside the key space.
+* ``claims``, ``claims:keys``, ``claims:ends``, ``claims:lapsed``: the
+  leases (by key, by prefix, by end, and the expired ones swept aside),
+  outside the key space; ``claimtoken``: the fencing counter. See
+  ``scripts.py``.
 
 Every operation is one round trip: a plain command where one suffices
 (``HGET``, ``HEXISTS``, ``ZCARD``, the markers), else one Lua script
@@ -34,7 +38,7 @@ reads the next live keys and the next preserved ones, and the client merges
 them. Only ``clear`` waits for a backup (BackupInProgressError): preserving a
 whole store would copy it.
 
-Leases expire unless the work renews them (every page or batch does), so a
+Backup and restore leases expire unless the work renews them (every page or batch does), so a
 process killed while it holds one blocks nobody for longer than
 ``lease_timeout``.
 
@@ -44,6 +48,11 @@ child. Under gevent's monkey patching (Locust applies it) the sockets are
 cooperative, so a call waiting on the server lets other greenlets run.
 Commands are never retried by redis-py: a script whose reply was lost may
 already have run, and running an increment twice would be wrong.
+
+Claims (leases on keys) expire by the server's clock (``TIME`` inside the
+script), so clients whose clocks disagree still agree on every lease. They
+are never backed up; a restore and ``clear`` drop them all, and every script
+that removes a key drops its lease.
 
 Errors. Every redis-py exception is mapped by ``errors.REDIS_ERRORS`` with
 the cause chained.
@@ -76,7 +85,7 @@ from ...errors import (
     StoreWriteError,
     UnexpectedStoreOutputError,
 )
-from ..base import Backend, BackupReader, prefix_end
+from ..base import Backend, BackupReader, ClaimRecord, prefix_end
 from .errors import map_redis_error
 from .scripts import SCRIPTS
 
@@ -90,6 +99,9 @@ _RESTORE_ROWS: Final = 1_000
 
 _BACKUP_PAGE: Final = 1_000
 """Entries read by one backup script, for the same reason."""
+
+_DELETE_STEP: Final = 1_000
+"""Keys removed by one step of delete_prefix, for the same reason."""
 
 _DELTA_CAP: Final = 2**1024
 """Deltas beyond this are sent as this: the result could be in range only if
@@ -116,8 +128,14 @@ class RedisBackend(Backend):
         self._restore = prefix + b"restore"
         self._backup = prefix + b"backup"
         self._markers = prefix + b"markers"
+        self._claims = prefix + b"claims"
+        self._claim_keys = prefix + b"claims:keys"
+        self._claim_ends = prefix + b"claims:ends"
+        self._claim_lapsed = prefix + b"claims:lapsed"
         self._copies = [prefix + b"backup:cursor", prefix + b"backup:old", prefix + b"backup:oldindex", prefix + b"backup:new"]
         self._gated = [self._data, self._index, self._restore, self._backup, *self._copies]
+        self._leases = [self._claims, self._claim_keys, self._claim_ends, self._claim_lapsed]
+        self._leased = [*self._gated, *self._leases, prefix + b"claimtoken"]
         # The URL was validated by configure(). A blocking pool: a thousand
         # greenlets share at most max_connections sockets, waiting their turn
         # (cooperatively under gevent) instead of opening one each.
@@ -252,7 +270,7 @@ class RedisBackend(Backend):
         self._run("set", self._gated, [key, value], True)
 
     def delete(self, key: bytes) -> bool:
-        return bool(self._run("delete", self._gated, [key], True))
+        return bool(self._run("delete", self._leased, [key], True))
 
     def increment_by(self, key: bytes, delta: int) -> int:
         if not -_DELTA_CAP <= delta <= _DELTA_CAP:
@@ -272,12 +290,12 @@ class RedisBackend(Backend):
         return bool(self._run("compare_and_swap", self._gated, args, True))
 
     def compare_and_delete(self, key: bytes, old: bytes) -> bool:
-        return bool(self._run("compare_and_delete", self._gated, [key, old], True))
+        return bool(self._run("compare_and_delete", self._leased, [key, old], True))
 
     # -- whole-store operations ----------------------------------------------------------
 
     def clear(self) -> None:
-        self._run("clear", [*self._gated, self._staging_data, self._staging_index], [], True)
+        self._run("clear", [*self._gated, *self._leases, self._staging_data, self._staging_index], [], True)
 
     def size(self) -> int:
         return int(self._read("ZCARD", self._index))
@@ -305,6 +323,129 @@ class RedisBackend(Backend):
         end = prefix_end(prefix)
         high = b"+" if end is None else b"(" + end
         return self._run("random_key", [self._index], [prefix, high, repr(random.random())], False)  # type: ignore[no-any-return]
+
+    # -- claims (leases) -------------------------------------------------------------------
+
+    server_clock = True
+
+    def claim_keys(self, keys: list[bytes], ttl_ms: int, owner: bytes) -> list[ClaimRecord | None]:
+        """One script: per key one HGET of the value and of the lease, and for a grant an INCR, an HSET and two ZADDs."""
+        tokens, values, (ends,) = _unpack(self._run("claim_keys", self._leased, [ttl_ms, owner, _packb(keys)], True), 3)
+        return [
+            ClaimRecord(key, value, token, ends) if token else None for key, token, value in zip(keys, tokens, values)
+        ]
+
+    def claim_random(self, prefix: bytes, count: int, ttl_ms: int, owner: bytes) -> list[ClaimRecord]:
+        """One script. Each pick draws a uniform rank of the prefix (ZRANGE, O(log n)) until it finds a free key.
+
+        When ``3 x count + 16`` draws do not fill the count (most of the
+        prefix held) it switches to an exact draw: expired leases are swept
+        aside, and uniform positions among the free keys are mapped to ranks
+        by a binary search over the prefix's live leases, O(count x log(leases)
+        x log n) (see ``scripts.py``). Never short while a free key remains.
+        """
+        keys, values, (first, ends) = _unpack(
+            self._run("claim_random", self._leased, [*_bounds(prefix), count, ttl_ms, owner, _seed()], True), 3
+        )
+        return [ClaimRecord(key, value, first + i, ends) for i, (key, value) in enumerate(zip(keys, values))]
+
+    def _end_claims(self, action: bytes, ttl_ms: int, refs: list[tuple[bytes, int]]) -> list[int]:
+        flat = [part for ref in refs for part in ref]
+        (results,) = _unpack(self._run("end_claims", self._leased, [action, ttl_ms, _packb(flat)], True), 1)
+        return results
+
+    def release_claims(self, refs: list[tuple[bytes, int]]) -> list[bool]:
+        return [bool(done) for done in self._end_claims(b"release", 0, refs)]
+
+    def complete_claims(self, refs: list[tuple[bytes, int]], delete: bool) -> list[bool]:
+        return [bool(done) for done in self._end_claims(b"delete" if delete else b"complete", 0, refs)]
+
+    def renew_claims(self, refs: list[tuple[bytes, int]], ttl_ms: int) -> list[int | None]:
+        return [ends or None for ends in self._end_claims(b"renew", ttl_ms, refs)]
+
+    def allocation_stats(self, prefix: bytes) -> tuple[int, int, int, int]:
+        """One script: O(log n) for the whole store (counts of ``claims:ends``); a prefix walks its leases (ZMSCORE)."""
+        total, claimed, expired = self._run(
+            "allocation_stats", [self._index, *self._leases[1:]], _bounds(prefix), False
+        )
+        return int(total), int(total) - int(claimed), int(claimed), int(expired)
+
+    # -- more single-call operations ----------------------------------------------------
+
+    def compare_and_swap_detailed(self, key: bytes, old: bytes | None, new: bytes) -> tuple[bool, bytes | None]:
+        args = [key, new, b"0", b""] if old is None else [key, new, b"1", old]
+        reply = self._run("compare_and_swap_detailed", self._gated, args, True)
+        return bool(reply[0]), reply[1] if len(reply) > 1 else None
+
+    def compare_and_delete_detailed(self, key: bytes, old: bytes) -> tuple[bool, bytes | None]:
+        reply = self._run("compare_and_delete_detailed", self._leased, [key, old], True)
+        return bool(reply[0]), reply[1] if len(reply) > 1 else None
+
+    def count(self, prefix: bytes) -> int:
+        """ZLEXCOUNT on the index, O(log n) (ZCARD for the whole store)."""
+        if not prefix:
+            return self.size()
+        return int(self._read("ZLEXCOUNT", self._index, b"[" + prefix, _bounds(prefix)[1]))
+
+    def random_keys(self, prefix: bytes, count: int, unique: bool) -> list[bytes]:
+        """One script: a ZRANGE by rank per draw, O(count x log n); the prefix's keys read once when they are few."""
+        (keys,) = _unpack(
+            self._run("random_keys", [self._index], [*_bounds(prefix), count, b"1" if unique else b"0", _seed()], False), 1
+        )
+        return keys
+
+    def pop_random(self, prefix: bytes, count: int) -> list[tuple[bytes, bytes]]:
+        """One script: picks as :meth:`claim_random` does, then removes the keys and any expired leases on them."""
+        keys, values = _unpack(self._run("pop_random", self._leased, [*_bounds(prefix), count, _seed()], True), 2)
+        return list(zip(keys, values))
+
+    def get_many(self, keys: list[bytes]) -> list[bytes | None]:
+        (values,) = _unpack(self._run("get_many", [self._data], [_packb(keys)], False), 1)
+        return [value if value is not False else None for value in values]
+
+    def set_many(self, items: list[tuple[bytes, bytes]]) -> None:
+        self._run("set_many", self._gated, [_packb([part for item in items for part in item])], True)
+
+    def delete_many(self, keys: list[bytes]) -> int:
+        return int(self._run("delete_many", self._leased, [_packb(keys)], True))
+
+    def delete_prefix(self, prefix: bytes, limit: int) -> tuple[int, bool]:
+        """Scripts of at most 1,000 keys each (about a millisecond of server time), with a pause between."""
+        low, high = b"[" + prefix, _bounds(prefix)[1]
+        deleted = 0
+        while True:
+            step = _DELETE_STEP if limit <= 0 else min(_DELETE_STEP, limit - deleted)
+            removed, rest = self._run("delete_range", self._leased, [low, high, step], True)
+            deleted += int(removed)
+            if not rest:
+                return deleted, True
+            if 0 < limit <= deleted or not removed:
+                return deleted, False
+            pause()
+
+    def scan_keys(self, prefix: bytes, start: bytes, limit: int) -> tuple[list[bytes], bool]:
+        low = max(prefix, start)
+        end = prefix_end(prefix)
+        count = min(limit, 1 << 62) + 1 if limit > 0 else 0
+        (keys,) = _unpack(
+            self._run(
+                "scan_keys",
+                [self._index],
+                [b"[" + low if low else b"-", b"+" if end is None else b"(" + end, count],
+                False,
+            ),
+            1,
+        )
+        if 0 < limit < len(keys):
+            keys.pop()
+            return keys, True
+        return keys, False
+
+    def stats(self) -> dict[str, int]:
+        """One script. ``bytes`` is ``MEMORY USAGE`` of the data hash with the server's default SAMPLES (5):
+        an estimate from a sample of its fields, not counting the key index."""
+        keys, size, claims, expired = self._run("stats", [self._data, self._index, self._claim_ends, self._claim_lapsed], [], False)
+        return {"keys": int(keys), "bytes": int(size), "claims": int(claims), "expired_claims": int(expired)}
 
     def rebuild_key_list(self) -> None:
         """Nothing to do: every script updates the index with the data, so it never falls behind."""
@@ -387,7 +528,7 @@ class RedisBackend(Backend):
             return int(
                 self._run(
                     "restore_finish",
-                    [self._restore, self._data, self._index, self._staging_data, self._staging_index],
+                    [self._restore, self._data, self._index, self._staging_data, self._staging_index, *self._leases],
                     [token],
                     True,
                 )
@@ -401,6 +542,22 @@ class RedisBackend(Backend):
 
     def close(self) -> None:
         self._pool.disconnect()
+
+
+def _bounds(prefix: bytes) -> list[bytes]:
+    """A script's prefix arguments: the prefix, and the ZRANGEBYLEX max of the keys that start with it."""
+    end = prefix_end(prefix)
+    return [prefix, b"+" if end is None else b"(" + end]
+
+
+def _seed() -> int:
+    """A seed for a script's generator (Redis' math.randomseed takes a 32-bit int)."""
+    return random.getrandbits(31)
+
+
+def _packb(parts: list[Any]) -> bytes:
+    """A batch as one MessagePack array, in the format the server's cmsgpack reads (bytes as "raw")."""
+    return msgpack.packb(parts, use_bin_type=False)  # type: ignore[no-any-return]
 
 
 def _unpack(reply: bytes, parts: int) -> list[list[Any]]:

@@ -15,6 +15,31 @@ Keys of the writing scripts, in this order:
    changed since and not yet read by the backup.
 7. ``backup:oldindex``: sorted set of the keys of ``backup:old``.
 8. ``backup:new``: set of the keys absent when the backup began, created since.
+9. ``claims``: hash, key -> its lease, ``<expires_ms>:<token>:<owner>``
+   (every lease: live, or expired and not yet taken over or released).
+10. ``claims:keys``: sorted set of the keys of the leases not yet swept,
+    every score 0 (byte order): those of a prefix are a range.
+11. ``claims:ends``: sorted set of the same keys by ``expires_ms``.
+12. ``claims:lapsed``: sorted set, score 0, of the keys of swept leases.
+13. ``claimtoken``: the fencing counter (INCRBY); never dropped, so a token
+    never repeats.
+
+A sweep moves the leases whose end has passed from ``claims:keys`` and
+``claims:ends`` to ``claims:lapsed``, so that right after one, the leases of
+a prefix in ``claims:keys`` are exactly its live leases, found by rank in
+O(log n). Each lease is swept at most once; the claim scripts sweep a few
+each call, an exact draw sweeps them all. Live and expired leases are
+counted from these sets in O(log n) (a prefix also filters the unswept
+expired leases).
+
+Scripts that only change values (set, swap, increment...) take keys 1-8: a
+lease survives them. Scripts that remove keys or touch leases take 1-13 and
+drop the lease of every key they remove, in the same script. Every lease is
+on a key that exists (clear and restore drop them all), so the scripts that
+walk leases never meet a key missing from the index.
+
+Leases expire by the server's clock, read with ``TIME`` inside the script
+(the script's effects are what the server replicates, so replicas agree).
 
 While a backup runs, a writer about to change a key the backup has not read
 yet first preserves what the key held when the backup began (copy on
@@ -68,12 +93,35 @@ end
 return 1
 """
 
-DELETE = _GATE + """
+# What a script that removes keys also needs: dropping their leases (KEYS
+# 9-12). One HDEL when the key has no lease (the usual case).
+_UNLEASE = """
+local function unlease(key)
+  if redis.call('HDEL', KEYS[9], key) == 1 then
+    redis.call('ZREM', KEYS[10], key)
+    redis.call('ZREM', KEYS[11], key)
+    redis.call('ZREM', KEYS[12], key)
+  end
+end
+local function unlease_all(keys)
+  for i = 1, #keys, 1000 do
+    local part = {unpack(keys, i, math.min(i + 999, #keys))}
+    if redis.call('HDEL', KEYS[9], unpack(part)) > 0 then
+      redis.call('ZREM', KEYS[10], unpack(part))
+      redis.call('ZREM', KEYS[11], unpack(part))
+      redis.call('ZREM', KEYS[12], unpack(part))
+    end
+  end
+end
+"""
+
+DELETE = _GATE + _UNLEASE + """
 local current = redis.call('HGET', KEYS[1], ARGV[1])
 if not current then return 0 end
 preserve(ARGV[1], current)
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
+unlease(ARGV[1])
 return 1
 """
 
@@ -99,39 +147,55 @@ end
 return {1, current}
 """
 
-# ARGV: key, new value, '1' when an old value is given (else: only if absent), old value.
-COMPARE_AND_SWAP = _GATE + """
+# ARGV: key, new value, '1' when an old value is given (else: only if absent),
+# old value. ANSWER is replaced: the plain form answers 1 or 0, the detailed
+# one also the value before the call.
+_COMPARE_AND_SWAP = """
 local current = redis.call('HGET', KEYS[1], ARGV[1])
+ANSWER
 if ARGV[3] == '0' then
-  if current then return 0 end
+  if current then return answer(0) end
   preserve(ARGV[1], current)
   redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
   redis.call('ZADD', KEYS[2], 0, ARGV[1])
-  return 1
+  return answer(1)
 end
-if current ~= ARGV[4] then return 0 end
+if current ~= ARGV[4] then return answer(0) end
 preserve(ARGV[1], current)
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-return 1
+return answer(1)
 """
 
-COMPARE_AND_DELETE = _GATE + """
+# ARGV: key, old value.
+_COMPARE_AND_DELETE = """
 local current = redis.call('HGET', KEYS[1], ARGV[1])
-if current ~= ARGV[2] then return 0 end
+ANSWER
+if current ~= ARGV[2] then return answer(0) end
 preserve(ARGV[1], current)
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
-return 1
+unlease(ARGV[1])
+return answer(1)
 """
 
-# KEYS 9 and 10 are the staging hash and index of a restore. The gate proves
-# no restore runs, so staging keys left there belong to a restorer that died.
-# Preserving a whole store would copy it, so clear waits for a backup to end.
+_PLAIN = "local function answer(done) return done end"
+_DETAILED = "local function answer(done) if current then return {done, current} end return {done} end"
+
+COMPARE_AND_SWAP = _GATE + _COMPARE_AND_SWAP.replace("ANSWER", _PLAIN)
+COMPARE_AND_SWAP_DETAILED = _GATE + _COMPARE_AND_SWAP.replace("ANSWER", _DETAILED)
+COMPARE_AND_DELETE = _GATE + _UNLEASE + _COMPARE_AND_DELETE.replace("ANSWER", _PLAIN)
+COMPARE_AND_DELETE_DETAILED = _GATE + _UNLEASE + _COMPARE_AND_DELETE.replace("ANSWER", _DETAILED)
+
+# KEYS 9-12 are the leases (dropped: clear ends every lease; the token
+# counter stays, so tokens never repeat), 13 and 14 the staging hash and
+# index of a restore. The gate proves no restore runs, so staging keys left
+# there belong to a restorer that died. Preserving a whole store would copy
+# it, so clear waits for a backup to end.
 CLEAR = _GATE + """
 if redis.call('EXISTS', KEYS[4]) == 1 then
   return redis.error_reply('LKV_BACKUP a backup is in progress; clear when it completes')
 end
-redis.call('UNLINK', KEYS[1], KEYS[2], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10])
+redis.call('UNLINK', KEYS[1], KEYS[2], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[12], KEYS[13], KEYS[14])
 return 1
 """
 
@@ -353,14 +417,15 @@ redis.call('ZADD', KEYS[3], unpack(members))
 return 1
 """
 
-# KEYS: restore, data, index, staging data, staging index. ARGV: token.
-# The flip: the old data is unlinked (freed by the server in the background)
-# and the staging keys renamed into place, in one script.
+# KEYS: restore, data, index, staging data, staging index, claims,
+# claims:keys, claims:ends, claims:lapsed. ARGV: token. The flip: the old data and every
+# lease are unlinked (freed by the server in the background) and the staging
+# keys renamed into place, in one script.
 RESTORE_FINISH = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return redis.error_reply('LKV_LEASE the restore lease expired before the restore finished (raise lease_timeout); nothing was restored')
 end
-redis.call('UNLINK', KEYS[2], KEYS[3])
+redis.call('UNLINK', KEYS[2], KEYS[3], KEYS[6], KEYS[7], KEYS[8], KEYS[9])
 if redis.call('EXISTS', KEYS[4]) == 1 then
   redis.call('RENAME', KEYS[4], KEYS[2])
   redis.call('RENAME', KEYS[5], KEYS[3])
@@ -378,6 +443,369 @@ end
 return 1
 """
 
+# -- leases, batches, prefixes ----------------------------------------------------
+#
+# Batches arrive as one MessagePack array in ARGV[1] (one argument: redis-py
+# would encode each argument in Python) and leave as one MessagePack string.
+# Lua's unpack has a stack limit, so commands take at most 1,000 keys each.
+
+# The server's clock, and the leases. A lease is live while expires_ms > now.
+_LEASES = """
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function lease_of(key)
+  local lease = redis.call('HGET', KEYS[9], key)
+  if not lease then return nil end
+  local ends, token = string.match(lease, '^(%d+):(%d+):')
+  return tonumber(ends), tonumber(token), lease
+end
+local function lease(key, ends, token, owner)
+  redis.call('HSET', KEYS[9], key, string.format('%d:%d:', ends, token) .. owner)
+  redis.call('ZADD', KEYS[10], 0, key)
+  redis.call('ZADD', KEYS[11], ends, key)
+  redis.call('ZREM', KEYS[12], key)
+end
+-- Move the leases that ended by now (at most limit of them; 0: all) to claims:lapsed.
+local function sweep(now, limit)
+  local gone
+  if limit > 0 then
+    gone = redis.call('ZRANGEBYSCORE', KEYS[11], '-inf', string.format('%d', now), 'LIMIT', 0, limit)
+  else
+    gone = redis.call('ZRANGEBYSCORE', KEYS[11], '-inf', string.format('%d', now))
+  end
+  for i = 1, #gone, 1000 do
+    local part = {unpack(gone, i, math.min(i + 999, #gone))}
+    local members = {}
+    for j = 1, #part do
+      members[2 * j - 1] = 0
+      members[2 * j] = part[j]
+    end
+    redis.call('ZREM', KEYS[10], unpack(part))
+    redis.call('ZREM', KEYS[11], unpack(part))
+    redis.call('ZADD', KEYS[12], unpack(members))
+  end
+end
+"""
+
+# Uniform draws. The script's generator is seeded from the client's draw
+# (its own seed is fixed, and Redis' math.random gives 31 bits): below(n) is
+# a uniform integer in [0, n), exact to 2^-31 under 65,536 and to 2^-48 above.
+_DRAWS = """
+math.randomseed(tonumber(ARGV[#ARGV]))
+local function below(n)
+  if n <= 65536 then return math.random(0, n - 1) end
+  local v = math.random(0, 65535) * 4294967296 + math.random(0, 65535) * 65536 + math.random(0, 65535)
+  return v % n
+end
+local function shuffle(list)
+  for i = #list, 2, -1 do
+    local j = below(i) + 1
+    list[i], list[j] = list[j], list[i]
+  end
+  return list
+end
+-- count distinct integers of [0, n), every subset equally likely (Floyd's algorithm).
+local function subset(n, count)
+  local seen, picks = {}, {}
+  for j = n - count, n - 1 do
+    local t = below(j + 1)
+    if seen[t] then t = j end
+    seen[t] = true
+    picks[#picks + 1] = t
+  end
+  return picks
+end
+-- The rank of the first key with the prefix in the index, and how many have it.
+local function range_of(prefix, high)
+  if prefix == '' then return 0, redis.call('ZCARD', KEYS[2]) end
+  return redis.call('ZLEXCOUNT', KEYS[2], '-', '(' .. prefix),
+         redis.call('ZLEXCOUNT', KEYS[2], '[' .. prefix, high)
+end
+local function key_at(rank)
+  return redis.call('ZRANGE', KEYS[2], rank, rank)[1]
+end
+"""
+
+# Up to count distinct keys of the prefix with no live lease, every subset
+# of the free keys equally likely, in random order.
+#
+# First by rejection: a uniform rank of the prefix, kept when its key is free
+# and not picked yet (a ZRANGE and an HGET, O(log n) a draw). When 3 x count
+# + 16 draws do not fill the count (most of the prefix is held), exactly:
+# every expired lease is swept, so the prefix's range of claims:keys holds
+# its live leases, in byte order, so in the index's rank order; a uniform
+# subset of positions among the free keys is drawn, and each is mapped to
+# its rank by a binary search over that range (ZRANGE then ZRANK per probe),
+# O(count x log(leases) x log n) plus O(log n) per lease newly swept. The
+# exact draw starts over rather than keep the rejection phase's picks: that
+# phase's result, given that it succeeded, is a uniform subset too (the
+# free keys are interchangeable in it), so the result is uniform either
+# way. It comes up short only when fewer keys are free.
+_PICK = _LEASES + _DRAWS + """
+local function pick(prefix, high, count, now)
+  local first, total = range_of(prefix, high)
+  local picked, chosen = {}, {}
+  if total == 0 then return picked end
+  local tries = 3 * count + 16
+  while #picked < count and tries > 0 do
+    tries = tries - 1
+    local key = key_at(first + below(total))
+    if not chosen[key] then
+      local ends = lease_of(key)
+      if not ends or ends <= now then
+        chosen[key] = true
+        picked[#picked + 1] = key
+      end
+    end
+  end
+  if #picked == count then return picked end
+  sweep(now, 0)
+  local base, held = 0, 0
+  if prefix == '' then
+    held = redis.call('ZCARD', KEYS[10])
+  else
+    base = redis.call('ZLEXCOUNT', KEYS[10], '-', '(' .. prefix)
+    held = redis.call('ZLEXCOUNT', KEYS[10], '[' .. prefix, high)
+  end
+  local ranks = {}
+  -- How many free keys of the prefix rank before its j-th live lease.
+  local function free_before(j)
+    local rank = ranks[j]
+    if not rank then
+      local key = redis.call('ZRANGE', KEYS[10], base + j - 1, base + j - 1)[1]
+      rank = redis.call('ZRANK', KEYS[2], key) - first
+      ranks[j] = rank
+    end
+    return rank - (j - 1)
+  end
+  local free = total - held
+  picked = subset(free, math.min(count, free))
+  for i = 1, #picked do
+    local position, lo, hi = picked[i], 0, held
+    while lo < hi do -- the last live lease with at most position free keys before it (0: none)
+      local mid = math.floor((lo + hi + 1) / 2)
+      if free_before(mid) <= position then lo = mid else hi = mid - 1 end
+    end
+    picked[i] = key_at(first + position + lo)
+  end
+  return shuffle(picked)
+end
+"""
+
+# KEYS: 1-13. ARGV: ttl ms, owner, MessagePack array of keys. Returns the
+# tokens (0: not granted), the values, and the leases' end.
+CLAIM_KEYS = _GATE + _LEASES + """
+local now = now_ms()
+sweep(now, 64)
+local ends = now + tonumber(ARGV[1])
+local keys = cmsgpack.unpack(ARGV[3])
+local tokens, values = {}, {}
+for i = 1, #keys do
+  local key = keys[i]
+  local value = redis.call('HGET', KEYS[1], key)
+  local held = value and lease_of(key)
+  if value and not (held and held > now) then
+    local token = redis.call('INCR', KEYS[13])
+    lease(key, ends, token, ARGV[2])
+    tokens[i], values[i] = token, value
+  else
+    tokens[i], values[i] = 0, ''
+  end
+end
+return cmsgpack.pack(tokens, values, {ends})
+"""
+
+# KEYS: 1-13. ARGV: prefix, ZRANGEBYLEX max of the prefix, count, ttl ms,
+# owner, seed. Returns the keys, their values, the first token (the keys
+# hold it and the following ones, in order), and the leases' end.
+CLAIM_RANDOM = _GATE + _PICK + _VALUES_OF + """
+local now = now_ms()
+sweep(now, 64)
+local keys = pick(ARGV[1], ARGV[2], tonumber(ARGV[3]), now)
+if #keys == 0 then return cmsgpack.pack({}, {}, {0, 0}) end
+local ends = now + tonumber(ARGV[4])
+local last = redis.call('INCRBY', KEYS[13], #keys)
+for i = 1, #keys do lease(keys[i], ends, last - #keys + i, ARGV[5]) end
+return cmsgpack.pack(keys, values_of(KEYS[1], keys), {last - #keys + 1, ends})
+"""
+
+# KEYS: 1-13. ARGV: prefix, ZRANGEBYLEX max of the prefix, count, seed.
+# Removes the keys picked; returns them and their values.
+POP_RANDOM = _GATE + _UNLEASE + _PICK + _VALUES_OF + """
+local now = now_ms()
+sweep(now, 64)
+local keys = pick(ARGV[1], ARGV[2], tonumber(ARGV[3]), now)
+if #keys == 0 then return cmsgpack.pack({}, {}) end
+local values = values_of(KEYS[1], keys)
+for i = 1, #keys do preserve(keys[i], values[i]) end
+for i = 1, #keys, 1000 do
+  local part = {unpack(keys, i, math.min(i + 999, #keys))}
+  redis.call('HDEL', KEYS[1], unpack(part))
+  redis.call('ZREM', KEYS[2], unpack(part))
+end
+unlease_all(keys)
+return cmsgpack.pack(keys, values)
+"""
+
+# KEYS: 1-13. ARGV: what to do ('release', 'complete', 'delete': complete
+# and remove the key, 'renew'), ttl ms (renew), MessagePack array key,
+# token, key, token... Returns one number per ref: 0 when the lease was not
+# live, else 1 (the new end for renew).
+END_CLAIMS = _GATE + _UNLEASE + _LEASES + """
+local now = now_ms()
+local action = ARGV[1]
+local refs = cmsgpack.unpack(ARGV[3])
+local results = {}
+for i = 1, #refs, 2 do
+  local key, token = refs[i], refs[i + 1]
+  local ends, held, text = lease_of(key)
+  local result = 0
+  if ends and ends > now and held == token then
+    if action == 'renew' then
+      result = now + tonumber(ARGV[2])
+      redis.call('HSET', KEYS[9], key, string.format('%d', result) .. string.sub(text, #string.match(text, '^%d+') + 1))
+      redis.call('ZADD', KEYS[11], result, key)
+      if redis.call('ZREM', KEYS[12], key) == 1 then -- swept, then live again: the server's clock went back
+        redis.call('ZADD', KEYS[10], 0, key)
+      end
+    else
+      result = 1
+      unlease(key)
+      if action == 'delete' then
+        preserve(key, nil)
+        redis.call('HDEL', KEYS[1], key)
+        redis.call('ZREM', KEYS[2], key)
+      end
+    end
+  end
+  results[#results + 1] = result
+end
+return cmsgpack.pack(results)
+"""
+
+# KEYS: index, claims:keys, claims:ends, claims:lapsed. ARGV: prefix,
+# ZRANGEBYLEX max of the prefix. Returns total, claimed, expired, counted
+# from the sorted sets in O(log n), and for a prefix, a filter of the
+# expired leases not yet swept (few: the claim scripts sweep them).
+ALLOCATION_STATS = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local stale = redis.call('ZCOUNT', KEYS[3], '-inf', string.format('%d', now))
+if ARGV[1] == '' then
+  local unswept = redis.call('ZCARD', KEYS[2])
+  return {redis.call('ZCARD', KEYS[1]), unswept - stale, stale + redis.call('ZCARD', KEYS[4])}
+end
+local low = '[' .. ARGV[1]
+local unswept = redis.call('ZLEXCOUNT', KEYS[2], low, ARGV[2])
+local mine = 0
+if stale > 0 then
+  local n = #ARGV[1]
+  for _, key in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', string.format('%d', now))) do
+    if string.sub(key, 1, n) == ARGV[1] then mine = mine + 1 end
+  end
+end
+return {redis.call('ZLEXCOUNT', KEYS[1], low, ARGV[2]), unswept - mine, mine + redis.call('ZLEXCOUNT', KEYS[4], low, ARGV[2])}
+"""
+
+# KEYS: data, index, claims:ends, claims:lapsed. Returns keys, bytes, live
+# leases, expired leases. MEMORY USAGE of the data hash with its default
+# SAMPLES (5): an estimate from a sample of its fields, without the index.
+STATS = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local unswept = redis.call('ZCARD', KEYS[3])
+local live = redis.call('ZCOUNT', KEYS[3], string.format('(%d', now), '+inf')
+return {redis.call('ZCARD', KEYS[2]), redis.call('MEMORY', 'USAGE', KEYS[1]) or 0, live, unswept - live + redis.call('ZCARD', KEYS[4])}
+"""
+
+# KEYS: index. ARGV: prefix, ZRANGEBYLEX max of the prefix, count, '1' for
+# distinct keys, seed. When the draws are many for the prefix, its keys are
+# read once instead of one ZRANGE a draw.
+RANDOM_KEYS = _DRAWS.replace("KEYS[2]", "KEYS[1]") + """
+local first, total = range_of(ARGV[1], ARGV[2])
+local count = tonumber(ARGV[3])
+if total == 0 then return cmsgpack.pack({}) end
+local ranks
+if ARGV[4] == '1' then
+  ranks = shuffle(subset(total, math.min(count, total)))
+else
+  ranks = {}
+  for i = 1, count do ranks[i] = below(total) end
+end
+local keys = {}
+if total <= 4 * #ranks then
+  local all = redis.call('ZRANGE', KEYS[1], first, first + total - 1)
+  for i = 1, #ranks do keys[i] = all[ranks[i] + 1] end
+else
+  for i = 1, #ranks do keys[i] = key_at(first + ranks[i]) end
+end
+return cmsgpack.pack(keys)
+"""
+
+# KEYS: data. ARGV: MessagePack array of keys. Absent keys come back false.
+GET_MANY = _VALUES_OF + """
+return cmsgpack.pack(values_of(KEYS[1], cmsgpack.unpack(ARGV[1])))
+"""
+
+# KEYS: 1-8. ARGV: MessagePack array key, value, key, value...
+SET_MANY = _GATE + """
+local fields = cmsgpack.unpack(ARGV[1])
+for i = 1, #fields, 2 do preserve(fields[i], nil) end
+for i = 1, #fields, 1000 do
+  local last = math.min(i + 999, #fields)
+  local members = {}
+  for j = i, last, 2 do
+    members[#members + 1] = 0
+    members[#members + 1] = fields[j]
+  end
+  redis.call('HSET', KEYS[1], unpack(fields, i, last))
+  redis.call('ZADD', KEYS[2], unpack(members))
+end
+return 1
+"""
+
+# KEYS: 1-13. ARGV: MessagePack array of keys. Returns how many existed.
+DELETE_MANY = _GATE + _UNLEASE + """
+local keys = cmsgpack.unpack(ARGV[1])
+for i = 1, #keys do preserve(keys[i], nil) end
+local removed = 0
+for i = 1, #keys, 1000 do
+  local part = {unpack(keys, i, math.min(i + 999, #keys))}
+  removed = removed + redis.call('HDEL', KEYS[1], unpack(part))
+  redis.call('ZREM', KEYS[2], unpack(part))
+end
+unlease_all(keys)
+return removed
+"""
+
+# KEYS: 1-13. ARGV: ZRANGEBYLEX min and max of the prefix, count (at most
+# 1,000: one short step of a delete_prefix). Returns how many were removed
+# and 1 when keys of the prefix remain.
+DELETE_RANGE = _GATE + _UNLEASE + """
+local keys = redis.call('ZRANGEBYLEX', KEYS[2], ARGV[1], ARGV[2], 'LIMIT', 0, ARGV[3])
+if #keys > 0 then
+  for i = 1, #keys do preserve(keys[i], nil) end
+  redis.call('HDEL', KEYS[1], unpack(keys))
+  redis.call('ZREM', KEYS[2], unpack(keys))
+  unlease_all(keys)
+end
+local rest = redis.call('ZRANGEBYLEX', KEYS[2], ARGV[1], ARGV[2], 'LIMIT', 0, 1)
+return {#keys, #rest}
+"""
+
+# KEYS: index. ARGV: ZRANGEBYLEX min and max, count (0: all).
+SCAN_KEYS = """
+local keys
+if ARGV[3] == '0' then
+  keys = redis.call('ZRANGEBYLEX', KEYS[1], ARGV[1], ARGV[2])
+else
+  keys = redis.call('ZRANGEBYLEX', KEYS[1], ARGV[1], ARGV[2], 'LIMIT', 0, ARGV[3])
+end
+return cmsgpack.pack(keys)
+"""
+
 SCRIPTS: dict[str, str] = {
     "set": SET,
     "delete": DELETE,
@@ -385,10 +813,24 @@ SCRIPTS: dict[str, str] = {
     "swap": SWAP,
     "compare_and_swap": COMPARE_AND_SWAP,
     "compare_and_delete": COMPARE_AND_DELETE,
+    "compare_and_swap_detailed": COMPARE_AND_SWAP_DETAILED,
+    "compare_and_delete_detailed": COMPARE_AND_DELETE_DETAILED,
     "clear": CLEAR,
     "increment_by": INCREMENT_BY,
     "scan": SCAN,
     "random_key": RANDOM_KEY,
+    "claim_keys": CLAIM_KEYS,
+    "claim_random": CLAIM_RANDOM,
+    "pop_random": POP_RANDOM,
+    "end_claims": END_CLAIMS,
+    "allocation_stats": ALLOCATION_STATS,
+    "stats": STATS,
+    "random_keys": RANDOM_KEYS,
+    "get_many": GET_MANY,
+    "set_many": SET_MANY,
+    "delete_many": DELETE_MANY,
+    "delete_range": DELETE_RANGE,
+    "scan_keys": SCAN_KEYS,
     "backup_begin": BACKUP_BEGIN,
     "backup_page": BACKUP_PAGE,
     "backup_end": BACKUP_END,

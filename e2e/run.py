@@ -97,6 +97,16 @@ SCENARIOS = (
         options=("--kv-restore-from", "accounts.snapshot", "--kv-restore-max-entries", "10000"),
     ),
     Scenario("shared_counters"),
+    Scenario(
+        "account_pool",
+        users=200,  # the scenario's LoadTestShape sets the users and the time: 200, 50, 200, about 4 s
+        prepare=(
+            (sys.executable, str(HERE / "accounts.py"), "accounts.jsonl", "1000"),
+            (sys.executable, "-m", "locust_kv.cli", "snapshot", "import", "accounts.jsonl",
+             "-o", "accounts.snapshot", "--no-progress"),
+        ),
+        options=("--kv-restore-from", "accounts.snapshot", "--kv-restore-max-entries", "1000"),
+    ),
 )
 
 

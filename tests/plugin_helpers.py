@@ -7,12 +7,14 @@ ever runs in child processes.
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import json
 import os
 import socket
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,3 +124,44 @@ def read_json(path: Path) -> object:
 def describe(*results: Result) -> str:
     """Every process's output, for an assertion message."""
     return "\n".join(f"--- exit {r.returncode} ---\n{r.output[-6000:]}" for r in results)
+
+
+def run_checks(checks: Path, report: Path) -> dict[str, list[tuple[str, str]]]:
+    """Run a module of in-process checks (it imports Locust) with pytest in a child process.
+
+    Returns check function name -> [(outcome, detail)] for each of its cases;
+    fails the calling test when the child did not run them at all.
+    """
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={report}", str(checks)],
+        cwd=checks.parent.parent, env=clean_environment(), capture_output=True, text=True, timeout=RUN_TIMEOUT,
+        check=False,
+    )
+    if not report.exists():
+        pytest.fail(f"the checks did not run:\n{done.stdout}\n{done.stderr}")
+    results: dict[str, list[tuple[str, str]]] = {}
+    for case in ET.parse(report).iter("testcase"):
+        problems = [child for child in case if child.tag in ("failure", "error", "skipped")]
+        outcome = problems[0].tag if problems else "passed"
+        detail = (problems[0].text or problems[0].get("message", "")) if problems else ""
+        results.setdefault(case.get("name", "").split("[")[0], []).append((outcome, detail))
+    return results
+
+
+def check_names(checks: Path) -> list[str]:
+    """The check functions of a module of in-process checks."""
+    return [
+        node.name
+        for node in ast.parse(checks.read_text()).body
+        if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")
+    ]
+
+
+def assert_check_passed(name: str, results: dict[str, list[tuple[str, str]]]) -> None:
+    """Fail (or skip) as the check ``name`` did in the child process."""
+    cases = results.get(name)
+    assert cases, f"{name} did not run"
+    failed = [detail for outcome, detail in cases if outcome in ("failure", "error")]
+    assert not failed, "\n\n".join(failed)
+    if all(outcome == "skipped" for outcome, _ in cases):
+        pytest.skip(cases[0][1])

@@ -57,6 +57,7 @@ EXPECTED_REASON = {
     "backup_restore": "missing below its head",
     "seeding": "found the account in use by another session",
     "shared_counters": "the users' tallies add up to",
+    "account_pool": "found the account in use by another session",
 }
 """What the runner must say when a scenario commits its deliberate bug."""
 

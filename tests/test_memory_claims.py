@@ -359,10 +359,12 @@ def test_claim_random_is_uniform_among_the_free_keys(b) -> None:
     assert len(counts) == 16 and all(abs(n - mean) < 0.25 * mean for n in counts.values()), counts
 
 
-def test_claim_random_is_uniform_when_nearly_every_key_is_held(b) -> None:
-    # 4 free keys of 200: the rejection draws mostly miss, so the exact draw is exercised.
-    keys = seed(b, 200)
-    free = {keys[3], keys[77], keys[150], keys[199]}
+@pytest.mark.parametrize("n", [200, 1000], ids=["walk", "exact"])
+def test_claim_random_is_uniform_when_nearly_every_key_is_held(b, n: int) -> None:
+    # 4 free keys: the rejection draws mostly miss; then 200 keys are walked
+    # (one wanted >= 200/256), 1000 are not (the exact draw).
+    keys = seed(b, n)
+    free = {keys[3], keys[77], keys[150], keys[n - 1]}
     b.claim_keys([k for k in keys if k not in free], 60_000, b"holder")
     counts = collections.Counter()
     for _ in range(8_000):

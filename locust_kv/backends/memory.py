@@ -56,6 +56,11 @@ _CLAIM_DRAWS = 8
 """Uniform draws that a random claim or pop tries per key, from all keys and
 then from the matching ones, before it draws exactly among the free ranks."""
 
+_WALK_RATIO = 256
+"""An exact draw of one key costs about as much as a walk over this many
+matching keys: a random claim or pop that still wants more than 1/256 of
+them walks them once instead."""
+
 _DELETE_SLICE = 2_000
 """Keys ``delete_prefix`` removes in one critical section (a few ms)."""
 
@@ -503,7 +508,7 @@ class MemoryBackend(Backend):
             return [order[rank] for rank in random.sample(range(lo, hi), count)]
 
     def claim_random(self, prefix: bytes, count: int, ttl_ms: int, owner: bytes) -> list[ClaimRecord]:
-        """Each key drawn uniformly among the free matching ones left; see :meth:`_draw_free` for the cost."""
+        """A uniform subset of the free matching keys, drawn by :meth:`_free_keys` (see its cost)."""
         with self._lock:
             if self._writers_refused is not None:
                 raise self._writers_refused()
@@ -512,21 +517,14 @@ class MemoryBackend(Backend):
             shards = self._shards
             expires = now + ttl_ms
             records = []
-            exact = False
-            for _ in range(count):
-                key = None if exact else self._draw_free(prefix, now)
-                if key is None:
-                    exact = True  # the free keys are scarce: draw exactly from now on
-                    key = self._pick_free_exact(prefix)
-                    if key is None:
-                        break
+            for key in self._free_keys(prefix, count, now):
                 self._token += 1
                 leases.grant(key, (self._token, expires, owner))
                 records.append(ClaimRecord(key, shards[hash(key) % _SHARDS][key], self._token, expires))
             return records
 
     def pop_random(self, prefix: bytes, count: int) -> list[tuple[bytes, bytes]]:
-        """Chosen as :meth:`claim_random` chooses; then O(log n) per key removed."""
+        """Chosen as :meth:`claim_random` chooses (:meth:`_free_keys`); then O(log n) per key removed."""
         with self._lock:
             if self._writers_refused is not None:
                 raise self._writers_refused()
@@ -535,14 +533,7 @@ class MemoryBackend(Backend):
             index = self._index
             shards = self._shards
             rows = []
-            exact = False
-            for _ in range(count):
-                key = None if exact else self._draw_free(prefix, now)
-                if key is None:
-                    exact = True
-                    key = self._pick_free_exact(prefix)
-                    if key is None:
-                        break
+            for key in self._free_keys(prefix, count, now):
                 value = shards[hash(key) % _SHARDS].pop(key)
                 index.remove(key)
                 self._bytes -= len(key) + len(value)
@@ -550,6 +541,44 @@ class MemoryBackend(Backend):
                     leases.drop(key)  # an expired lease
                 rows.append((key, value))
             return rows
+
+    def _free_keys(self, prefix: bytes, count: int, now: int) -> Iterator[bytes]:
+        """Up to ``count`` distinct matching keys without a live lease, a uniform subset. Under the lock, after ``advance``.
+
+        The caller claims or removes each key before it asks for the next.
+        Each key is a uniform draw among the free keys left, so the whole is
+        a uniform subset: by rejection (:meth:`_draw_free`, O(1) or O(log n)
+        a key) while that keeps finding free keys; once it misses, either one
+        walk of the matching keys and a sample of the free ones, O(m) for m
+        matching keys, when many keys are still wanted, or else
+        :meth:`_pick_free_exact`, O(log h * log n) a key for h held keys.
+        """
+        given = 0
+        while given < count:
+            key = self._draw_free(prefix, now)
+            if key is None:
+                break
+            yield key
+            given += 1
+        else:
+            return
+        wanted = count - given
+        order = self._index.order
+        lo, hi = _bounds(order, prefix)
+        if wanted * _WALK_RATIO >= hi - lo:
+            records = self._leases.records
+            free = []
+            for key in order.islice(lo, hi):
+                lease = records.get(key)
+                if lease is None or lease[1] <= now:
+                    free.append(key)
+            yield from random.sample(free, min(wanted, len(free)))
+            return
+        for _ in range(wanted):
+            key = self._pick_free_exact(prefix)
+            if key is None:
+                return
+            yield key
 
     def _draw_free(self, prefix: bytes, now: int) -> bytes | None:
         """A key drawn uniformly among the matching keys without a live lease, by rejection; None when the draws all missed.

@@ -11,6 +11,7 @@ write the run token             \\-                 yes, once          \\-
 open the master's store, check  \\-                 \\-                 test_start
 reporter (--kv-report)          yes                no (no users)      yes
 users-stopped barrier           \\-                 test_stop          answers
+release the users' leases       test_stop          \\-                 test_stop, barrier
 after_load, backup              once, at quitting  once, at quitting  no
 close                           quit               quit               quit
 ==============================  =================  =================  ==================
@@ -59,6 +60,7 @@ from .. import snapshot
 from ..options import scope_of
 from ..store import KV, open_kv, open_stores, read_marker, set_reporter, write_marker
 from . import settings as settings_module
+from .leases import UserLeases
 from .settings import RUN_TOKEN_DEST, Settings
 from .timings import Timings
 
@@ -129,6 +131,8 @@ class Attachment:
         self.role = role_of(environment.runner)
         self.kv: KV | None = None
         self.timings = Timings()
+        self.leases = UserLeases()
+        """This process's users' leases on the store, released when a user stops (see leases.py)."""
         self.refusal: StoreNotSharedError | None = None
         """Set on a worker that cannot reach the master's store: ``environment.kv`` raises it."""
         self._opened_with: dict[str, Any] | None = None  # a worker's store options
@@ -168,6 +172,7 @@ class Attachment:
             _refuse_memory_stores()
             return None
         self.kv = open_kv(**self.settings.store_options())
+        self.leases.attach(self.kv)
         try:
             # A backend may open its files on first use; use it now, so that a bad path or a
             # foreign file stops the run here rather than in the first user's task.
@@ -185,6 +190,7 @@ class Attachment:
                 self._set_option(RUN_TOKEN_DEST, token)
             self._apply_reporting()
         except BaseException:
+            self.leases.detach(self.kv)
             self.kv.close()
             self.kv = None
             raise
@@ -275,9 +281,9 @@ class Attachment:
             if self.kv is None or options != self._opened_with:
                 previous, self.kv = self.kv, None
                 if previous is not None:
-                    set_reporter(previous, None)
-                    previous.close()
+                    self._close_store(previous)
                 self.kv = open_kv(**options)
+                self.leases.attach(self.kv)
                 self._opened_with = options
             seen = read_marker(self.kv, RUN_MARKER)
         except KVError as error:
@@ -329,8 +335,7 @@ class Attachment:
         refusal.__cause__ = cause
         self.refusal = refusal
         if self.kv is not None:
-            set_reporter(self.kv, None)
-            self.kv.close()
+            self._close_store(self.kv)
             self.kv = None
         logger.error("%s (locust_kv: this worker runs no users)", refusal)
         self.environment.process_exit_code = 1
@@ -363,6 +368,8 @@ class Attachment:
         self._apply_reporting()
 
     def on_test_stop(self, **_kwargs: Any) -> None:
+        # Every user of this process has stopped: the leases they left go back to the pool now.
+        self.leases.settle()
         if self.role == "master":
             self._wait_for_workers_users()
 
@@ -405,6 +412,8 @@ class Attachment:
             runner.stop()
         while runner.state == STATE_CLEANUP:  # Locust's own stop message is stopping them meanwhile
             gevent.sleep(0.05)
+        # Locust's stop sets STOPPED before firing test_stop: make sure the leases are back either way.
+        self.leases.settle()
         runner.send_message(USERS_STOPPED, None)
 
     # -- statistics ------------------------------------------------------------
@@ -433,6 +442,7 @@ class Attachment:
             return
         self._finished = True
         self._wait_for_users_to_stop()
+        self.leases.settle()
         after_load.fire(environment=self.environment, kv=self.kv)
         self.settings = self.settings.replace(backup_to=self._read().backup_to)
         if self.settings.backup_to is not None:
@@ -466,8 +476,14 @@ class Attachment:
         if self.coordinates and self.timings:
             self._write_timings()
         if self.kv is not None:
-            set_reporter(self.kv, None)
-            self.kv.close()
+            self._close_store(self.kv)
+
+    def _close_store(self, kv: KV) -> None:
+        """Release the users' leases on ``kv``, stop reporting and binding, and close it."""
+        self.leases.release_all()
+        self.leases.detach(kv)
+        set_reporter(kv, None)
+        kv.close()
 
     def _write_timings(self) -> None:
         options = self.environment.parsed_options

@@ -61,6 +61,10 @@ _WALK_RATIO = 256
 matching keys: a random claim or pop that still wants more than 1/256 of
 them walks them once instead."""
 
+_EARLY_WALK_RATIO = 8
+"""A batch that wants more than 1/8 of the matching keys walks them from the
+start: rejection draws slow down as the batch fills the keys."""
+
 _DELETE_SLICE = 2_000
 """Keys ``delete_prefix`` removes in one critical section (a few ms)."""
 
@@ -129,15 +133,20 @@ class _Leases:
     ``seen`` is the latest now of any lease operation: the leases' clock
     never goes back, so a lease found expired stays expired, and ``held``
     is exactly the set of live leases after :meth:`advance`.
+
+    A grant enters ``held`` and ``deadlines`` at :meth:`settle`, in bulk:
+    the granting operation settles before it reads ``held`` and before it
+    ends, so every other operation finds them settled.
     """
 
-    __slots__ = ("deadlines", "expired", "held", "records", "seen")
+    __slots__ = ("deadlines", "expired", "held", "pending", "records", "seen")
 
     def __init__(self, seen: int = 0) -> None:
         self.records: dict[bytes, tuple[int, int, bytes]] = {}
         self.held = SortedList()
         self.expired = SortedList()
         self.deadlines = SortedList()
+        self.pending: list[bytes] = []
         self.seen = seen
 
     def advance(self, clock_now: int) -> int:
@@ -160,13 +169,25 @@ class _Leases:
         return now
 
     def grant(self, key: bytes, lease: tuple[int, int, bytes]) -> None:
-        """Give ``key``, which has no live lease, the lease ``lease``."""
+        """Give ``key``, which has no live lease, the lease ``lease``; :meth:`settle` before ``held`` is read."""
         records = self.records
         if key in records:  # an expired lease, taken over
             self.expired.remove(key)
         records[key] = lease
-        self.held.add(key)
-        self.deadlines.add((lease[1], key))
+        self.pending.append(key)
+
+    def settle(self) -> None:
+        """Enter the pending grants in ``held`` and ``deadlines`` (sorted in bulk when there are many)."""
+        pending = self.pending
+        if len(pending) == 1:
+            key = pending[0]
+            self.held.add(key)
+            self.deadlines.add((self.records[key][1], key))
+        elif pending:
+            records = self.records
+            self.held.update(pending)
+            self.deadlines.update([(records[key][1], key) for key in pending])
+        pending.clear()
 
     def end(self, key: bytes, lease: tuple[int, int, bytes]) -> None:
         """Forget ``key``'s lease ``lease``, live or expired."""
@@ -517,10 +538,13 @@ class MemoryBackend(Backend):
             shards = self._shards
             expires = now + ttl_ms
             records = []
-            for key in self._free_keys(prefix, count, now):
-                self._token += 1
-                leases.grant(key, (self._token, expires, owner))
-                records.append(ClaimRecord(key, shards[hash(key) % _SHARDS][key], self._token, expires))
+            try:
+                for key in self._free_keys(prefix, count, now):
+                    self._token += 1
+                    leases.grant(key, (self._token, expires, owner))
+                    records.append(ClaimRecord(key, shards[hash(key) % _SHARDS][key], self._token, expires))
+            finally:
+                leases.settle()
             return records
 
     def pop_random(self, prefix: bytes, count: int) -> list[tuple[bytes, bytes]]:
@@ -551,19 +575,22 @@ class MemoryBackend(Backend):
         a key) while that keeps finding free keys; once it misses, either one
         walk of the matching keys and a sample of the free ones, O(m) for m
         matching keys, when many keys are still wanted, or else
-        :meth:`_pick_free_exact`, O(log h * log n) a key for h held keys.
+        :meth:`_pick_free_exact`, O(log h * log n) a key for h held keys. A
+        batch that wants more than 1/8 of the matching keys walks at once.
         """
-        given = 0
-        while given < count:
-            key = self._draw_free(prefix, now)
-            if key is None:
-                break
-            yield key
-            given += 1
-        else:
-            return
-        wanted = count - given
         order = self._index.order
+        given = 0
+        # A batch that wants a good part of the matching keys walks them at once.
+        if count == 1 or count * _EARLY_WALK_RATIO < _span(order, prefix):
+            while given < count:
+                key = self._draw_free(prefix, now)
+                if key is None:
+                    break
+                yield key
+                given += 1
+            else:
+                return
+        wanted = count - given
         lo, hi = _bounds(order, prefix)
         if wanted * _WALK_RATIO >= hi - lo:
             records = self._leases.records
@@ -632,7 +659,9 @@ class MemoryBackend(Backend):
         finds c). O(log h * log n) for h held keys.
         """
         order = self._index.order
-        held = self._leases.held
+        leases = self._leases
+        leases.settle()
+        held = leases.held
         lo, hi = _bounds(order, prefix)
         first, last = _bounds(held, prefix)
         free = (hi - lo) - (last - first)
@@ -683,15 +712,18 @@ class MemoryBackend(Backend):
             shards = self._shards
             expires = now + ttl_ms
             granted: list[ClaimRecord | None] = []
-            for key in keys:
-                value = shards[hash(key) % _SHARDS].get(key)
-                lease = records.get(key)
-                if value is None or (lease is not None and lease[1] > now):
-                    granted.append(None)
-                    continue
-                self._token += 1
-                leases.grant(key, (self._token, expires, owner))
-                granted.append(ClaimRecord(key, value, self._token, expires))
+            try:
+                for key in keys:
+                    value = shards[hash(key) % _SHARDS].get(key)
+                    lease = records.get(key)
+                    if value is None or (lease is not None and lease[1] > now):
+                        granted.append(None)
+                        continue
+                    self._token += 1
+                    leases.grant(key, (self._token, expires, owner))
+                    granted.append(ClaimRecord(key, value, self._token, expires))
+            finally:
+                leases.settle()
             return granted
 
     def release_claims(self, refs: list[tuple[bytes, int]]) -> list[bool]:
@@ -868,6 +900,12 @@ def _bounds(order: SortedList, prefix: bytes) -> tuple[int, int]:
     lo = order.bisect_left(prefix) if prefix else 0
     end = prefix_end(prefix)
     return lo, len(order) if end is None else order.bisect_left(end)
+
+
+def _span(order: SortedList, prefix: bytes) -> int:
+    """How many keys start with ``prefix``."""
+    lo, hi = _bounds(order, prefix)
+    return hi - lo
 
 
 def _new_shards() -> list[dict[bytes, bytes]]:

@@ -205,11 +205,33 @@ def _check_owner(owner: object) -> bytes:
 
 def _encode_keys(keys: object) -> list[bytes]:
     """A batch of keys: a list or tuple (not a str) of at most MAX_BATCH keys, each checked."""
-    if not isinstance(keys, (list, tuple)):
-        raise InvalidArgumentError(f"keys must be a list or tuple of str, not {type(keys).__name__}")
+    if type(keys) is not list and type(keys) is not tuple:
+        if not isinstance(keys, (list, tuple)):
+            raise InvalidArgumentError(f"keys must be a list or tuple of str, not {type(keys).__name__}")
     if len(keys) > MAX_BATCH:
         raise InvalidArgumentError(f"a batch takes at most {MAX_BATCH} keys")
-    return [encode_key(key) for key in keys]
+    if not keys:
+        return []
+    # The common case checked at C speed: plain str keys of 1 to 511 bytes of UTF-8.
+    if set(map(type, keys)) == _ONLY_STR:
+        try:
+            raw = list(map(str.encode, keys))
+        except UnicodeEncodeError:
+            pass
+        else:
+            if min(map(len, raw)) > 0 and max(map(len, raw)) <= MAX_KEY_BYTES:
+                return raw
+    return [encode_key(key) for key in keys]  # one by one, for the catalogued error of the first bad key
+
+
+_ONLY_STR: Final = {str}
+
+
+def _decode_keys(keys: list[bytes]) -> list[str]:
+    try:
+        return list(map(bytes.decode, keys))
+    except UnicodeDecodeError:
+        return [_decode_key(k) for k in keys]
 
 
 def _claim_refs(claims: object) -> tuple[list[Claim], list[tuple[bytes, int]]]:
@@ -800,9 +822,9 @@ class KV:
             values = self._backend.get_many(raw)
             if type(values) is not list or len(values) != len(raw):
                 raise UnexpectedStoreOutputError("backend returned a result outside its contract")
-            loads = self._loads
+            loads, new, lookup = self._loads, _new, Lookup
             return [
-                _new(Lookup, (key, None, False)) if data is None else _new(Lookup, (key, loads(data), True))
+                new(lookup, (key, None, False)) if data is None else new(lookup, (key, loads(data), True))
                 for key, data in zip(keys, values)
             ]
         except BaseException as exc:
@@ -866,7 +888,7 @@ class KV:
                 cursor = str.__str__(cursor)
             start = decode_cursor(cursor) + b"\x00" if type(cursor) is not str or cursor != "" else b""
             keys, more = _pair(self._backend.scan_keys(raw_prefix, start, limit))
-            names = [_decode_key(k) for k in keys]
+            names = _decode_keys(keys)
             if more and keys:
                 return KeyScanPage(names, encode_cursor(keys[-1]), False)
             return KeyScanPage(names, "", True)
@@ -877,7 +899,7 @@ class KV:
         """The first ``limit`` keys (all when <= 0) starting with ``prefix``, ascending."""
         try:
             keys, _ = _pair(self._backend.scan_keys(_encode_prefix(prefix), b"", _check_limit(limit)))
-            return [_decode_key(k) for k in keys]
+            return _decode_keys(keys)
         except BaseException as exc:
             raise self._failure(exc, "list_keys")  # noqa: B904
 
@@ -893,7 +915,7 @@ class KV:
             if not isinstance(unique, bool):
                 raise InvalidArgumentError(f"unique must be a bool, not {type(unique).__name__}")
             keys = self._backend.random_keys(_encode_prefix(prefix), _check_count(count), unique)
-            return [_decode_key(k) for k in keys]
+            return _decode_keys(keys)
         except BaseException as exc:
             raise self._failure(exc, "random_keys")  # noqa: B904
 

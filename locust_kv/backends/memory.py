@@ -614,9 +614,9 @@ class MemoryBackend(Backend):
         kept when the key matches and is free, which suits a wide prefix;
         then a few uniform draws among the matching keys' ranks (two
         bisections, then O(log n) each). Every free matching key is equally
-        likely to be accepted at each draw, so the result is uniform; the
-        caller falls back to :meth:`_pick_free_exact` on None, which is
-        uniform too, so the mix is. Under the lock.
+        likely to be accepted at each draw, so the result is uniform; on
+        None :meth:`_free_keys` goes on with a walk or an exact draw, which
+        are uniform too, so the mix is. Under the lock.
         """
         index = self._index
         order = index.order

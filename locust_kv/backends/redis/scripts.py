@@ -533,7 +533,8 @@ end
 #
 # First by rejection: a uniform rank of the prefix, kept when its key is free
 # and not picked yet (a ZRANGE and an HGET, O(log n) a draw). When 3 x count
-# + 16 draws do not fill the count (most of the prefix is held), exactly:
+# + 16 draws do not fill the count (most of the prefix is held), or when the
+# count is more than half the prefix (a coupon collector's walk), exactly:
 # every expired lease is swept, so the prefix's range of claims:keys holds
 # its live leases, in byte order, so in the index's rank order; a uniform
 # subset of positions among the free keys is drawn, and each is mapped to
@@ -548,7 +549,8 @@ local function pick(prefix, high, count, now)
   local first, total = range_of(prefix, high)
   local picked, chosen = {}, {}
   if total == 0 then return picked end
-  local tries = 3 * count + 16
+  local tries = 0
+  if 2 * count <= total then tries = 3 * count + 16 end -- else most of the prefix is asked for: exact at once
   while #picked < count and tries > 0 do
     tries = tries - 1
     local key = key_at(first + below(total))

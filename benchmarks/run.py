@@ -15,6 +15,11 @@ Sections (``--only`` picks some):
   without a KV operation per task.
 - ``scaling``: get, set, random_key and a scan page at 1,000 to 1,000,000 keys.
 - ``backup``: backup and restore of a whole store of 1,000,000 entries.
+- ``claims``: the operations of issue 12 (claims, batches, prefixes) on the
+  memory, disk and redis backends against their floors; claim_random at
+  1,000 and 1,000,000 entries with a fifth of them held, and on a 99% held
+  pool (``bench_claims.py``). ``--only claims`` with an earlier
+  ``results.json`` in the output directory updates only its claims section.
 
 A peer that cannot run here (no redis-server and no way to install it, no
 disk backend) is reported as SKIPPED with the reason. Nothing here is a test:
@@ -41,6 +46,7 @@ REPO = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
 import bench_backup  # noqa: E402
+import bench_claims  # noqa: E402
 import bench_locust  # noqa: E402
 import bench_processes  # noqa: E402
 import redis_server  # noqa: E402
@@ -65,6 +71,8 @@ FULL = dict(
     backup_n=1_000_000, backup_rounds=3,
     process_counts=[1, 2, 4], process_rounds=3, process_seconds=1.0,
     locust_rounds=3, locust_seconds=4, locust_users=8,
+    claims_keys=10_000, claims_rounds=9, claims_ms=5, claims_redis_rounds=9, claims_redis_ms=25,
+    claims_sizes=[1_000, 1_000_000], claims_scale_rounds=15, claims_scale_ms=10, claims_exhausted_keys=10_000,
 )
 QUICK = dict(
     ops_keys=2_000, ops_rounds=3, ops_ms=3,
@@ -72,8 +80,10 @@ QUICK = dict(
     backup_n=20_000, backup_rounds=2,
     process_counts=[1, 2, 4], process_rounds=1, process_seconds=0.2,
     locust_rounds=1, locust_seconds=2, locust_users=4,
+    claims_keys=2_000, claims_rounds=3, claims_ms=2, claims_redis_rounds=3, claims_redis_ms=5,
+    claims_sizes=[1_000, 20_000], claims_scale_rounds=3, claims_scale_ms=2, claims_exhausted_keys=2_000,
 )
-SECTIONS = ["ops", "processes", "locust", "scaling", "backup"]
+SECTIONS = ["ops", "processes", "locust", "scaling", "backup", "claims"]
 
 # Assumed only when the disk backend cannot be opened: the flags REFERENCE.md measured.
 FALLBACK_LMDB_FLAGS = {"subdir": False, "sync": False, "metasync": False, "writemap": True, "map_size": 1 << 34}
@@ -487,6 +497,27 @@ def run_locust(cfg: dict[str, Any], results: dict[str, Any]) -> None:
     }
 
 
+def run_claims(cfg: dict[str, Any], results: dict[str, Any], workdir: str, server: Any,
+               skipped: dict[str, str]) -> None:
+    snapshots = SNAPSHOTS.setdefault(workdir, Snapshots(workdir))
+    backends_skipped = {k: v for k, v in skipped.items() if k in ("disk", "redis")}
+    data = bench_claims.run(cfg, workdir, results["meta"]["lmdb_flags"]["flags"],
+                            server.port if server is not None else None, snapshots, backends_skipped, log)
+    data["meta"] = {
+        "date": results["meta"]["date"],
+        "command": results["meta"]["command"],
+        "mode": results["meta"]["mode"],
+        "locust_kv": _git_revision(),
+        "redis-server": (server.version.split(" sha=")[0].replace("Redis server v=", "") if server is not None
+                         else "not run"),
+        "load average at start": results["meta"]["machine"]["load average at start"],
+        "load average at end": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+    }
+    results["claims"] = data
+    for t in report.evaluate_claims(data):
+        log(f"claims: {'PASS' if t['ok'] else 'MISS':4} {t['target']}: {t['measured']}")
+
+
 # ---------------------------------------------------------------------------
 
 
@@ -506,7 +537,12 @@ def write_outputs(results: dict[str, Any], out_dir: str, include_notes: bool) ->
     if lmdb_meta:
         same_work += (f"\nLMDB flags of both the disk backend and the bare py-lmdb floor ({lmdb_meta['source']}): "
                       + ", ".join(f"`{k}={v}`" for k, v in lmdb_meta["flags"].items()) + ".\n")
-    report.write_results_md(results, os.path.join(out_dir, "RESULTS.md"), same_work, notes)
+    claims_notes = None
+    claims_notes_path = os.path.join(HERE, "claims_notes.md")
+    if include_notes and results.get("claims") and os.path.exists(claims_notes_path):
+        with open(claims_notes_path) as f:
+            claims_notes = f.read()
+    report.write_results_md(results, os.path.join(out_dir, "RESULTS.md"), same_work, notes, claims_notes)
     try:
         report.write_plots(results, out_dir)
     except ImportError as exc:
@@ -567,6 +603,8 @@ def main(argv: list[str] | None = None) -> int:
             by_size = run_scaling(impls, cfg, results, workdir)
         if "backup" in sections:
             run_backup(impls, cfg, results, workdir, by_size)
+        if "claims" in sections:
+            run_claims(cfg, results, workdir, server, skipped)
     finally:
         for impl in [*impls.values(), *(i for group in by_size.values() for i in group.values())]:
             try:
@@ -583,9 +621,18 @@ def main(argv: list[str] | None = None) -> int:
     results["meta"]["versions"] = describe_versions(redis_version)
     results["meta"]["duration_s"] = time.monotonic() - _t0
     results["meta"]["machine"]["load average at end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    with open(os.path.join(out_dir, "results.json"), "w") as f:
+    previous_path = os.path.join(out_dir, "results.json")
+    if sections == ["claims"] and os.path.exists(previous_path):
+        # Only the claims section ran: it replaces that section of the earlier run, and the rest stays.
+        with open(previous_path) as f:
+            previous = json.load(f)
+        if previous.get("meta", {}).get("mode") == results["meta"]["mode"]:
+            previous["claims"] = results["claims"]
+            results = previous
+            log(f"claims: merged into the earlier run of {previous_path}")
+    with open(previous_path, "w") as f:
         json.dump(results, f, indent=1)
-    write_outputs(results, out_dir, include_notes=not args.quick)
+    write_outputs(results, out_dir, include_notes=results["meta"]["mode"] == "full")
     for t in report.evaluate_targets(results):
         verdict = "SKIPPED" if t["ok"] is None else "PASS" if t["ok"] else "MISS"
         print(f"{verdict:7} {t['measured']:>32}  {t['target']}")

@@ -175,12 +175,18 @@ def _check_count(count: object, what: str = "count") -> int:
 
 def _check_ttl(ttl: object) -> int:
     """A lease duration in seconds (int or float, > 0, at most a week) as whole milliseconds, rounded up."""
-    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
-        raise InvalidArgumentError(f"ttl must be seconds as a float or int, not {type(ttl).__name__}")
-    seconds = float(ttl)
-    if not 0 < seconds <= MAX_CLAIM_TTL_MS / 1000:  # NaN fails too
+    kind = type(ttl)
+    if kind is not float and kind is not int:
+        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
+            raise InvalidArgumentError(f"ttl must be seconds as a float or int, not {type(ttl).__name__}")
+    seconds = float(ttl)  # type: ignore[arg-type]
+    if not 0 < seconds <= _MAX_TTL_SECONDS:  # NaN fails too
         raise InvalidArgumentError(f"ttl must be more than 0 and at most {MAX_CLAIM_TTL_MS // 1000} seconds")
-    return max(1, math.ceil(seconds * 1000))
+    ms = math.ceil(seconds * 1000)
+    return ms if ms > 0 else 1
+
+
+_MAX_TTL_SECONDS: Final = MAX_CLAIM_TTL_MS / 1000
 
 
 def _check_owner(owner: object) -> bytes:
@@ -199,11 +205,33 @@ def _check_owner(owner: object) -> bytes:
 
 def _encode_keys(keys: object) -> list[bytes]:
     """A batch of keys: a list or tuple (not a str) of at most MAX_BATCH keys, each checked."""
-    if not isinstance(keys, (list, tuple)):
-        raise InvalidArgumentError(f"keys must be a list or tuple of str, not {type(keys).__name__}")
+    if type(keys) is not list and type(keys) is not tuple:
+        if not isinstance(keys, (list, tuple)):
+            raise InvalidArgumentError(f"keys must be a list or tuple of str, not {type(keys).__name__}")
     if len(keys) > MAX_BATCH:
         raise InvalidArgumentError(f"a batch takes at most {MAX_BATCH} keys")
-    return [encode_key(key) for key in keys]
+    if not keys:
+        return []
+    # The common case checked at C speed: plain str keys of 1 to 511 bytes of UTF-8.
+    if set(map(type, keys)) == _ONLY_STR:
+        try:
+            raw = list(map(str.encode, keys))
+        except UnicodeEncodeError:
+            pass
+        else:
+            if min(map(len, raw)) > 0 and max(map(len, raw)) <= MAX_KEY_BYTES:
+                return raw
+    return [encode_key(key) for key in keys]  # one by one, for the catalogued error of the first bad key
+
+
+_ONLY_STR: Final = {str}
+
+
+def _decode_keys(keys: list[bytes]) -> list[str]:
+    try:
+        return list(map(bytes.decode, keys))
+    except UnicodeDecodeError:
+        return [_decode_key(k) for k in keys]
 
 
 def _claim_refs(claims: object) -> tuple[list[Claim], list[tuple[bytes, int]]]:
@@ -423,11 +451,6 @@ _CLOSED: Final = _ClosedBackend()
 def _key_of(claim: object) -> object:
     """The key of a Claim, for the error's ``key`` attribute; None for anything else."""
     return claim.key if isinstance(claim, Claim) else None
-
-
-def _one(claim: object, operation: Callable[[list[tuple[bytes, int]]], list[bool]]) -> tuple[list[Claim], list[bool]]:
-    given, refs = _claim_refs([claim])
-    return given, operation(refs)
 
 
 _MISSING: Final[Any] = object()
@@ -799,9 +822,9 @@ class KV:
             values = self._backend.get_many(raw)
             if type(values) is not list or len(values) != len(raw):
                 raise UnexpectedStoreOutputError("backend returned a result outside its contract")
-            loads = self._loads
+            loads, new, lookup = self._loads, _new, Lookup
             return [
-                _new(Lookup, (key, None, False)) if data is None else _new(Lookup, (key, loads(data), True))
+                new(lookup, (key, None, False)) if data is None else new(lookup, (key, loads(data), True))
                 for key, data in zip(keys, values)
             ]
         except BaseException as exc:
@@ -865,7 +888,7 @@ class KV:
                 cursor = str.__str__(cursor)
             start = decode_cursor(cursor) + b"\x00" if type(cursor) is not str or cursor != "" else b""
             keys, more = _pair(self._backend.scan_keys(raw_prefix, start, limit))
-            names = [_decode_key(k) for k in keys]
+            names = _decode_keys(keys)
             if more and keys:
                 return KeyScanPage(names, encode_cursor(keys[-1]), False)
             return KeyScanPage(names, "", True)
@@ -876,7 +899,7 @@ class KV:
         """The first ``limit`` keys (all when <= 0) starting with ``prefix``, ascending."""
         try:
             keys, _ = _pair(self._backend.scan_keys(_encode_prefix(prefix), b"", _check_limit(limit)))
-            return [_decode_key(k) for k in keys]
+            return _decode_keys(keys)
         except BaseException as exc:
             raise self._failure(exc, "list_keys")  # noqa: B904
 
@@ -892,7 +915,7 @@ class KV:
             if not isinstance(unique, bool):
                 raise InvalidArgumentError(f"unique must be a bool, not {type(unique).__name__}")
             keys = self._backend.random_keys(_encode_prefix(prefix), _check_count(count), unique)
-            return [_decode_key(k) for k in keys]
+            return _decode_keys(keys)
         except BaseException as exc:
             raise self._failure(exc, "random_keys")  # noqa: B904
 
@@ -946,6 +969,38 @@ class KV:
             return b"" if default is None else _check_owner(default())
         return _check_owner(owner)
 
+    def _claim(self, record: ClaimRecord, owner: bytes) -> Claim:
+        """One granted lease as a Claim (the hot path of claim_key and claim_random)."""
+        key, value, token, expires_ms = record
+        try:
+            name = key.decode()
+        except UnicodeDecodeError:
+            name = _decode_key(key)
+        claim: Claim = _new(Claim, (name, self._loads(value), token, owner.decode() if owner else "", expires_ms / 1000))
+        hook = self._store.on_claim
+        if hook is not None:
+            hook([claim])
+        return claim
+
+    def _ref(self, claim: object) -> tuple[bytes, int]:
+        """The backend's reference to one Claim, checked as _claim_refs checks a batch."""
+        if type(claim) is not Claim:
+            return _claim_refs([claim])[1][0]
+        token = claim.token
+        if type(token) is not int or token < 1:
+            raise InvalidArgumentError("a Claim's token must be a positive int")
+        return encode_key(claim.key), token
+
+    def _end_one(self, claim: Claim, flags: builtins.list[bool]) -> None:
+        """After one lease was released or completed: tell the plugin, and raise ClaimLostError if it was not live."""
+        if type(flags) is not list or len(flags) != 1:
+            raise UnexpectedStoreOutputError("backend returned a result outside its contract")
+        hook = self._store.on_unclaim
+        if hook is not None:
+            hook([claim])
+        if not flags[0]:
+            raise ClaimLostError("the claim is no longer held")
+
     def _claims(self, records: builtins.list[ClaimRecord], owner: bytes) -> builtins.list[Claim]:
         loads = self._loads
         name = owner.decode()
@@ -972,10 +1027,10 @@ class KV:
         most a week, or a bad owner.
         """
         try:
-            owner_bytes = self._owner(owner)
+            owner_bytes = self._owner(owner) if owner is not None or self._store.default_owner is not None else b""
             records = self._backend.claim_keys([encode_key(key)], _check_ttl(ttl), owner_bytes)
             record = records[0] if records else None
-            return None if record is None else self._claims([record], owner_bytes)[0]
+            return None if record is None else self._claim(record, owner_bytes)
         except BaseException as exc:
             raise self._failure(exc, "claim_key", key)  # noqa: B904
 
@@ -1002,9 +1057,9 @@ class KV:
         key at once. As ``claim_key`` otherwise.
         """
         try:
-            owner_bytes = self._owner(owner)
+            owner_bytes = self._owner(owner) if owner is not None or self._store.default_owner is not None else b""
             records = self._backend.claim_random(_encode_prefix(prefix), 1, _check_ttl(ttl), owner_bytes)
-            return self._claims(records[:1], owner_bytes)[0] if records else None
+            return self._claim(records[0], owner_bytes) if records else None
         except BaseException as exc:
             raise self._failure(exc, "claim_random")  # noqa: B904
 
@@ -1043,8 +1098,7 @@ class KV:
     def release_claim(self, claim: Claim) -> None:
         """End the lease, leaving the key for the next claimer. Raises ClaimLostError when it was no longer live."""
         try:
-            if not self._ended(*_one(claim, self._backend.release_claims)).done:
-                raise ClaimLostError("the claim is no longer held")
+            self._end_one(claim, self._backend.release_claims([self._ref(claim)]))
         except BaseException as exc:
             raise self._failure(exc, "release_claim", _key_of(claim))  # noqa: B904
 
@@ -1067,11 +1121,9 @@ class KV:
         was deleted.
         """
         try:
-            if not isinstance(delete, bool):
+            if delete is not False and delete is not True:
                 raise InvalidArgumentError(f"delete must be a bool, not {type(delete).__name__}")
-            given, refs = _claim_refs([claim])
-            if not self._ended(given, self._backend.complete_claims(refs, delete)).done:
-                raise ClaimLostError("the claim is no longer held")
+            self._end_one(claim, self._backend.complete_claims([self._ref(claim)], delete))
         except BaseException as exc:
             raise self._failure(exc, "complete_claim", _key_of(claim))  # noqa: B904
 
@@ -1099,13 +1151,12 @@ class KV:
         """Extend the lease to now + ``ttl`` seconds; the Claim with its new ``expires_at``. Raises ClaimLostError when no longer live."""
         try:
             ttl_ms = _check_ttl(ttl)
-            given, refs = _claim_refs([claim])
-            ends = self._backend.renew_claims(refs, ttl_ms)
+            ends = self._backend.renew_claims([self._ref(claim)], ttl_ms)
             if type(ends) is not list or len(ends) != 1:
                 raise UnexpectedStoreOutputError("backend returned a result outside its contract")
             if ends[0] is None:
                 raise ClaimLostError("the claim is no longer held")
-            return given[0]._replace(expires_at=ends[0] / 1000)
+            return claim._replace(expires_at=ends[0] / 1000)
         except BaseException as exc:
             raise self._failure(exc, "renew_claim", _key_of(claim))  # noqa: B904
 

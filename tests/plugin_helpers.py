@@ -11,6 +11,7 @@ import ast
 import importlib.util
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -57,22 +58,18 @@ def locust_command(locustfile: str, *args: str) -> list[str]:
 def run_locust(
     locustfile: str, *args: str, cwd: Path, env: Mapping[str, str] | None = None, timeout: float = RUN_TIMEOUT
 ) -> Result:
-    """Run one locust process to its end."""
-    done = subprocess.run(
-        locust_command(locustfile, *args),
-        cwd=cwd,
-        env=clean_environment(env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    return Result(done.returncode, done.stdout)
+    """Run one locust process to its end (killed with its whole process group if it overruns ``timeout``)."""
+    (result,) = finish([start_locust(locustfile, *args, cwd=cwd, env=env)], timeout)
+    return result
 
 
 def start_locust(locustfile: str, *args: str, cwd: Path, env: Mapping[str, str] | None = None) -> subprocess.Popen[str]:
-    """Start a locust process; finish it with :func:`finish`."""
+    """Start a locust process; finish it with :func:`finish`.
+
+    In a session of its own, so that a timeout kills the workers that
+    ``--processes`` forks too: an orphaned worker would keep the output pipe
+    open, and the test would wait for it forever.
+    """
     return subprocess.Popen(
         locust_command(locustfile, *args),
         cwd=cwd,
@@ -80,6 +77,7 @@ def start_locust(locustfile: str, *args: str, cwd: Path, env: Mapping[str, str] 
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,
     )
 
 
@@ -93,7 +91,10 @@ def finish(processes: Iterable[subprocess.Popen[str]], timeout: float = RUN_TIME
             results.append(Result(process.returncode, output))
     except subprocess.TimeoutExpired:
         for process in processes:
-            process.kill()
+            try:
+                os.killpg(process.pid, signal.SIGKILL)  # the process and every worker it forked
+            except ProcessLookupError:
+                pass
             process.communicate()
         raise
     return results

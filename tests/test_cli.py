@@ -353,32 +353,41 @@ def test_backup_needs_an_existing_store_and_restore_creates_one(tmp_path: Path) 
 # -- options -------------------------------------------------------------------
 
 
+_PARSER_TABLE = """
+import argparse, json
+import configargparse
+from locust_kv.plugin.settings import OPTIONS, add_arguments
+parser = configargparse.ArgumentParser()
+add_arguments(parser)
+rows = [
+    {"flag": a.option_strings[0], "env_var": a.env_var, "default": a.default, "help": a.help}
+    for a in parser._actions
+    if a.option_strings and a.help != argparse.SUPPRESS and a.option_strings[0] != "-h"
+]
+print(json.dumps({"parser": rows, "table": [o.flag for o in OPTIONS]}))
+"""
+"""Run in a child: importing the plugin imports Locust, which would monkey-patch this pytest process."""
+
+
 def test_options_lists_exactly_the_parsers_table() -> None:
-    import configargparse
-
-    from locust_kv.plugin.settings import OPTIONS, add_arguments
-
     done = subprocess.run(["locust-kv", "options", "--format", "json"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     rows = json.loads(done.stdout)
-    parser = configargparse.ArgumentParser()
-    add_arguments(parser)
-    flags = {a.option_strings[0]: a for a in parser._actions if a.option_strings and a.help != argparse.SUPPRESS}
-    flags.pop("-h")
-    assert [row["flag"].split()[0] for row in rows] == list(flags) == [o.flag for o in OPTIONS]
-    for row, option in zip(rows, OPTIONS):
-        action = flags[option.flag]
-        assert row["env_var"] == action.env_var == option.env_var
-        assert row["config_key"] == option.flag[2:]
-        assert row["default"] == action.default
-        assert row["help"] == action.help
+    probe = subprocess.run([sys.executable, "-c", _PARSER_TABLE], capture_output=True, text=True, timeout=120)
+    assert probe.returncode == 0, probe.stderr
+    parser = json.loads(probe.stdout)
+    assert [row["flag"].split()[0] for row in rows] == [a["flag"] for a in parser["parser"]] == parser["table"]
+    for row, action in zip(rows, parser["parser"]):
+        assert row["env_var"] == action["env_var"]
+        assert row["config_key"] == action["flag"][2:]
+        assert row["default"] == action["default"]
+        assert row["help"] == action["help"]
 
 
 def test_options_as_text_and_markdown_name_every_flag() -> None:
-    from locust_kv.plugin.settings import OPTIONS
-
+    flags = json.loads(subprocess.run(["locust-kv", "options", "--format", "json"], capture_output=True, text=True, timeout=120).stdout)
     for fmt in ("text", "markdown"):
         done = subprocess.run(["locust-kv", "options", "--format", fmt], capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
-        for option in OPTIONS:
-            assert option.flag in done.stdout and option.env_var in done.stdout
+        for row in flags:
+            assert row["flag"] in done.stdout and row["env_var"] in done.stdout

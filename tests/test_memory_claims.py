@@ -359,10 +359,12 @@ def test_claim_random_is_uniform_among_the_free_keys(b) -> None:
     assert len(counts) == 16 and all(abs(n - mean) < 0.25 * mean for n in counts.values()), counts
 
 
-def test_claim_random_is_uniform_when_nearly_every_key_is_held(b) -> None:
-    # 4 free keys of 200: the rejection draws mostly miss, so the exact draw is exercised.
-    keys = seed(b, 200)
-    free = {keys[3], keys[77], keys[150], keys[199]}
+@pytest.mark.parametrize("n", [200, 1000], ids=["walk", "exact"])
+def test_claim_random_is_uniform_when_nearly_every_key_is_held(b, n: int) -> None:
+    # 4 free keys: the rejection draws mostly miss; then 200 keys are walked
+    # (one wanted >= 200/256), 1000 are not (the exact draw).
+    keys = seed(b, n)
+    free = {keys[3], keys[77], keys[150], keys[n - 1]}
     b.claim_keys([k for k in keys if k not in free], 60_000, b"holder")
     counts = collections.Counter()
     for _ in range(8_000):
@@ -558,3 +560,28 @@ def test_a_claim_costs_about_the_same_in_a_small_and_a_large_store() -> None:
     assert costs[200_000][0] < 4 * costs[1_000][0], costs
     assert costs[200_000][1] < 10 * costs[1_000][1], costs
     assert costs[200_000][1] < 0.005, costs
+
+
+def test_a_batch_drawn_by_rejection_is_uniform_per_key(b) -> None:
+    # 3 of 40 keys: too few to walk the keys, so each is a rejection draw.
+    keys = seed(b, 40)
+    b.claim_keys(keys[:1], 60_000, b"holder")
+    counts = collections.Counter()
+    for _ in range(6_000):
+        records = b.claim_random(b"acct:", 3, 60_000, b"me")
+        assert len({r.key for r in records}) == 3
+        counts.update(r.key for r in records)
+        b.release_claims([(r.key, r.token) for r in records])
+    mean = 6_000 * 3 / 39
+    assert set(counts) == set(keys[1:]) and all(abs(n - mean) < 0.25 * mean for n in counts.values()), counts
+
+
+def test_a_large_batch_takes_exactly_the_free_keys(b) -> None:
+    keys = seed(b, 5_000)
+    b.claim_keys(keys[::3], 60_000, b"holder")
+    records = b.claim_random(b"acct:", 10_000, 60_000, b"me")
+    assert sorted(r.key for r in records) == [k for i, k in enumerate(keys) if i % 3]
+    assert b.allocation_stats(b"acct:") == (5_000, 0, 5_000, 0)
+    b.release_claims([(r.key, r.token) for r in records])
+    rows = b.pop_random(b"acct:", 10_000)
+    assert len(rows) == len(records) and b.stats()["claims"] == len(keys[::3])

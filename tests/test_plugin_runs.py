@@ -247,6 +247,7 @@ def test_options_from_command_line_environment_and_config_file(tmp_path: Path, o
         "backup_to": "cli.snapshot",  # command line over environment and config file
         "clear": True,  # config file
         "report": True,  # environment
+        "mask_prefix": None,
     }
     assert probe["store"]["serialization"] == "string"
     assert (tmp_path / "cli.snapshot").exists()

@@ -51,9 +51,20 @@ def fill(backend: RedisBackend, n: int, prefix: bytes = b"k:") -> list[bytes]:
     return keys
 
 
-def lease_records(backend: RedisBackend, server: redis.Redis) -> tuple[int, int, int]:
-    """How many entries the three lease structures hold: they must always agree."""
-    return (server.hlen(backend._claims), server.zcard(backend._claim_keys), server.zcard(backend._claim_ends))
+def lease_records(backend: RedisBackend, server: redis.Redis) -> tuple[int, int]:
+    """How many leases the store keeps, and how many of them were swept aside as expired.
+
+    Every lease is in the hash, and in either claims:keys and claims:ends
+    (not swept) or claims:lapsed (swept), never both.
+    """
+    leases, unswept, ends, lapsed = (
+        server.hlen(backend._claims),
+        server.zcard(backend._claim_keys),
+        server.zcard(backend._claim_ends),
+        server.zcard(backend._claim_lapsed),
+    )
+    assert unswept == ends and leases == unswept + lapsed, (leases, unswept, ends, lapsed)
+    return leases, lapsed
 
 
 def server_ms(server: redis.Redis) -> int:
@@ -75,7 +86,7 @@ def test_claim_keys_grants_by_the_server_clock_with_one_token_each(backend: Redi
     assert (first.key, first.value) == (keys[0], b"v" + keys[0])
     assert second.token == first.token + 1
     assert before + 5_000 <= first.expires_ms <= after + 5_000
-    assert lease_records(backend, server) == (2, 2, 2)
+    assert lease_records(backend, server) == (2, 0)
     assert server.hget(backend._claims, keys[0]) == b"%d:%d:owner" % (first.expires_ms, first.token)
 
 
@@ -96,7 +107,36 @@ def test_a_lease_expires_by_the_server_clock(backend: RedisBackend, server: redi
     assert backend.complete_claims([(key, old.token)], True) == [False]
     assert backend.get(key) == b"v" + key
     assert backend.allocation_stats(b"k:") == (1, 0, 1, 0)
-    assert lease_records(backend, server) == (1, 1, 1)
+    assert lease_records(backend, server) == (1, 0)
+
+
+def test_expired_leases_are_swept_aside_counted_and_free(backend: RedisBackend, server: redis.Redis) -> None:
+    keys = fill(backend, 1_000)
+    long = backend.claim_keys(keys[:500], 60_000, b"")
+    short = backend.claim_keys(keys[500:996], 150, b"")
+    fill(backend, 10, b"other:")
+    short += backend.claim_keys([b"other:00000"], 150, b"")
+    deadline = max(r.expires_ms for r in short if r is not None)
+    while server_ms(server) <= deadline:
+        time.sleep(0.01)
+    # Not swept yet: counted as expired all the same.
+    assert lease_records(backend, server) == (997, 0)
+    assert backend.allocation_stats(b"k:") == (1_000, 500, 500, 496)
+    assert backend.allocation_stats(b"") == (1_010, 510, 500, 497)
+    assert backend.stats()["claims"] == 500 and backend.stats()["expired_claims"] == 497
+    # A claim sweeps a few in passing; the exact draw (600 asked, 500 free) sweeps the rest.
+    backend.claim_keys([b"other:00001"], 60_000, b"")
+    assert lease_records(backend, server) == (998, 64)
+    assert backend.allocation_stats(b"k:") == (1_000, 500, 500, 496)
+    got = backend.claim_random(b"k:", 600, 60_000, b"")
+    assert sorted(r.key for r in got) == keys[500:]
+    assert lease_records(backend, server) == (1_002, 1)  # other:00000's lease, swept, still expired
+    assert backend.allocation_stats(b"other:") == (10, 9, 1, 1)
+    assert backend.stats()["claims"] == 1_001 and backend.stats()["expired_claims"] == 1
+    assert backend.release_claims([(b"other:00000", 1)]) == [False]
+    backend.delete(b"other:00000")  # removing a key drops its swept lease too
+    assert lease_records(backend, server) == (1_001, 0)
+    assert all(long) and backend.claim_random(b"k:", 1, 60_000, b"") == []
 
 
 def test_release_complete_and_renew_act_on_live_leases_only(backend: RedisBackend, server: redis.Redis) -> None:
@@ -113,7 +153,7 @@ def test_release_complete_and_renew_act_on_live_leases_only(backend: RedisBacken
     assert backend.complete_claims([refs[2], refs[3]], True) == [True, True]
     assert backend.get(keys[1]) == b"v" + keys[1] and backend.get(keys[2]) is None
     assert backend.count(b"k:") == 2
-    assert lease_records(backend, server) == (0, 0, 0)
+    assert lease_records(backend, server) == (0, 0)
 
 
 def test_claim_random_falls_back_to_an_exact_draw_when_most_keys_are_held(backend: RedisBackend) -> None:
@@ -145,7 +185,7 @@ def test_claim_random_many_mixes_both_draws_without_repeats(backend: RedisBacken
     assert len(got) == 900 and len({r.key for r in got}) == 900
     assert all(r.key in keys[2_000:] for r in got)
     assert [r.token for r in got] == list(range(got[0].token, got[0].token + 900))  # one INCRBY
-    rest = backend.claim_random(b"k:", 500, 60_000, b"")
+    rest = backend.claim_random(b"k:", 100_000, 60_000, b"")  # more than the prefix holds: exact at once
     assert len(rest) == 100 and not {r.key for r in rest} & {r.key for r in got}
     assert backend.allocation_stats(b"k:") == (3_000, 0, 3_000, 0)
     assert backend.allocation_stats(b"") == (3_000, 0, 3_000, 0)
@@ -167,18 +207,18 @@ def test_a_prefix_sees_only_its_own_leases(backend: RedisBackend) -> None:
 def test_every_removal_drops_the_lease_records(backend: RedisBackend, server: redis.Redis) -> None:
     keys = fill(backend, 3_000)
     backend.claim_keys(keys, 60_000, b"")
-    assert lease_records(backend, server) == (3_000, 3_000, 3_000)
+    assert lease_records(backend, server) == (3_000, 0)
     backend.delete(keys[0])
     backend.compare_and_delete(keys[1], b"v" + keys[1])
     assert backend.compare_and_delete_detailed(keys[2], b"v" + keys[2]) == (True, b"v" + keys[2])
     assert backend.delete_many(keys[3:1_500] + keys[3:10]) == 1_497
     assert backend.delete_prefix(b"k:02", 0) == (1_000, True)
-    assert lease_records(backend, server) == (500, 500, 500)
+    assert lease_records(backend, server) == (500, 0)
     backend.set(keys[1_600], b"overwritten")  # a write that keeps the key keeps its lease
     backend.swap(keys[1_700], b"swapped")
-    assert lease_records(backend, server) == (500, 500, 500)
+    assert lease_records(backend, server) == (500, 0)
     backend.clear()
-    assert lease_records(backend, server) == (0, 0, 0)
+    assert lease_records(backend, server) == (0, 0)
     assert server.exists(backend._leased[-1])  # the token counter stays: tokens never repeat
 
 
@@ -213,7 +253,7 @@ def test_restore_drops_every_lease_and_refuses_claims_while_it_runs(backend: Red
         yield [(key, b"new") for key in keys[:5]]
 
     assert backend.replace_all(batches()) == 5 and len(refused) == 5
-    assert lease_records(backend, server) == (0, 0, 0)
+    assert lease_records(backend, server) == (0, 0)
     assert backend.allocation_stats(b"") == (5, 5, 0, 0)
     assert backend.release_claims([(r.key, r.token) for r in records if r]) == [False] * 10
 

@@ -275,6 +275,7 @@ class Backend(abc.ABC):
     server_clock: ClassVar[bool] = False
     """True when leases expire by a server's clock, not :attr:`clock`."""
 
+    @abc.abstractmethod
     def claim_keys(self, keys: list[bytes], ttl_ms: int, owner: bytes) -> list[ClaimRecord | None]:
         """Claim each of ``keys`` that exists and has no live lease, in one atomic operation.
 
@@ -282,8 +283,8 @@ class Backend(abc.ABC):
         is absent or held. A key given twice is claimed once (None the
         second time). ``ttl_ms`` >= 1; ``owner`` is kept for people only.
         """
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def claim_random(self, prefix: bytes, count: int, ttl_ms: int, owner: bytes) -> list[ClaimRecord]:
         """Claim up to ``count`` distinct keys starting with ``prefix`` that have no live lease, in one atomic operation.
 
@@ -292,27 +293,27 @@ class Backend(abc.ABC):
         in no particular order. Fewer when fewer are claimable; none when
         none is.
         """
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def release_claims(self, refs: list[tuple[bytes, int]]) -> list[bool]:
         """End each live lease ``(key, token)`` without touching its key, in one atomic operation.
 
         One flag per ref: False when that lease is not live any more
         (expired, released, completed, taken over, or its key removed).
         """
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def complete_claims(self, refs: list[tuple[bytes, int]], delete: bool) -> list[bool]:
         """End each live lease, and with ``delete`` remove its key, in one atomic operation; flags as in release_claims."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def renew_claims(self, refs: list[tuple[bytes, int]], ttl_ms: int) -> list[int | None]:
         """Move the end of each live lease to now + ``ttl_ms``, keeping its token, in one atomic operation.
 
         One result per ref: the new ``expires_ms``, or None when the lease is not live.
         """
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def allocation_stats(self, prefix: bytes) -> tuple[int, int, int, int]:
         """``(total, claimable, claimed, expired)`` for the keys starting with ``prefix``, read atomically.
 
@@ -320,49 +321,49 @@ class Backend(abc.ABC):
         = total - claimed; ``expired`` of the claimable ones still carry a
         lease whose end has passed (a holder that never came back).
         """
-        raise NotImplementedError
 
     # -- more single-call operations --------------------------------------------
 
+    @abc.abstractmethod
     def compare_and_swap_detailed(self, key: bytes, old: bytes | None, new: bytes) -> tuple[bool, bytes | None]:
         """As :meth:`compare_and_swap`; also the value stored before the call (None when absent)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def compare_and_delete_detailed(self, key: bytes, old: bytes) -> tuple[bool, bytes | None]:
         """As :meth:`compare_and_delete`; also the value stored before the call (None when absent)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def count(self, prefix: bytes) -> int:
-        """The number of keys starting with ``prefix``, in O(log n) or better."""
-        raise NotImplementedError
+        """The number of keys starting with ``prefix``: O(log n) or better where the engine keeps counts (the backend says its cost)."""
 
+    @abc.abstractmethod
     def random_keys(self, prefix: bytes, count: int, unique: bool) -> list[bytes]:
         """``count`` keys starting with ``prefix``, each drawn uniformly, read atomically.
 
         ``unique``: distinct keys (a uniform subset), fewer when fewer match.
         Else ``count`` independent draws (repeats possible); empty when none matches.
         """
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def pop_random(self, prefix: bytes, count: int) -> list[tuple[bytes, bytes]]:
         """Remove up to ``count`` distinct keys starting with ``prefix`` that have no live lease, in one atomic operation.
 
         Chosen as ``claim_random`` chooses; returns each removed key with its value.
         """
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def get_many(self, keys: list[bytes]) -> list[bytes | None]:
         """The value of each key (None when absent), read at one moment."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def set_many(self, items: list[tuple[bytes, bytes]]) -> None:
         """Store every item, all or nothing, in one atomic operation (a key given twice: the last value)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def delete_many(self, keys: list[bytes]) -> int:
         """Remove every key, in one atomic operation; how many existed (a key given twice counts once)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def delete_prefix(self, prefix: bytes, limit: int) -> tuple[int, bool]:
         """Remove keys starting with ``prefix`` in ascending order: at most ``limit`` (all when <= 0).
 
@@ -371,13 +372,13 @@ class Backend(abc.ABC):
         how many were removed and whether no key with the prefix remained
         after the last step.
         """
-        raise NotImplementedError
 
     def scan_keys(self, prefix: bytes, start: bytes, limit: int) -> tuple[list[bytes], bool]:
         """As :meth:`scan`, keys only."""
         rows, more = self.scan(prefix, start, limit)
         return [key for key, _ in rows], more
 
+    @abc.abstractmethod
     def stats(self) -> dict[str, int]:
         """Counters of the whole store, read atomically where the backend can.
 
@@ -387,7 +388,6 @@ class Backend(abc.ABC):
         leases; ``expired_claims``: leases past their end on keys that
         still exist.
         """
-        raise NotImplementedError
 
     def rebuild_key_list(self) -> None:  # noqa: B027 - a no-op unless the backend keeps a separate index
         """Rebuild the index ``random_key`` uses from the data.

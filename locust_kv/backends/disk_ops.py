@@ -388,8 +388,10 @@ def sample(txn: lmdb.Transaction, view: _View, prefix: bytes, count: int, now: i
     """
     if count <= 0:
         return []
-    leases = now is not None and _has_leases(txn, view)
-    if prefix or txn.stat(view.data)["entries"] <= _SMALL_RANGE:
+    records = txn.stat(view.claims)["entries"] if now is not None else 0
+    leases = records > 0
+    entries = txn.stat(view.data)["entries"]
+    if prefix or entries <= _SMALL_RANGE:
         head = range_keys(txn, view.data, prefix, _SMALL_RANGE + 1)
     else:
         head = _LARGE
@@ -406,7 +408,7 @@ def sample(txn: lmdb.Transaction, view: _View, prefix: bytes, count: int, now: i
     if not prefix:
         ended = _expired_keys(txn, view, now, _ENDED_READ + 1)
         if len(ended) <= _ENDED_READ:
-            return _sample_claimable(txn, view, count, ended)
+            return _sample_claimable(txn, view, count, ended, entries - records)
     return _sample_claimable_in_range(txn, view, prefix, count, now)
 
 
@@ -469,19 +471,21 @@ def _sample_claimable_in_range(
     return picked + _sample(pool, min(count - len(picked), len(pool)))
 
 
-def _sample_claimable(txn: lmdb.Transaction, view: _View, count: int, ended: list[bytes]) -> list[bytes]:
+def _sample_claimable(
+    txn: lmdb.Transaction, view: _View, count: int, ended: list[bytes], free: int
+) -> list[bytes]:
     """A uniform subset of the claimable keys of the whole store.
 
     The claimable keys are the ``free`` keys without a lease record
-    (entries less lease records: every record is on an existing key) and
-    the ``ended`` ones. Each pick chooses between the two sets by their
+    (``free`` = entries less lease records: every record is on an existing
+    key) and the ``ended`` ones. Each pick chooses between the two sets by their
     sizes, then a key of the set: an ended one from the list, a free one by
     random slots rejected while they hold a lease record, or, when draws
     keep missing, from the exact list of free keys (a read of every key
     and every lease key: O(n)). An exhausted pool (no free, no ended key)
-    answers in O(1).
+    answers in O(log n).
     """
-    free = max(0, txn.stat(view.data)["entries"] - txn.stat(view.claims)["entries"])
+    free = max(0, free)
     picked: list[bytes] = []
     ended = list(ended)
     free_keys: list[bytes] | None = None

@@ -56,6 +56,15 @@ _CLAIM_DRAWS = 8
 """Uniform draws that a random claim or pop tries per key, from all keys and
 then from the matching ones, before it draws exactly among the free ranks."""
 
+_WALK_RATIO = 256
+"""An exact draw of one key costs about as much as a walk over this many
+matching keys: a random claim or pop that still wants more than 1/256 of
+them walks them once instead."""
+
+_EARLY_WALK_RATIO = 8
+"""A batch that wants more than 1/8 of the matching keys walks them from the
+start: rejection draws slow down as the batch fills the keys."""
+
 _DELETE_SLICE = 2_000
 """Keys ``delete_prefix`` removes in one critical section (a few ms)."""
 
@@ -124,15 +133,20 @@ class _Leases:
     ``seen`` is the latest now of any lease operation: the leases' clock
     never goes back, so a lease found expired stays expired, and ``held``
     is exactly the set of live leases after :meth:`advance`.
+
+    A grant enters ``held`` and ``deadlines`` at :meth:`settle`, in bulk:
+    the granting operation settles before it reads ``held`` and before it
+    ends, so every other operation finds them settled.
     """
 
-    __slots__ = ("deadlines", "expired", "held", "records", "seen")
+    __slots__ = ("deadlines", "expired", "held", "pending", "records", "seen")
 
     def __init__(self, seen: int = 0) -> None:
         self.records: dict[bytes, tuple[int, int, bytes]] = {}
         self.held = SortedList()
         self.expired = SortedList()
         self.deadlines = SortedList()
+        self.pending: list[bytes] = []
         self.seen = seen
 
     def advance(self, clock_now: int) -> int:
@@ -155,13 +169,25 @@ class _Leases:
         return now
 
     def grant(self, key: bytes, lease: tuple[int, int, bytes]) -> None:
-        """Give ``key``, which has no live lease, the lease ``lease``."""
+        """Give ``key``, which has no live lease, the lease ``lease``; :meth:`settle` before ``held`` is read."""
         records = self.records
         if key in records:  # an expired lease, taken over
             self.expired.remove(key)
         records[key] = lease
-        self.held.add(key)
-        self.deadlines.add((lease[1], key))
+        self.pending.append(key)
+
+    def settle(self) -> None:
+        """Enter the pending grants in ``held`` and ``deadlines`` (sorted in bulk when there are many)."""
+        pending = self.pending
+        if len(pending) == 1:
+            key = pending[0]
+            self.held.add(key)
+            self.deadlines.add((self.records[key][1], key))
+        elif pending:
+            records = self.records
+            self.held.update(pending)
+            self.deadlines.update([(records[key][1], key) for key in pending])
+        pending.clear()
 
     def end(self, key: bytes, lease: tuple[int, int, bytes]) -> None:
         """Forget ``key``'s lease ``lease``, live or expired."""
@@ -503,7 +529,7 @@ class MemoryBackend(Backend):
             return [order[rank] for rank in random.sample(range(lo, hi), count)]
 
     def claim_random(self, prefix: bytes, count: int, ttl_ms: int, owner: bytes) -> list[ClaimRecord]:
-        """Each key drawn uniformly among the free matching ones left; see :meth:`_draw_free` for the cost."""
+        """A uniform subset of the free matching keys, drawn by :meth:`_free_keys` (see its cost)."""
         with self._lock:
             if self._writers_refused is not None:
                 raise self._writers_refused()
@@ -512,21 +538,17 @@ class MemoryBackend(Backend):
             shards = self._shards
             expires = now + ttl_ms
             records = []
-            exact = False
-            for _ in range(count):
-                key = None if exact else self._draw_free(prefix, now)
-                if key is None:
-                    exact = True  # the free keys are scarce: draw exactly from now on
-                    key = self._pick_free_exact(prefix)
-                    if key is None:
-                        break
-                self._token += 1
-                leases.grant(key, (self._token, expires, owner))
-                records.append(ClaimRecord(key, shards[hash(key) % _SHARDS][key], self._token, expires))
+            try:
+                for key in self._free_keys(prefix, count, now):
+                    self._token += 1
+                    leases.grant(key, (self._token, expires, owner))
+                    records.append(ClaimRecord(key, shards[hash(key) % _SHARDS][key], self._token, expires))
+            finally:
+                leases.settle()
             return records
 
     def pop_random(self, prefix: bytes, count: int) -> list[tuple[bytes, bytes]]:
-        """Chosen as :meth:`claim_random` chooses; then O(log n) per key removed."""
+        """Chosen as :meth:`claim_random` chooses (:meth:`_free_keys`); then O(log n) per key removed."""
         with self._lock:
             if self._writers_refused is not None:
                 raise self._writers_refused()
@@ -535,14 +557,7 @@ class MemoryBackend(Backend):
             index = self._index
             shards = self._shards
             rows = []
-            exact = False
-            for _ in range(count):
-                key = None if exact else self._draw_free(prefix, now)
-                if key is None:
-                    exact = True
-                    key = self._pick_free_exact(prefix)
-                    if key is None:
-                        break
+            for key in self._free_keys(prefix, count, now):
                 value = shards[hash(key) % _SHARDS].pop(key)
                 index.remove(key)
                 self._bytes -= len(key) + len(value)
@@ -551,6 +566,47 @@ class MemoryBackend(Backend):
                 rows.append((key, value))
             return rows
 
+    def _free_keys(self, prefix: bytes, count: int, now: int) -> Iterator[bytes]:
+        """Up to ``count`` distinct matching keys without a live lease, a uniform subset. Under the lock, after ``advance``.
+
+        The caller claims or removes each key before it asks for the next.
+        Each key is a uniform draw among the free keys left, so the whole is
+        a uniform subset: by rejection (:meth:`_draw_free`, O(1) or O(log n)
+        a key) while that keeps finding free keys; once it misses, either one
+        walk of the matching keys and a sample of the free ones, O(m) for m
+        matching keys, when many keys are still wanted, or else
+        :meth:`_pick_free_exact`, O(log h * log n) a key for h held keys. A
+        batch that wants more than 1/8 of the matching keys walks at once.
+        """
+        order = self._index.order
+        given = 0
+        # A batch that wants a good part of the matching keys walks them at once.
+        if count == 1 or count * _EARLY_WALK_RATIO < _span(order, prefix):
+            while given < count:
+                key = self._draw_free(prefix, now)
+                if key is None:
+                    break
+                yield key
+                given += 1
+            else:
+                return
+        wanted = count - given
+        lo, hi = _bounds(order, prefix)
+        if wanted * _WALK_RATIO >= hi - lo:
+            records = self._leases.records
+            free = []
+            for key in order.islice(lo, hi):
+                lease = records.get(key)
+                if lease is None or lease[1] <= now:
+                    free.append(key)
+            yield from random.sample(free, min(wanted, len(free)))
+            return
+        for _ in range(wanted):
+            key = self._pick_free_exact(prefix)
+            if key is None:
+                return
+            yield key
+
     def _draw_free(self, prefix: bytes, now: int) -> bytes | None:
         """A key drawn uniformly among the matching keys without a live lease, by rejection; None when the draws all missed.
 
@@ -558,9 +614,9 @@ class MemoryBackend(Backend):
         kept when the key matches and is free, which suits a wide prefix;
         then a few uniform draws among the matching keys' ranks (two
         bisections, then O(log n) each). Every free matching key is equally
-        likely to be accepted at each draw, so the result is uniform; the
-        caller falls back to :meth:`_pick_free_exact` on None, which is
-        uniform too, so the mix is. Under the lock.
+        likely to be accepted at each draw, so the result is uniform; on
+        None :meth:`_free_keys` goes on with a walk or an exact draw, which
+        are uniform too, so the mix is. Under the lock.
         """
         index = self._index
         order = index.order
@@ -603,7 +659,9 @@ class MemoryBackend(Backend):
         finds c). O(log h * log n) for h held keys.
         """
         order = self._index.order
-        held = self._leases.held
+        leases = self._leases
+        leases.settle()
+        held = leases.held
         lo, hi = _bounds(order, prefix)
         first, last = _bounds(held, prefix)
         free = (hi - lo) - (last - first)
@@ -654,15 +712,18 @@ class MemoryBackend(Backend):
             shards = self._shards
             expires = now + ttl_ms
             granted: list[ClaimRecord | None] = []
-            for key in keys:
-                value = shards[hash(key) % _SHARDS].get(key)
-                lease = records.get(key)
-                if value is None or (lease is not None and lease[1] > now):
-                    granted.append(None)
-                    continue
-                self._token += 1
-                leases.grant(key, (self._token, expires, owner))
-                granted.append(ClaimRecord(key, value, self._token, expires))
+            try:
+                for key in keys:
+                    value = shards[hash(key) % _SHARDS].get(key)
+                    lease = records.get(key)
+                    if value is None or (lease is not None and lease[1] > now):
+                        granted.append(None)
+                        continue
+                    self._token += 1
+                    leases.grant(key, (self._token, expires, owner))
+                    granted.append(ClaimRecord(key, value, self._token, expires))
+            finally:
+                leases.settle()
             return granted
 
     def release_claims(self, refs: list[tuple[bytes, int]]) -> list[bool]:
@@ -839,6 +900,12 @@ def _bounds(order: SortedList, prefix: bytes) -> tuple[int, int]:
     lo = order.bisect_left(prefix) if prefix else 0
     end = prefix_end(prefix)
     return lo, len(order) if end is None else order.bisect_left(end)
+
+
+def _span(order: SortedList, prefix: bytes) -> int:
+    """How many keys start with ``prefix``."""
+    lo, hi = _bounds(order, prefix)
+    return hi - lo
 
 
 def _new_shards() -> list[dict[bytes, bytes]]:

@@ -13,9 +13,10 @@ script may touch all of its keys.
 * ``backup:cursor``, ``backup:old``, ``backup:oldindex``, ``backup:new``:
   what a running backup has read, and what writers preserved for it.
 * ``markers``: hash of the markers, outside the key space.
-* ``claims``, ``claims:keys``, ``claims:ends``: the leases (by key, by
-  prefix, by end), outside the key space; ``claimtoken``: the fencing
-  counter. See ``scripts.py``.
+* ``claims``, ``claims:keys``, ``claims:ends``, ``claims:lapsed``: the
+  leases (by key, by prefix, by end, and the expired ones swept aside),
+  outside the key space; ``claimtoken``: the fencing counter. See
+  ``scripts.py``.
 
 Every operation is one round trip: a plain command where one suffices
 (``HGET``, ``HEXISTS``, ``ZCARD``, the markers), else one Lua script
@@ -130,9 +131,10 @@ class RedisBackend(Backend):
         self._claims = prefix + b"claims"
         self._claim_keys = prefix + b"claims:keys"
         self._claim_ends = prefix + b"claims:ends"
+        self._claim_lapsed = prefix + b"claims:lapsed"
         self._copies = [prefix + b"backup:cursor", prefix + b"backup:old", prefix + b"backup:oldindex", prefix + b"backup:new"]
         self._gated = [self._data, self._index, self._restore, self._backup, *self._copies]
-        self._leases = [self._claims, self._claim_keys, self._claim_ends]
+        self._leases = [self._claims, self._claim_keys, self._claim_ends, self._claim_lapsed]
         self._leased = [*self._gated, *self._leases, prefix + b"claimtoken"]
         # The URL was validated by configure(). A blocking pool: a thousand
         # greenlets share at most max_connections sockets, waiting their turn
@@ -336,10 +338,11 @@ class RedisBackend(Backend):
     def claim_random(self, prefix: bytes, count: int, ttl_ms: int, owner: bytes) -> list[ClaimRecord]:
         """One script. Each pick draws a uniform rank of the prefix (ZRANGE, O(log n)) until it finds a free key.
 
-        After ``3 x count + 16`` draws in vain (most of the prefix held) it
-        switches to an exact draw: the ranks of the prefix's live leases are
-        collected (ZRANK each) and a uniform subset of the rest is mapped past
-        them, O(leases of the prefix x log n). Never short while a free key remains.
+        When ``3 x count + 16`` draws do not fill the count (most of the
+        prefix held) it switches to an exact draw: expired leases are swept
+        aside, and uniform positions among the free keys are mapped to ranks
+        by a binary search over the prefix's live leases, O(count x log(leases)
+        x log n) (see ``scripts.py``). Never short while a free key remains.
         """
         keys, values, (first, ends) = _unpack(
             self._run("claim_random", self._leased, [*_bounds(prefix), count, ttl_ms, owner, _seed()], True), 3
@@ -363,7 +366,7 @@ class RedisBackend(Backend):
     def allocation_stats(self, prefix: bytes) -> tuple[int, int, int, int]:
         """One script: O(log n) for the whole store (counts of ``claims:ends``); a prefix walks its leases (ZMSCORE)."""
         total, claimed, expired = self._run(
-            "allocation_stats", [self._index, *self._leases], _bounds(prefix), False
+            "allocation_stats", [self._index, *self._leases[1:]], _bounds(prefix), False
         )
         return int(total), int(total) - int(claimed), int(claimed), int(expired)
 
@@ -441,7 +444,7 @@ class RedisBackend(Backend):
     def stats(self) -> dict[str, int]:
         """One script. ``bytes`` is ``MEMORY USAGE`` of the data hash with the server's default SAMPLES (5):
         an estimate from a sample of its fields, not counting the key index."""
-        keys, size, claims, expired = self._run("stats", [self._data, self._index, self._claim_ends], [], False)
+        keys, size, claims, expired = self._run("stats", [self._data, self._index, self._claim_ends, self._claim_lapsed], [], False)
         return {"keys": int(keys), "bytes": int(size), "claims": int(claims), "expired_claims": int(expired)}
 
     def rebuild_key_list(self) -> None:

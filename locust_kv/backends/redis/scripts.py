@@ -15,16 +15,25 @@ Keys of the writing scripts, in this order:
    changed since and not yet read by the backup.
 7. ``backup:oldindex``: sorted set of the keys of ``backup:old``.
 8. ``backup:new``: set of the keys absent when the backup began, created since.
-9. ``claims``: hash, key -> its lease, ``<expires_ms>:<token>:<owner>``.
-10. ``claims:keys``: sorted set of the leased keys, every score 0 (byte
-    order), to find the leases of a prefix.
-11. ``claims:ends``: sorted set of the leased keys by ``expires_ms``, to count
-    live and expired leases in O(log n).
-12. ``claimtoken``: the fencing counter (INCRBY); never dropped, so a token
+9. ``claims``: hash, key -> its lease, ``<expires_ms>:<token>:<owner>``
+   (every lease: live, or expired and not yet taken over or released).
+10. ``claims:keys``: sorted set of the keys of the leases not yet swept,
+    every score 0 (byte order): those of a prefix are a range.
+11. ``claims:ends``: sorted set of the same keys by ``expires_ms``.
+12. ``claims:lapsed``: sorted set, score 0, of the keys of swept leases.
+13. ``claimtoken``: the fencing counter (INCRBY); never dropped, so a token
     never repeats.
 
+A sweep moves the leases whose end has passed from ``claims:keys`` and
+``claims:ends`` to ``claims:lapsed``, so that right after one, the leases of
+a prefix in ``claims:keys`` are exactly its live leases, found by rank in
+O(log n). Each lease is swept at most once; the claim scripts sweep a few
+each call, an exact draw sweeps them all. Live and expired leases are
+counted from these sets in O(log n) (a prefix also filters the unswept
+expired leases).
+
 Scripts that only change values (set, swap, increment...) take keys 1-8: a
-lease survives them. Scripts that remove keys or touch leases take 1-12 and
+lease survives them. Scripts that remove keys or touch leases take 1-13 and
 drop the lease of every key they remove, in the same script. Every lease is
 on a key that exists (clear and restore drop them all), so the scripts that
 walk leases never meet a key missing from the index.
@@ -85,12 +94,13 @@ return 1
 """
 
 # What a script that removes keys also needs: dropping their leases (KEYS
-# 9-11). One HDEL when the key has no lease (the usual case).
+# 9-12). One HDEL when the key has no lease (the usual case).
 _UNLEASE = """
 local function unlease(key)
   if redis.call('HDEL', KEYS[9], key) == 1 then
     redis.call('ZREM', KEYS[10], key)
     redis.call('ZREM', KEYS[11], key)
+    redis.call('ZREM', KEYS[12], key)
   end
 end
 local function unlease_all(keys)
@@ -99,6 +109,7 @@ local function unlease_all(keys)
     if redis.call('HDEL', KEYS[9], unpack(part)) > 0 then
       redis.call('ZREM', KEYS[10], unpack(part))
       redis.call('ZREM', KEYS[11], unpack(part))
+      redis.call('ZREM', KEYS[12], unpack(part))
     end
   end
 end
@@ -175,8 +186,8 @@ COMPARE_AND_SWAP_DETAILED = _GATE + _COMPARE_AND_SWAP.replace("ANSWER", _DETAILE
 COMPARE_AND_DELETE = _GATE + _UNLEASE + _COMPARE_AND_DELETE.replace("ANSWER", _PLAIN)
 COMPARE_AND_DELETE_DETAILED = _GATE + _UNLEASE + _COMPARE_AND_DELETE.replace("ANSWER", _DETAILED)
 
-# KEYS 9-11 are the leases (dropped: clear ends every lease; the token
-# counter stays, so tokens never repeat), 12 and 13 the staging hash and
+# KEYS 9-12 are the leases (dropped: clear ends every lease; the token
+# counter stays, so tokens never repeat), 13 and 14 the staging hash and
 # index of a restore. The gate proves no restore runs, so staging keys left
 # there belong to a restorer that died. Preserving a whole store would copy
 # it, so clear waits for a backup to end.
@@ -184,7 +195,7 @@ CLEAR = _GATE + """
 if redis.call('EXISTS', KEYS[4]) == 1 then
   return redis.error_reply('LKV_BACKUP a backup is in progress; clear when it completes')
 end
-redis.call('UNLINK', KEYS[1], KEYS[2], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[12], KEYS[13])
+redis.call('UNLINK', KEYS[1], KEYS[2], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[12], KEYS[13], KEYS[14])
 return 1
 """
 
@@ -407,14 +418,14 @@ return 1
 """
 
 # KEYS: restore, data, index, staging data, staging index, claims,
-# claims:keys, claims:ends. ARGV: token. The flip: the old data and every
+# claims:keys, claims:ends, claims:lapsed. ARGV: token. The flip: the old data and every
 # lease are unlinked (freed by the server in the background) and the staging
 # keys renamed into place, in one script.
 RESTORE_FINISH = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return redis.error_reply('LKV_LEASE the restore lease expired before the restore finished (raise lease_timeout); nothing was restored')
 end
-redis.call('UNLINK', KEYS[2], KEYS[3], KEYS[6], KEYS[7], KEYS[8])
+redis.call('UNLINK', KEYS[2], KEYS[3], KEYS[6], KEYS[7], KEYS[8], KEYS[9])
 if redis.call('EXISTS', KEYS[4]) == 1 then
   redis.call('RENAME', KEYS[4], KEYS[2])
   redis.call('RENAME', KEYS[5], KEYS[3])
@@ -454,6 +465,27 @@ local function lease(key, ends, token, owner)
   redis.call('HSET', KEYS[9], key, string.format('%d:%d:', ends, token) .. owner)
   redis.call('ZADD', KEYS[10], 0, key)
   redis.call('ZADD', KEYS[11], ends, key)
+  redis.call('ZREM', KEYS[12], key)
+end
+-- Move the leases that ended by now (at most limit of them; 0: all) to claims:lapsed.
+local function sweep(now, limit)
+  local gone
+  if limit > 0 then
+    gone = redis.call('ZRANGEBYSCORE', KEYS[11], '-inf', string.format('%d', now), 'LIMIT', 0, limit)
+  else
+    gone = redis.call('ZRANGEBYSCORE', KEYS[11], '-inf', string.format('%d', now))
+  end
+  for i = 1, #gone, 1000 do
+    local part = {unpack(gone, i, math.min(i + 999, #gone))}
+    local members = {}
+    for j = 1, #part do
+      members[2 * j - 1] = 0
+      members[2 * j] = part[j]
+    end
+    redis.call('ZREM', KEYS[10], unpack(part))
+    redis.call('ZREM', KEYS[11], unpack(part))
+    redis.call('ZADD', KEYS[12], unpack(members))
+  end
 end
 """
 
@@ -501,26 +533,24 @@ end
 #
 # First by rejection: a uniform rank of the prefix, kept when its key is free
 # and not picked yet (a ZRANGE and an HGET, O(log n) a draw). When 3 x count
-# + 16 + leases/8 draws do not fill the count (most of the prefix is held;
-# a draw costs several times what reading one lease does, so the draws cost
-# about what the exact way would), exactly: the
-# live leases of the prefix are listed (in byte order, so in rank order:
-# O(leases of the prefix), in slices), a uniform subset of positions among
-# the free keys is drawn, and each position is mapped to its rank by a binary
-# search over the live leases, whose ranks (ZRANK) are read only as the
-# search needs them: O(count x log(leases) x log n). The exact draw starts
-# over rather than keep the rejected phase's picks: the rejection phase's
-# result, given that it succeeded, is a uniform subset too (the free keys
-# are interchangeable in it), so the result is uniform either way. It comes
-# up short only when fewer keys are free.
+# + 16 draws do not fill the count (most of the prefix is held), or when the
+# count is more than half the prefix (a coupon collector's walk), exactly:
+# every expired lease is swept, so the prefix's range of claims:keys holds
+# its live leases, in byte order, so in the index's rank order; a uniform
+# subset of positions among the free keys is drawn, and each is mapped to
+# its rank by a binary search over that range (ZRANGE then ZRANK per probe),
+# O(count x log(leases) x log n) plus O(log n) per lease newly swept. The
+# exact draw starts over rather than keep the rejection phase's picks: that
+# phase's result, given that it succeeded, is a uniform subset too (the
+# free keys are interchangeable in it), so the result is uniform either
+# way. It comes up short only when fewer keys are free.
 _PICK = _LEASES + _DRAWS + """
 local function pick(prefix, high, count, now)
   local first, total = range_of(prefix, high)
   local picked, chosen = {}, {}
   if total == 0 then return picked end
-  local low = '-'
-  if prefix ~= '' then low = '[' .. prefix end
-  local tries = 3 * count + 16 + math.floor(redis.call('ZLEXCOUNT', KEYS[10], low, high) / 8)
+  local tries = 0
+  if 2 * count <= total then tries = 3 * count + 16 end -- else most of the prefix is asked for: exact at once
   while #picked < count and tries > 0 do
     tries = tries - 1
     local key = key_at(first + below(total))
@@ -533,30 +563,29 @@ local function pick(prefix, high, count, now)
     end
   end
   if #picked == count then return picked end
-  local leased = redis.call('ZRANGEBYLEX', KEYS[10], low, high)
-  local live = {}
-  for i = 1, #leased, 1000 do
-    local part = {unpack(leased, i, math.min(i + 999, #leased))}
-    local ends = redis.call('ZMSCORE', KEYS[11], unpack(part))
-    for j = 1, #part do
-      local e = ends[j] and tonumber(ends[j])
-      if e and e > now then live[#live + 1] = part[j] end
-    end
+  sweep(now, 0)
+  local base, held = 0, 0
+  if prefix == '' then
+    held = redis.call('ZCARD', KEYS[10])
+  else
+    base = redis.call('ZLEXCOUNT', KEYS[10], '-', '(' .. prefix)
+    held = redis.call('ZLEXCOUNT', KEYS[10], '[' .. prefix, high)
   end
   local ranks = {}
-  -- How many free keys of the prefix rank before live[j].
+  -- How many free keys of the prefix rank before its j-th live lease.
   local function free_before(j)
     local rank = ranks[j]
     if not rank then
-      rank = redis.call('ZRANK', KEYS[2], live[j]) - first
+      local key = redis.call('ZRANGE', KEYS[10], base + j - 1, base + j - 1)[1]
+      rank = redis.call('ZRANK', KEYS[2], key) - first
       ranks[j] = rank
     end
     return rank - (j - 1)
   end
-  local free = total - #live
+  local free = total - held
   picked = subset(free, math.min(count, free))
   for i = 1, #picked do
-    local position, lo, hi = picked[i], 0, #live
+    local position, lo, hi = picked[i], 0, held
     while lo < hi do -- the last live lease with at most position free keys before it (0: none)
       local mid = math.floor((lo + hi + 1) / 2)
       if free_before(mid) <= position then lo = mid else hi = mid - 1 end
@@ -567,10 +596,11 @@ local function pick(prefix, high, count, now)
 end
 """
 
-# KEYS: 1-12. ARGV: ttl ms, owner, MessagePack array of keys. Returns the
+# KEYS: 1-13. ARGV: ttl ms, owner, MessagePack array of keys. Returns the
 # tokens (0: not granted), the values, and the leases' end.
 CLAIM_KEYS = _GATE + _LEASES + """
 local now = now_ms()
+sweep(now, 64)
 local ends = now + tonumber(ARGV[1])
 local keys = cmsgpack.unpack(ARGV[3])
 local tokens, values = {}, {}
@@ -579,7 +609,7 @@ for i = 1, #keys do
   local value = redis.call('HGET', KEYS[1], key)
   local held = value and lease_of(key)
   if value and not (held and held > now) then
-    local token = redis.call('INCR', KEYS[12])
+    local token = redis.call('INCR', KEYS[13])
     lease(key, ends, token, ARGV[2])
     tokens[i], values[i] = token, value
   else
@@ -589,23 +619,26 @@ end
 return cmsgpack.pack(tokens, values, {ends})
 """
 
-# KEYS: 1-12. ARGV: prefix, ZRANGEBYLEX max of the prefix, count, ttl ms,
+# KEYS: 1-13. ARGV: prefix, ZRANGEBYLEX max of the prefix, count, ttl ms,
 # owner, seed. Returns the keys, their values, the first token (the keys
 # hold it and the following ones, in order), and the leases' end.
 CLAIM_RANDOM = _GATE + _PICK + _VALUES_OF + """
 local now = now_ms()
+sweep(now, 64)
 local keys = pick(ARGV[1], ARGV[2], tonumber(ARGV[3]), now)
 if #keys == 0 then return cmsgpack.pack({}, {}, {0, 0}) end
 local ends = now + tonumber(ARGV[4])
-local last = redis.call('INCRBY', KEYS[12], #keys)
+local last = redis.call('INCRBY', KEYS[13], #keys)
 for i = 1, #keys do lease(keys[i], ends, last - #keys + i, ARGV[5]) end
 return cmsgpack.pack(keys, values_of(KEYS[1], keys), {last - #keys + 1, ends})
 """
 
-# KEYS: 1-12. ARGV: prefix, ZRANGEBYLEX max of the prefix, count, seed.
+# KEYS: 1-13. ARGV: prefix, ZRANGEBYLEX max of the prefix, count, seed.
 # Removes the keys picked; returns them and their values.
 POP_RANDOM = _GATE + _UNLEASE + _PICK + _VALUES_OF + """
-local keys = pick(ARGV[1], ARGV[2], tonumber(ARGV[3]), now_ms())
+local now = now_ms()
+sweep(now, 64)
+local keys = pick(ARGV[1], ARGV[2], tonumber(ARGV[3]), now)
 if #keys == 0 then return cmsgpack.pack({}, {}) end
 local values = values_of(KEYS[1], keys)
 for i = 1, #keys do preserve(keys[i], values[i]) end
@@ -618,7 +651,7 @@ unlease_all(keys)
 return cmsgpack.pack(keys, values)
 """
 
-# KEYS: 1-12. ARGV: what to do ('release', 'complete', 'delete': complete
+# KEYS: 1-13. ARGV: what to do ('release', 'complete', 'delete': complete
 # and remove the key, 'renew'), ttl ms (renew), MessagePack array key,
 # token, key, token... Returns one number per ref: 0 when the lease was not
 # live, else 1 (the new end for renew).
@@ -636,6 +669,9 @@ for i = 1, #refs, 2 do
       result = now + tonumber(ARGV[2])
       redis.call('HSET', KEYS[9], key, string.format('%d', result) .. string.sub(text, #string.match(text, '^%d+') + 1))
       redis.call('ZADD', KEYS[11], result, key)
+      if redis.call('ZREM', KEYS[12], key) == 1 then -- swept, then live again: the server's clock went back
+        redis.call('ZADD', KEYS[10], 0, key)
+      end
     else
       result = 1
       unlease(key)
@@ -651,38 +687,39 @@ end
 return cmsgpack.pack(results)
 """
 
-# KEYS: index, claims, claims:keys, claims:ends. ARGV: prefix, ZRANGEBYLEX
-# max of the prefix. Returns total, claimed, expired. The whole store counts
-# from claims:ends in O(log n); a prefix walks its leases (ZMSCORE).
+# KEYS: index, claims:keys, claims:ends, claims:lapsed. ARGV: prefix,
+# ZRANGEBYLEX max of the prefix. Returns total, claimed, expired, counted
+# from the sorted sets in O(log n), and for a prefix, a filter of the
+# expired leases not yet swept (few: the claim scripts sweep them).
 ALLOCATION_STATS = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local stale = redis.call('ZCOUNT', KEYS[3], '-inf', string.format('%d', now))
 if ARGV[1] == '' then
-  local leases = redis.call('ZCARD', KEYS[4])
-  local live = redis.call('ZCOUNT', KEYS[4], string.format('(%d', now), '+inf')
-  return {redis.call('ZCARD', KEYS[1]), live, leases - live}
+  local unswept = redis.call('ZCARD', KEYS[2])
+  return {redis.call('ZCARD', KEYS[1]), unswept - stale, stale + redis.call('ZCARD', KEYS[4])}
 end
-local total = redis.call('ZLEXCOUNT', KEYS[1], '[' .. ARGV[1], ARGV[2])
-local held = redis.call('ZRANGEBYLEX', KEYS[3], '[' .. ARGV[1], ARGV[2])
-local live, expired = 0, 0
-for i = 1, #held, 1000 do
-  local ends = redis.call('ZMSCORE', KEYS[4], unpack(held, i, math.min(i + 999, #held)))
-  for j = 1, #ends do
-    if tonumber(ends[j]) > now then live = live + 1 else expired = expired + 1 end
+local low = '[' .. ARGV[1]
+local unswept = redis.call('ZLEXCOUNT', KEYS[2], low, ARGV[2])
+local mine = 0
+if stale > 0 then
+  local n = #ARGV[1]
+  for _, key in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', string.format('%d', now))) do
+    if string.sub(key, 1, n) == ARGV[1] then mine = mine + 1 end
   end
 end
-return {total, live, expired}
+return {redis.call('ZLEXCOUNT', KEYS[1], low, ARGV[2]), unswept - mine, mine + redis.call('ZLEXCOUNT', KEYS[4], low, ARGV[2])}
 """
 
-# KEYS: data, index, claims:ends. Returns keys, bytes, live leases, expired
-# leases. MEMORY USAGE of the data hash with its default SAMPLES (5): an
-# estimate from a sample of its fields, without the index.
+# KEYS: data, index, claims:ends, claims:lapsed. Returns keys, bytes, live
+# leases, expired leases. MEMORY USAGE of the data hash with its default
+# SAMPLES (5): an estimate from a sample of its fields, without the index.
 STATS = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local leases = redis.call('ZCARD', KEYS[3])
+local unswept = redis.call('ZCARD', KEYS[3])
 local live = redis.call('ZCOUNT', KEYS[3], string.format('(%d', now), '+inf')
-return {redis.call('ZCARD', KEYS[2]), redis.call('MEMORY', 'USAGE', KEYS[1]) or 0, live, leases - live}
+return {redis.call('ZCARD', KEYS[2]), redis.call('MEMORY', 'USAGE', KEYS[1]) or 0, live, unswept - live + redis.call('ZCARD', KEYS[4])}
 """
 
 # KEYS: index. ARGV: prefix, ZRANGEBYLEX max of the prefix, count, '1' for
@@ -731,7 +768,7 @@ end
 return 1
 """
 
-# KEYS: 1-12. ARGV: MessagePack array of keys. Returns how many existed.
+# KEYS: 1-13. ARGV: MessagePack array of keys. Returns how many existed.
 DELETE_MANY = _GATE + _UNLEASE + """
 local keys = cmsgpack.unpack(ARGV[1])
 for i = 1, #keys do preserve(keys[i], nil) end
@@ -745,7 +782,7 @@ unlease_all(keys)
 return removed
 """
 
-# KEYS: 1-12. ARGV: ZRANGEBYLEX min and max of the prefix, count (at most
+# KEYS: 1-13. ARGV: ZRANGEBYLEX min and max of the prefix, count (at most
 # 1,000: one short step of a delete_prefix). Returns how many were removed
 # and 1 when keys of the prefix remain.
 DELETE_RANGE = _GATE + _UNLEASE + """

@@ -363,18 +363,7 @@ class MemoryBackend(Backend):
         with self._lock:
             if self._writers_refused is not None:
                 raise self._writers_refused()
-            shards = self._shards
-            added = []
-            grown = 0
-            for key, value in items:
-                data = shards[hash(key) % _SHARDS]
-                previous = data.get(key)
-                if previous is None:
-                    added.append(key)
-                    grown += len(key) + len(value)
-                else:
-                    grown += len(value) - len(previous)
-                data[key] = value
+            added, grown = _put_rows(self._shards, items)
             self._index.extend(added)
             self._bytes += grown
 
@@ -829,16 +818,8 @@ class MemoryBackend(Backend):
             for batch in batches:
                 # Indexing costs ~2 us a key: slices keep each step short.
                 for start in range(0, len(batch), _RESTORE_SLICE):
-                    added = []
-                    for key, value in batch[start : start + _RESTORE_SLICE]:
-                        data = shards[hash(key) % _SHARDS]
-                        previous = data.get(key)
-                        if previous is None:
-                            added.append(key)
-                            size += len(key) + len(value)
-                        else:
-                            size += len(value) - len(previous)
-                        data[key] = value
+                    added, grown = _put_rows(shards, batch[start : start + _RESTORE_SLICE])
+                    size += grown
                     index.extend(added)
                     pause()
             with self._lock:
@@ -906,6 +887,22 @@ def _span(order: SortedList, prefix: bytes) -> int:
     """How many keys start with ``prefix``."""
     lo, hi = _bounds(order, prefix)
     return hi - lo
+
+
+def _put_rows(shards: list[dict[bytes, bytes]], rows: list[tuple[bytes, bytes]]) -> tuple[list[bytes], int]:
+    """Store ``rows`` in ``shards``; the keys that were new (each once) and the change in key plus value bytes."""
+    added = []
+    grown = 0
+    for key, value in rows:
+        data = shards[hash(key) % _SHARDS]
+        previous = data.get(key)
+        if previous is None:
+            added.append(key)
+            grown += len(key) + len(value)
+        else:
+            grown += len(value) - len(previous)
+        data[key] = value
+    return added, grown
 
 
 def _new_shards() -> list[dict[bytes, bytes]]:

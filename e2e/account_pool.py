@@ -21,7 +21,9 @@ load all POOL accounts are back (total POOL, none claimed, none expired),
 and both waves logged in.
 
 Deliberate bug (E2E_BREAK=1): one customer also logs in with accounts it
-draws with ``random_key`` instead of claiming them.
+draws with ``random_key`` instead of claiming them, until the service
+refuses one; if that customer is stopped first, the next one to browse
+takes the bug over, so the run cannot end without the bug having shown.
 """
 
 from __future__ import annotations
@@ -139,15 +141,25 @@ class Customer(FastHttpUser):
 
     def on_stop(self) -> None:
         # The lease stays: the plugin releases it once this greenlet has ended, after this logout.
+        if self.saboteur and not self.kv.exists("e2e:sabotage-refused"):
+            self.kv.delete("e2e:sabotaged")  # stopped before the bug showed: another customer takes it over
         self._logout()
 
     def _log_in_without_a_lease(self) -> None:
-        """The deliberate bug: log in with accounts drawn by random_key, which other customers may hold."""
-        for _ in range(20):
+        """The deliberate bug: log in with accounts drawn by random_key, which other customers may hold.
+
+        At least TROUGH of the POOL accounts are held while customers run,
+        so 400 draws find a held one but for a chance of (1 - 50/1000)^400,
+        about 1e-9.
+        """
+        if self.kv.exists("e2e:sabotage-refused"):
+            return
+        for _ in range(400):
             account = self.kv.get(self.kv.random_key(prefix="account:"))
             token = self._login(account, fenced=False)
             if token is None:
-                return  # refused: the service saw the account held twice
+                self.kv.set("e2e:sabotage-refused", True)  # the service saw the account held twice
+                return
             self.client.post("/logout", headers={"Authorization": f"Bearer {token}"}, name="/logout")
             gevent.sleep(0)
 

@@ -68,12 +68,22 @@ def start_locust(locustfile: str, *args: str, cwd: Path, env: Mapping[str, str] 
 
     In a session of its own, so that a timeout kills the workers that
     ``--processes`` forks too: an orphaned worker would keep the output pipe
-    open, and the test would wait for it forever.
+    open, and the test would wait for it forever. A ``--processes`` run gets
+    a master port of its own, so that it never meets another run's workers.
     """
+    environment = clean_environment(env)
+    if "--processes" in args and "LOCUST_MASTER_BIND_PORT" not in environment:
+        port = str(free_port())
+        environment.update(
+            LOCUST_MASTER_BIND_HOST="127.0.0.1",
+            LOCUST_MASTER_BIND_PORT=port,
+            LOCUST_MASTER_NODE_HOST="127.0.0.1",
+            LOCUST_MASTER_NODE_PORT=port,
+        )
     return subprocess.Popen(
         locust_command(locustfile, *args),
         cwd=cwd,
-        env=clean_environment(env),
+        env=environment,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -52,15 +52,21 @@ VARIANTS = [
     Variant("trivial task + increment_by (disk)", "trivial", "increment_by", ("--kv-backend", "disk")),
     Variant("trivial task + increment_by (disk, --kv-report)", "trivial", "increment_by",
             ("--kv-backend", "disk", "--kv-report")),
+    Variant("trivial task + increment_by (disk, --kv-report requests)", "trivial", "increment_by",
+            ("--kv-backend", "disk", "--kv-report", "requests")),
     Variant("FastHttpUser GET", "fasthttp", "none"),
     Variant("FastHttpUser GET + get (memory)", "fasthttp", "get", ("--kv-backend", "memory")),
     Variant("FastHttpUser GET + increment_by (disk)", "fasthttp", "increment_by", ("--kv-backend", "disk")),
     Variant("FastHttpUser GET + increment_by (disk, --kv-report)", "fasthttp", "increment_by",
             ("--kv-backend", "disk", "--kv-report")),
+    Variant("FastHttpUser GET + increment_by (disk, --kv-report requests)", "fasthttp", "increment_by",
+            ("--kv-backend", "disk", "--kv-report", "requests")),
     Variant("HttpUser GET", "http", "none"),
     Variant("HttpUser GET + increment_by (disk)", "http", "increment_by", ("--kv-backend", "disk")),
     Variant("HttpUser GET + increment_by (disk, --kv-report)", "http", "increment_by",
             ("--kv-backend", "disk", "--kv-report")),
+    Variant("HttpUser GET + increment_by (disk, --kv-report requests)", "http", "increment_by",
+            ("--kv-backend", "disk", "--kv-report", "requests")),
 ]
 
 
@@ -105,8 +111,11 @@ def _one(variant: Variant, seconds: float, users: int, workdir: str, host: str) 
         raise RuntimeError(f"locust exited {proc.returncode} for {variant.name!r}: " + " | ".join(tail))
     with open(out) as f:
         result = json.load(f)
-    if "--kv-report" in args and not result["kv_requests"]:
-        raise RuntimeError(f"{variant.name!r}: --kv-report was on but Locust recorded no KV request")
+    mirrored = "requests" in args
+    if mirrored and not result["kv_requests"]:
+        raise RuntimeError(f"{variant.name!r}: --kv-report requests was on but Locust recorded no KV request")
+    if not mirrored and result["kv_requests"]:
+        raise RuntimeError(f"{variant.name!r}: Locust recorded KV requests without --kv-report requests")
     return result
 
 

@@ -568,7 +568,7 @@ def _cmd_options(args: argparse.Namespace) -> None:
 
     rows = [
         {
-            "flag": o.flag + ("" if o.kind is bool else f" {o.metavar}"),
+            "flag": o.flag + ("" if o.kind is bool else f" [{o.metavar}]" if o.bare else f" {o.metavar}"),
             "env_var": o.env_var,
             "config_key": o.flag[2:],
             "default": o.default,

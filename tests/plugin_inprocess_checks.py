@@ -80,7 +80,7 @@ def test_register_without_parsed_options_reads_environment_variables(env, monkey
     monkeypatch.setenv("LOCUST_KV_REPORT", "true")
     kv = plugin.register(env)
     assert (kv.backend, kv.serialization) == ("memory", "string")
-    assert plugin.settings_of(env).report is True
+    assert plugin.settings_of(env).report == "kv"
 
 
 def test_every_option_shows_in_the_web_ui_settings(monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -89,20 +89,21 @@ def test_every_option_shows_in_the_web_ui_settings(monkeypatch) -> None:  # type
     monkeypatch.setattr("sys.argv", ["locust", "--kv-backend", "memory", "--kv-report"])
     shown = ui_extra_args_dict()
     assert {name for name in shown if name.startswith("kv_")} == {o.dest for o in settings_module.OPTIONS}
-    assert (shown["kv_backend"]["default_value"], shown["kv_report"]["default_value"]) == ("memory", True)
+    assert (shown["kv_backend"]["default_value"], shown["kv_report"]["default_value"]) == ("memory", "kv")
+    assert list(shown["kv_report"]["choices"]) == ["off", "kv", "requests"]
 
 
 def test_defaults() -> None:
     assert settings_module.read(None) == settings_module.Settings(
         backend="disk", path=None, serialization="json", restore_from=None, restore_max_entries=0,
-        restore_max_bytes=0, backup_to=None, clear=False, report=False,
+        restore_max_bytes=0, backup_to=None, clear=False, report="off",
     )
 
 
 def test_register_reads_parsed_options_from_locusts_parser(env) -> None:  # type: ignore[no-untyped-def]
     env.parsed_options = get_parser().parse_args(["--kv-backend", "memory", "--kv-report"])
     plugin.register(env)
-    assert plugin.settings_of(env).report is True
+    assert plugin.settings_of(env).report == "kv"
     assert env.kv.backend == "memory"
 
 
@@ -129,7 +130,7 @@ def test_text_values_convert_like_the_web_ui_sends_them() -> None:
         None, backend="memory", clear="true", report="false", restore_from="a.snapshot", restore_max_entries="10",
         restore_max_bytes=20, backup_to="", path=None,
     )
-    assert (settings.clear, settings.report) == (True, False)
+    assert (settings.clear, settings.report) == (True, "off")
     assert (settings.restore_max_entries, settings.restore_max_bytes) == (10, 20)
     assert settings.backup_to is None  # an empty form field means "not set"
 
@@ -148,10 +149,25 @@ def test_master_runner_refuses_the_memory_backend() -> None:
 # -- statistics ---------------------------------------------------------------
 
 
-def test_reporting_fires_kv_requests_with_stable_error_names(env) -> None:  # type: ignore[no-untyped-def]
+def test_reporting_kv_keeps_kv_operations_out_of_locusts_statistics(env) -> None:  # type: ignore[no-untyped-def]
     seen = []
     env.events.request.add_listener(lambda **kw: seen.append(kw))
-    kv = plugin.register(env, **_memory(report=True))
+    kv = plugin.register(env, **_memory(report=True))  # true means the default mode, kv
+    kv.set("a", 1)
+    for key in ("missing-1", "missing-2"):
+        with pytest.raises(KeyNotFoundError):
+            kv.get(key)
+    assert seen == [] and env.stats.num_requests == 0 and not env.stats.errors
+    timings = getattr(env, plugin.lifecycle.ATTRIBUTE).timings
+    rows = {row["operation"]: row for row in timings.rows()}
+    assert (rows["get"]["count"], rows["get"]["failures"], rows["set"]["count"]) == (2, 2, 1)
+    assert timings.failure_rows() == [{"operation": "get", "error": "KeyNotFoundError", "occurrences": 2}]
+
+
+def test_reporting_requests_fires_kv_requests_with_stable_error_names(env) -> None:  # type: ignore[no-untyped-def]
+    seen = []
+    env.events.request.add_listener(lambda **kw: seen.append(kw))
+    kv = plugin.register(env, **_memory(report="requests"))
     kv.set("a", 1)
     for key in ("missing-1", "missing-2"):
         with pytest.raises(KeyNotFoundError):
@@ -169,7 +185,7 @@ def test_reporting_fires_kv_requests_with_stable_error_names(env) -> None:  # ty
 
 
 def test_reporting_covers_module_level_handles_of_the_same_store(env) -> None:  # type: ignore[no-untyped-def]
-    plugin.register(env, **_memory(report=True))
+    plugin.register(env, **_memory(report="requests"))
     with open_kv(backend="memory") as module_level:
         module_level.increment_by("n", 1)
     assert env.stats.get("increment_by", "KV").num_requests == 1
@@ -230,11 +246,11 @@ def test_web_ui_edits_of_start_up_options_are_undone_at_test_start(env) -> None:
     env.parsed_options = get_parser().parse_args(["--kv-backend", "memory"])
     plugin.register(env)
     env.parsed_options.kv_serialization = "string"  # what the web UI's form does
-    env.parsed_options.kv_report = True
+    env.parsed_options.kv_report = "requests"
     env.events.test_start.fire(environment=env)
     assert env.parsed_options.kv_serialization == "json"
     assert env.kv.serialization == "json"
-    assert plugin.settings_of(env).report is True  # reporting may change at each test start
+    assert plugin.settings_of(env).report == "requests"  # reporting may change at each test start
     env.kv.set("x", 1)
     assert env.stats.get("set", "KV").num_requests == 1
 
@@ -252,7 +268,7 @@ def test_buckets_keep_three_significant_digits(us: float, bucket: int) -> None:
 def test_percentiles_and_merging_worker_reports() -> None:
     worker = Timings()
     for us in range(1, 101):  # 1..100 µs
-        worker.record("get", us / 1e6, failed=us > 98)
+        worker.record("get", us / 1e6, "KeyNotFoundError" if us > 98 else None)
     master = Timings()
     master.merge(worker.take())
     assert not worker  # take() resets
@@ -266,7 +282,7 @@ def test_percentiles_and_merging_worker_reports() -> None:
 
 def test_percentiles_never_exceed_the_maximum() -> None:
     timings = Timings()
-    timings.record("random_key", 318.8e-6, failed=False)
+    timings.record("random_key", 318.8e-6)
     (row, _) = timings.rows()
     assert row["p99"] == row["max"] == 318.8
 

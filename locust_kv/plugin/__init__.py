@@ -37,7 +37,7 @@ from locust.env import Environment
 
 from ..errors import DatabaseNotOpenError, KVError
 from . import settings as _settings
-from .lifecycle import ATTRIBUTE, Attachment, after_load, before_load
+from .lifecycle import ATTRIBUTE, Attachment, after_load, before_load, caught_kv_failures_only
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -196,9 +196,30 @@ def _on_test_stop(environment: Environment, **kwargs: Any) -> None:
         attachment.on_test_stop(**kwargs)
 
 
+def _on_quitting(environment: Environment, **_kwargs: Any) -> None:
+    """With ``--kv-report requests``, KV errors the locustfile caught never change the exit code.
+
+    Registered when the plugin is imported, so before the locustfile's own
+    listeners: quitting runs them in reverse, so this one runs after them
+    and after the plugin's backup, and leaves an exit code any of them set.
+    """
+    attachment = _attachment(environment)
+    if attachment is None or attachment.settings.report != "requests" or environment.process_exit_code is not None:
+        return
+    from locust import log
+
+    if not log.unhandled_greenlet_exception and caught_kv_failures_only(environment):
+        logger.info(
+            "locust_kv: every failure of this run is a KV error the locustfile caught (--kv-report requests "
+            "mirrors them into Locust's statistics); they do not change the exit code"
+        )
+        environment.process_exit_code = 0
+
+
 if not hasattr(Environment, "kv"):
     Environment.kv = _EnvironmentStore()  # type: ignore[attr-defined]
 locust.events.init_command_line_parser.add_listener(_on_init_command_line_parser)
 locust.events.init.add_listener(_on_init)
 locust.events.test_start.add_listener(_on_test_start)
 locust.events.test_stop.add_listener(_on_test_stop)
+locust.events.quitting.add_listener(_on_quitting)

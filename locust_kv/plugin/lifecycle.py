@@ -64,6 +64,9 @@ from .leases import UserLeases
 from .settings import RUN_TOKEN_DEST, Settings
 from .timings import Timings
 
+REQUEST_TYPE = "KV"
+"""Locust's request type of the KV operations ``--kv-report requests`` mirrors."""
+
 if TYPE_CHECKING:
     from locust.env import Environment
     from locust.runners import Runner
@@ -242,19 +245,23 @@ class Attachment:
 
     def _apply_reporting(self) -> None:
         # The master runs no users; its reads for the web UI must not count as load.
-        reporting = self.settings.report and self.role != "master"
-        set_reporter(self.kv, self._report if reporting else None)
+        reporter = None
+        if self.settings.reporting and self.role != "master":
+            # kv: the plugin's own statistics alone, straight into them (one call per operation).
+            reporter = self._report_requests if self.settings.report == "requests" else self.timings.record
+        set_reporter(self.kv, reporter)
 
-    def _report(self, operation: str, seconds: float, error: Exception | None) -> None:
+    def _report_requests(self, operation: str, seconds: float, error: Exception | None) -> None:
+        """``--kv-report requests``: the plugin's statistics, and a Locust request of type KV."""
         self.environment.events.request.fire(
-            request_type="KV",
+            request_type=REQUEST_TYPE,
             name=operation,
             response_time=seconds * 1000.0,
             response_length=0,
             exception=error,
             context={},
         )
-        self.timings.record(operation, seconds, error is not None)
+        self.timings.record(operation, seconds, error)
 
     # -- test start and stop -------------------------------------------------
 
@@ -442,12 +449,14 @@ class Attachment:
             return
         self._finished = True
         self._wait_for_users_to_stop()
+        self.timings.finish()
         self.leases.settle()
         after_load.fire(environment=self.environment, kv=self.kv)
         self.settings = self.settings.replace(backup_to=self._read().backup_to)
         if self.settings.backup_to is not None:
             try:
-                summary = self.kv.backup(self.settings.backup_to)
+                # KV.backup, not self.kv.backup: the plugin's own work is not a user's operation to report.
+                summary = KV.backup(self.kv, self.settings.backup_to)
             except KVError as error:
                 logger.error("locust_kv: backup to %s failed: %s", self.settings.backup_to, error)
                 self.environment.process_exit_code = 1
@@ -464,6 +473,21 @@ class Attachment:
 
     def on_quitting(self, **_kwargs: Any) -> None:
         self.finish_load()
+        if self.coordinates and self.settings.reporting:
+            self._add_to_html_report()
+
+    def _add_to_html_report(self) -> None:
+        """Put the KV statistics into the ``--html`` report Locust wrote when the load ended."""
+        path = getattr(self.environment.parsed_options, "html_file", None)
+        if not path or not os.path.isfile(path):
+            return
+        try:
+            with open(path, encoding="utf-8") as file:
+                page = file.read()
+            with open(path, "w", encoding="utf-8") as file:
+                file.write(with_kv_section(page, self.timings))
+        except OSError as error:
+            logger.error("locust_kv: could not add the KV statistics to the HTML report %s: %s", path, error)
 
     def on_quit(self, **_kwargs: Any) -> None:
         self.close()
@@ -492,6 +516,8 @@ class Attachment:
         if csv_prefix:
             with open(f"{csv_prefix}_kv_stats.csv", "w", encoding="utf-8", newline="") as out:
                 out.write(self.timings.csv_text())
+            with open(f"{csv_prefix}_kv_failures.csv", "w", encoding="utf-8", newline="") as out:
+                out.write(self.timings.failures_csv_text())
         if json_file:
             with open(f"{json_file}_kv.json", "w", encoding="utf-8") as out:
                 out.write(self.timings.json_text())
@@ -499,6 +525,27 @@ class Attachment:
             console = logging.getLogger("locust.stats_logger")
             for line in self.timings.table():
                 console.info(line)
+
+
+def with_kv_section(page: str, timings: Timings) -> str:
+    """``page`` (a Locust HTML report) with the KV statistics as a section at the end of its body."""
+    section = timings.html_section()
+    end = page.rfind("</body>")
+    return page[:end] + section + page[end:] if end >= 0 else page + section
+
+
+def caught_kv_failures_only(environment: Environment) -> bool:
+    """Whether every failure Locust counted is a KV operation's (``--kv-report requests``), with no exception.
+
+    A KV error a locustfile caught is an outcome it expected; mirrored into
+    Locust's statistics it would still make Locust exit 1. An error a task
+    did not catch is in Locust's exceptions too, and keeps its exit code.
+    """
+    runner = environment.runner
+    if runner is None or runner.exceptions:
+        return False
+    errors = runner.stats.errors.values()
+    return bool(errors) and all(error.method == REQUEST_TYPE for error in errors)
 
 
 def _refuse_memory_stores() -> None:

@@ -27,6 +27,9 @@ works in every topology (standalone, ``--processes``, master and workers on
 one host), and a locustfile's own ``open_kv()`` with default options then
 reaches the same store as ``environment.kv``."""
 
+REPORT_MODES: Final = ("off", "kv", "requests")
+"""The values of ``--kv-report``: no KV statistics, a KV table of their own, or that table and Locust's request statistics too."""
+
 RUN_TOKEN_DEST: Final = "kv_run_token"
 """A hidden option: the master's run token, which Locust copies to every worker
 with the master's options when a test starts (see lifecycle)."""
@@ -43,6 +46,10 @@ class Option:
     help: str
     secret: bool = False
     """Shown masked in the web UI and never logged (a password may be in it)."""
+    choices: tuple[str, ...] = ()
+    """For a ``str`` option: the values it takes (the web UI shows a list)."""
+    bare: str | None = None
+    """For an option with ``choices``: the value of the flag given without one."""
 
     @property
     def flag(self) -> str:
@@ -68,7 +75,7 @@ OPTIONS: Final[tuple[Option, ...]] = (
     Option("restore_max_bytes", int, 0, "<n>", "Refuse a snapshot with more key+value bytes than this (0: no cap)."),
     Option("backup_to", str, None, "<snapshot>", "Snapshot to write once, after every user has stopped (on the master or standalone process)."),
     Option("clear", bool, False, None, "Remove every key once, before any user starts."),
-    Option("report", bool, False, None, 'Report every KV operation to Locust\'s statistics as a request of type "KV", and print a KV summary in microseconds.'),
+    Option("report", str, "off", "<mode>", 'KV statistics: "kv" (the flag alone) keeps a table of its own per operation, in microseconds, with failures by error name (console, CSV, JSON, the web UI\'s KV tab, the HTML report), and leaves Locust\'s request statistics to the load; "requests" also mirrors every KV operation into Locust\'s statistics as a request of type "KV" (costs about 10 us per operation, and the KV rows count in Locust\'s totals); "off": none. Default: off.', choices=REPORT_MODES, bare="kv"),
     Option("mask_prefix", str, None, "<prefixes>", "Comma-separated key prefixes whose values the web UI's key browser never shows (test passwords, tokens); keys stay visible. Default: none."),
 )
 
@@ -96,8 +103,13 @@ class Settings:
     restore_max_bytes: int = 0
     backup_to: str | None = None
     clear: bool = False
-    report: bool = False
+    report: str = "off"
     mask_prefix: str | None = None
+
+    @property
+    def reporting(self) -> bool:
+        """Whether KV operations are timed (``--kv-report`` kv or requests)."""
+        return self.report != "off"
 
     @property
     def masked_prefixes(self) -> tuple[str, ...]:
@@ -136,6 +148,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                 option.flag, dest=option.dest, action="store_true", default=option.default,
                 env_var=option.env_var, help=option.help,
             )
+        elif option.choices:
+            # The flag alone means ``option.bare``; the value is checked by read(), as below.
+            action = group.add_argument(
+                option.flag, dest=option.dest, default=option.default, metavar=option.metavar,
+                nargs="?", const=option.bare, env_var=option.env_var, help=option.help,
+            )
+            action.choices = _Listed(option.choices)
         else:
             # Parsed as text and validated by read(), so bad values get catalogued names.
             action = group.add_argument(
@@ -209,6 +228,8 @@ def _convert(option: Option, raw: Any) -> Any:
         if value < 0:
             raise InvalidOptionsError(f"{option.flag} must be a whole number >= 0, not {raw!r}")
         return value
+    if option.choices:
+        return _choice(option, raw)
     if raw is None:
         return option.default
     if not isinstance(raw, str):
@@ -216,6 +237,36 @@ def _convert(option: Option, raw: Any) -> Any:
     raw = raw.strip()
     # The web UI sends an empty field for an option that was never set.
     return raw if raw else option.default
+
+
+class _Listed(list[str]):
+    """The values the web UI lists for an option; argparse lets every value through to :func:`read`.
+
+    argparse refuses a value outside an action's choices with its own
+    message; :func:`read` refuses it with a catalogued name instead, and
+    takes true and false too (a config file's or the environment's).
+    """
+
+    def __contains__(self, value: object) -> bool:
+        return True
+
+
+def _choice(option: Option, raw: Any) -> str:
+    """One of ``option.choices``; true and false (a config file's or the environment's) mean the bare flag and the default."""
+    if raw is None:
+        return str(option.default)
+    if isinstance(raw, bool):
+        return str(option.bare if raw else option.default)
+    if isinstance(raw, str):
+        value = raw.strip().lower()
+        if value in option.choices:
+            return value
+        if value in _TRUE:
+            return str(option.bare)
+        if value in _FALSE:
+            return str(option.default)
+    shown = ", ".join(option.choices)
+    raise InvalidOptionsError(f"{option.flag} must be one of {shown} (or true/false), not {raw!r}")
 
 
 def _check_consistent(settings: Settings) -> None:

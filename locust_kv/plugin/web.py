@@ -34,6 +34,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from ..errors import ErrorGroup, KeyNotFoundError, KVError
 from ..store import KV
+from .lifecycle import with_kv_section
 from .timings import COLUMNS
 
 if TYPE_CHECKING:
@@ -71,7 +72,7 @@ def install(attachment: Attachment, web_ui: WebUI) -> None:
     @blueprint.route("/api/summary")
     @guard
     def summary() -> Response:
-        return _answer(lambda: summary_of(kv(), attachment.settings.report))
+        return _answer(lambda: summary_of(kv(), attachment.settings.reporting))
 
     @blueprint.route("/api/key")
     @guard
@@ -135,16 +136,24 @@ def install(attachment: Attachment, web_ui: WebUI) -> None:
 
     @web_ui.app.after_request
     def add_kv_rows(response: Response) -> Response:
+        if request.endpoint == "locust.stats_report" and response.status_code == 200 and attachment.settings.reporting:
+            # The report page Locust serves (and its download): the same KV section as the --html file's.
+            response.set_data(with_kv_section(response.get_data(as_text=True), attachment.timings))
+            return response
         if request.endpoint != "locust.request_stats" or response.status_code != 200:
             return response
         report = response.get_json()
-        reporting = attachment.settings.report
+        reporting = attachment.settings.reporting
         try:
             store_rows = _store_rows(summary_of(kv(), reporting), f"{request.host_url.rstrip('/')}{base}/kv")
         except KVError as error:
             store_rows = [{"field": "Error", "value": str(error)}]
         idle = "(no KV operation yet)" if reporting else "(reporting is off: start Locust with --kv-report)"
         timing_rows = attachment.timings.rows() or [{"operation": idle}]
+        store_rows += [
+            {"field": f"Failures of {row['operation']}: {row['error']}", "value": row["occurrences"]}
+            for row in attachment.timings.failure_rows()
+        ]
         extended = [e for e in report.get("extended_stats", []) if e.get("key") not in (TAB, TIMINGS_TAB)]
         extended += [{"key": TAB, "data": store_rows}, {"key": TIMINGS_TAB, "data": timing_rows}]
         report["extended_stats"] = extended

@@ -168,7 +168,31 @@ def _on_init(environment: Environment, **_kwargs: Any) -> None:
         # One line naming the error, then the same exit code as any failing init listener.
         if not _master_reports(environment, error):
             logger.error("%s (locust_kv: the test did not start)", error)
+        _stop_forked_workers(environment)
         sys.exit(1)
+
+
+def _stop_forked_workers(environment: Environment) -> None:
+    """End the workers ``--processes`` forked, when their master stops before the test.
+
+    A forked worker opens no store at init, so it would not fail with its
+    master: it would wait a minute for a master that is gone, holding the
+    run's output open. Only this process's children that run its own
+    command line are ended: those are the forks.
+    """
+    options = environment.parsed_options
+    if os.getpid() != _IMPORT_PID or not getattr(options, "processes", None) or getattr(options, "worker", False):
+        return
+    import psutil  # a dependency of Locust
+
+    me = psutil.Process()
+    command = me.cmdline()
+    for child in me.children():
+        try:
+            if child.cmdline() == command:
+                child.terminate()
+        except psutil.Error:
+            pass  # already gone
 
 
 def _master_reports(environment: Environment, error: KVError) -> bool:

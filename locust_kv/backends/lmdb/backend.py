@@ -35,6 +35,10 @@ again from the start; calling those directly costs about 350 ns more per
 operation. The inlined paths share one shape per kind (read, write);
 ``tests/test_disk_fast_paths.py`` compares their syntax trees, so that a fix
 in one cannot miss the others.
+
+This module is a little over 500 lines because those copies are written out
+(a call through a shared helper would cost each operation a Python call);
+everything else here is a line or two of wiring per operation.
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from locust_kv import open_kv  # noqa: E402 - after the path insert
-from locust_kv.backends.disk import DEFAULT_MAP_SIZE  # noqa: E402
+from locust_kv.backends.lmdb import DEFAULT_MAP_SIZE  # noqa: E402
 
 VALUE = {"user": 1234, "name": "alice", "tags": ["a", "b"], "active": True}
 SORTED = orjson.OPT_SORT_KEYS  # the json serialization stores dicts with sorted keys: the same bytes

@@ -23,7 +23,7 @@ DEFAULT_SERIALIZATION: Final = "json"
 
 BACKENDS: Final[dict[str, str]] = {
     "memory": "locust_kv.backends.memory",
-    "disk": "locust_kv.backends.disk",
+    "disk": "locust_kv.backends.lmdb",
     "redis": "locust_kv.backends.redis",
 }
 """Backend name -> the module that implements it (imported on first use). Each module has

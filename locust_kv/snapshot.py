@@ -375,7 +375,7 @@ def check_target(path: str) -> None:
             f"the target {path} is {kind}: a snapshot or export replaces only a regular file (or creates one); "
             "nothing was written. Give the real file's path; the command line writes to standard output without -o"
         )
-    from .backends.disk import is_store_file
+    from .backends.lmdb.spec import is_store_file
 
     if is_store_file(path):
         raise SnapshotExportError(f"the target {path} is a file of a disk store; nothing was written. Choose another path")

@@ -95,10 +95,10 @@ def arm(kill_at: int | None, report: Path) -> _Checkpoints:
     """
     global _armed
     from locust_kv import snapshot
-    from locust_kv.backends import disk
+    from locust_kv.backends.lmdb import backend, engine, generations, growth, locks
 
     checkpoints = _armed = _Checkpoints(kill_at, report)
-    run = disk.DiskBackend._run
+    run = engine.Engine._run
 
     def armed_run(
         self: Any, family: Any, write: bool, checked: bool, op: Callable[..., Any], args: tuple[Any, ...], *more: Any
@@ -117,10 +117,10 @@ def arm(kill_at: int | None, report: Path) -> _Checkpoints:
         checkpoints.hit(f"done {name}")
         return result
 
-    disk.DiskBackend._run = armed_run  # type: ignore[method-assign]
-    _around(disk, "_set_mapsize", lambda env, size: f"remap to {size}")
-    _around(disk._SideFile, "agree", lambda side, size: f"agree on {size}")
-    for module in (disk, snapshot):
+    engine.Engine._run = armed_run  # type: ignore[method-assign]
+    _around(growth, "set_mapsize", lambda env, size: f"remap to {size}")
+    _around(locks.SideFile, "agree", lambda side, size: f"agree on {size}")
+    for module in (backend, generations, snapshot):
         module.pause = lambda: checkpoints.hit("pause")  # type: ignore[attr-defined]
     _around(snapshot._AtomicFile, "__init__", lambda *_: "temp file")
     _around(snapshot.SnapshotWriter, "finish", lambda *_: "snapshot trailer")
@@ -255,14 +255,14 @@ def kill_points(events: list[str], most: int = 8) -> list[int]:
 def read_store(path: str, options: dict[str, Any]) -> dict[str, Any]:
     """Every entry of the store (key -> value), read before anything writes; and its state record."""
     from locust_kv import open_kv
-    from locust_kv.backends import disk
+    from locust_kv.backends.lmdb import layout
 
     kv = open_kv(backend="disk", path=path, **options)
     try:
         entries = {entry.key: entry.value for entry in kv.scan().entries}
         backend = kv._backend
         with backend._env.begin() as txn:
-            state = txn.get(disk._STATE_KEY).decode()
+            state = txn.get(layout.STATE_KEY).decode()
         return {"entries": entries, "size": kv.size(), "state": state}
     finally:
         kv.close()

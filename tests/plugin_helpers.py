@@ -28,7 +28,7 @@ RUN_TIMEOUT = 120
 """Seconds a locust process may take before the test fails; runs take a few seconds."""
 
 requires_disk = pytest.mark.skipif(
-    importlib.util.find_spec("locust_kv.backends.disk") is None, reason="the disk backend is not available"
+    importlib.util.find_spec("locust_kv.backends.lmdb") is None, reason="the disk backend is not available"
 )
 
 

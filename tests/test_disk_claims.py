@@ -17,9 +17,12 @@ from pathlib import Path
 import lmdb
 import pytest
 
-from locust_kv.backends import disk, disk_ops
+from locust_kv.backends import lmdb as disk
+from locust_kv.backends.lmdb import backend as disk_backend
+from locust_kv.backends.lmdb import errors, layout
+from locust_kv.backends.lmdb import leases as lease_records
 from locust_kv.backends.base import ClaimRecord
-from locust_kv.backends.disk import DiskBackend
+from locust_kv.backends.lmdb.backend import DiskBackend
 from locust_kv.errors import DiskStoreFullError, RestoreInProgressError
 
 from .disk_helpers import fork_call, wait_all_ok
@@ -168,14 +171,14 @@ def test_many_ended_leases_are_all_claimable(store: DiskBackend, prefix: bytes) 
 def _check_leases(store: DiskBackend) -> None:
     """Every lease record has its one entry in the ends' database, and is on an existing key."""
 
-    def check(txn: lmdb.Transaction, view: disk._View) -> None:
+    def check(txn: lmdb.Transaction, view: layout.View) -> None:
         leases = dict(txn.cursor(view.claims).iternext())
         ends = dict(txn.cursor(view.ends).iternext())
         assert sorted(ends.values()) == sorted(leases)
-        assert {disk_ops.end_key(record) for record in leases.values()} == set(ends)
+        assert {lease_records.end_key(record) for record in leases.values()} == set(ends)
         assert all(txn.get(key, None, view.data) is not None for key in leases)
 
-    store._read(disk._READ, check)
+    store._read(errors.READ, check)
 
 
 def test_the_ends_index_follows_every_lease_operation(store: DiskBackend) -> None:
@@ -322,7 +325,7 @@ def test_delete_prefix_runs_in_short_steps(tmp_path: Path, monkeypatch: pytest.M
     _fill(store, 50_000, b"p")
     _fill(store, 10, b"q")
     steps = []
-    monkeypatch.setattr(disk, "pause", lambda: steps.append(store.count(b"p")))
+    monkeypatch.setattr(disk_backend, "pause", lambda: steps.append(store.count(b"p")))
     assert store.delete_prefix(b"p", 0) == (50_000, True)
     assert len(steps) >= 2 and steps == sorted(steps, reverse=True)
     assert store.count(b"") == 10
@@ -380,10 +383,10 @@ def test_a_store_made_before_claims_opens_and_claims(tmp_path: Path) -> None:
     # Make it look like a store of the previous version: no leases' database, no counter.
     env = lmdb.open(str(path), subdir=False, max_dbs=8, map_size=os.path.getsize(path))
     with env.begin(write=True) as txn:
-        txn.drop(env.open_db(disk_ops.CLAIMS_DB, txn=txn), delete=True)
-        txn.delete(disk_ops.TOKEN_KEY)
+        txn.drop(env.open_db(layout.CLAIMS_DB, txn=txn), delete=True)
+        txn.delete(layout.TOKEN_KEY)
     with env.begin() as txn:
-        assert txn.get(disk_ops.CLAIMS_DB) is None
+        assert txn.get(layout.CLAIMS_DB) is None
     env.close()
     store = _open(path)
     assert store.count(b"") == 20 and store.stats()["claims"] == 0

@@ -17,7 +17,7 @@ import lmdb
 import pytest
 
 from locust_kv import KV, open_kv
-from locust_kv.backends import disk
+from locust_kv.backends.lmdb import errors as disk_errors
 from locust_kv.errors import (
     BucketNotFoundError,
     DiskPathError,
@@ -78,7 +78,7 @@ FIXED = {
 
 def test_every_lmdb_error_class_has_a_row() -> None:
     names = {cls.__name__ for cls in _lmdb_error_classes()}
-    assert names <= set(disk.LMDB_ERRORS), sorted(names - set(disk.LMDB_ERRORS))
+    assert names <= set(disk_errors.LMDB_ERRORS), sorted(names - set(disk_errors.LMDB_ERRORS))
     assert len(names) >= 29  # py-lmdb 3.0 has 29 subclasses under lmdb.Error
 
 
@@ -86,7 +86,7 @@ def test_every_lmdb_error_class_has_a_row() -> None:
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_every_lmdb_error_maps_to_its_catalogued_name(lmdb_class: type[lmdb.Error], family: str) -> None:
     exc = lmdb_class("mdb_put", 0) if lmdb_class is not lmdb.Error else lmdb.Error("mdb_get: boom")
-    mapped = disk.map_lmdb_error(exc, getattr(disk, f"_{family.upper()}"))
+    mapped = disk_errors.map_lmdb_error(exc, getattr(disk_errors, family.upper()))
     expected = FIXED.get(lmdb_class.__name__, FAMILIES[family])
     assert type(mapped) is expected
     assert str(mapped).startswith(f"{expected.name}: ")

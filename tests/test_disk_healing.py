@@ -161,25 +161,25 @@ def _index_status(kv: object) -> bytes:
 
 def _rebuild_until_first_pause(kv: object, write_fd: int) -> None:  # pragma: no cover - runs in the child
     """In the child: rebuild; at the first pause between slices, say so and wait to be killed."""
-    from locust_kv.backends import disk
+    from locust_kv.backends.lmdb import backend
 
     def frozen() -> None:
         os.write(write_fd, b"1")
         while True:
             signal.pause()
 
-    disk.pause = frozen  # the hook only tells the parent when the build is under way
+    backend.pause = frozen  # the hook only tells the parent when the build is under way
     kv.rebuild_key_list()  # type: ignore[attr-defined]
 
 
 def test_a_rebuild_killed_with_its_process_is_resumed_by_the_next_random_key(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from locust_kv.backends import disk
+    from locust_kv.backends.lmdb import layout
 
     from .test_disk_index import assert_index_matches_data
 
-    monkeypatch.setattr(disk, "_SLICE_SECONDS", 0.0)  # a slice per 256 keys: the build takes many
+    monkeypatch.setattr(layout, "SLICE_SECONDS", 0.0)  # a slice per 256 keys: the build takes many
     kv = open_kv(backend="disk", path=tmp_path / "s.lmdb")
     try:
         _fill(kv, 20_000)
@@ -213,11 +213,11 @@ def test_a_rebuild_whose_greenlet_is_killed_is_resumed_by_the_next_random_key(
 ) -> None:
     import gevent
 
-    from locust_kv.backends import disk
+    from locust_kv.backends.lmdb import layout
 
     from .test_disk_index import assert_index_matches_data
 
-    monkeypatch.setattr(disk, "_SLICE_SECONDS", 0.0)
+    monkeypatch.setattr(layout, "SLICE_SECONDS", 0.0)
     kv = open_kv(backend="disk", path=tmp_path / "s.lmdb")
     try:
         _fill(kv, 20_000)

@@ -14,7 +14,7 @@ import gevent
 import pytest
 
 from locust_kv import KV, open_kv
-from locust_kv.backends import disk
+from locust_kv.backends.lmdb import layout, sampling
 from locust_kv.errors import DiskStoreScanError, RestoreInProgressError
 
 from .disk_helpers import fork_call, wait_all_ok, wait_exit
@@ -127,7 +127,7 @@ def test_random_key_without_an_index_walks_and_is_uniform(tmp_path: Path) -> Non
 
 
 def test_random_key_walks_past_one_chunk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(disk, "_WALK_CHUNK", 7)
+    monkeypatch.setattr(sampling, "WALK_CHUNK", 7)
     with open_kv(backend="disk", path=tmp_path / "s.lmdb", track_keys=False) as kv:
         keys = [f"k{i:03d}" for i in range(40)]
         for key in keys:
@@ -164,7 +164,7 @@ def test_an_index_is_built_by_rebuild_and_then_kept_by_every_writer(tmp_path: Pa
 
 
 def test_rebuild_runs_in_slices_beside_writers(kv: KV, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(disk, "_SLICE_SECONDS", 0.0)  # a slice per 256 keys
+    monkeypatch.setattr(layout, "SLICE_SECONDS", 0.0)  # a slice per 256 keys
     for i in range(5_000):
         kv.set(f"k{i:05d}", i)
     stop = False
@@ -185,7 +185,7 @@ def test_rebuild_runs_in_slices_beside_writers(kv: KV, monkeypatch: pytest.Monke
 
 
 def test_a_rebuild_taken_over_by_clear_stops(kv: KV, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(disk, "_SLICE_SECONDS", 0.0)
+    monkeypatch.setattr(layout, "SLICE_SECONDS", 0.0)
     for i in range(3_000):
         kv.set(f"k{i:05d}", i)
     rebuilding = gevent.spawn(kv.rebuild_key_list)
@@ -291,11 +291,11 @@ def test_a_restore_whose_process_died_is_cleaned_up_by_the_next_writer(kv: KV, t
     assert wait_exit(pid) == -signal.SIGKILL
     assert kv._backend.random_key(b"") == b"live"
     with kv._backend._env.begin() as txn:
-        assert disk._State.decode(txn.get(disk._STATE_KEY)).restorer == pid  # the dead restorer's flag
+        assert layout.State.decode(txn.get(layout.STATE_KEY)).restorer == pid  # the dead restorer's flag
     kv.set("after", 2)  # its lock is free: the writer drops its half-filled generation and goes on
     assert {e.key for e in kv.list()} == {"live", "after"}
     with kv._backend._env.begin() as txn:
-        assert disk._State.decode(txn.get(disk._STATE_KEY)).restorer == 0
+        assert layout.State.decode(txn.get(layout.STATE_KEY)).restorer == 0
         assert txn.stat(kv._backend._dbs[1][0])["entries"] == 0
     assert_index_matches_data(kv)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from locust_kv import open_kv
-from locust_kv.backends import disk
+from locust_kv.backends import lmdb as disk
 from locust_kv.errors import DiskPathError, InvalidOptionsError, KVOptionsConflictError
 
 

@@ -1,0 +1,514 @@
+"""The disk backend: one LMDB environment shared by every process on the host.
+
+The store is one LMDB file (``subdir=False``) with its lock file beside it
+(``<path>-lock``) and a small side file of locust_kv's own (``<path>-kvlock``).
+Every operation is one LMDB transaction, so it is atomic with respect to every
+greenlet, thread and process that opens the same path: LMDB lets one writer at
+a time commit, across processes, and readers see a snapshot without waiting.
+
+:class:`DiskBackend` is the :class:`~.engine.Engine` (environment,
+transactions, growth, thread mode) with the operations wired to it. Where
+each concern lives:
+
+* :mod:`.layout`: the file layout, the state record and its view;
+* :mod:`.spec`: the options, the path, ``configure``;
+* :mod:`.errors`: LMDB errors to catalogued errors;
+* :mod:`.locks`: the side file's cross-process locks;
+* :mod:`.forks`: what a forked child forgets;
+* :mod:`.engine` and :mod:`.growth`: transactions, map growth;
+* :mod:`.ops`, :mod:`.claims`, :mod:`.leases`, :mod:`.ranges`: the operations, as steps of one transaction;
+* :mod:`.index` and :mod:`.sampling`: the key index, random keys;
+* :mod:`.generations`: backup and restore.
+
+Greenlets. No transaction ever spans a greenlet switch, except the read
+transaction of a running backup (readers never block anyone). Long work
+(rebuilding the index, filling a restore, sampling without an index,
+deleting a prefix) runs in transactions of a few milliseconds with
+:func:`~locust_kv._cooperative.pause` between them. ``clear()`` is one short
+transaction: LMDB frees a database's pages by walking only its branch pages.
+
+Fast paths. The single-key operations inline the common case: one
+transaction, and the state is the one this process last saw. Anything else
+(first use, another state, a full or resized map, a refused write, thread
+mode) goes through ``_read`` or ``_write``, which run the same step function
+again from the start; calling those directly costs about 350 ns more per
+operation. The inlined paths share one shape per kind (read, write);
+``tests/test_disk_fast_paths.py`` compares their syntax trees, so that a fix
+in one cannot miss the others.
+
+This module is a little over 500 lines because those copies are written out
+(a call through a shared helper would cost each operation a Python call);
+everything else here is a line or two of wiring per operation.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from random import random
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import lmdb
+
+from ..._cooperative import pause
+from ..base import Backend, BackupReader, ClaimRecord
+from . import claims, generations, ranges, sampling
+from .engine import Engine
+from .errors import DELETE, EXISTS, INDEX, READ, REBUILD, SCAN, SIZE, WRITE
+from .index import WALK, random_slot, rebuild_slice, start_rebuild, take_over_rebuild
+from .layout import BUILDING, MARKER_PREFIX, PAGE_SIZE, STATE_KEY
+from .ops import (
+    clear_counted,
+    clear_in,
+    compare_and_delete_detailed,
+    compare_and_delete_in,
+    compare_and_swap_detailed,
+    compare_and_swap_in,
+    delete_in,
+    delete_many,
+    delete_range_slice,
+    get_in,
+    get_many,
+    get_marker,
+    get_or_set_in,
+    increment_in,
+    pop_random,
+    put_marker,
+    scan_in,
+    set_in,
+    set_many,
+    size_in,
+    swap_in,
+)
+from .spec import SCOPE
+
+if TYPE_CHECKING:
+    from .layout import Txn, View
+    from .spec import DiskSpec
+
+__all__ = ["DiskBackend"]
+
+
+class DiskBackend(Engine, Backend):
+    """A store in an LMDB file, shared by every process that opens its path. See the module docstring."""
+
+    kind = "disk"
+    scope = SCOPE
+
+    def __init__(self, spec: DiskSpec) -> None:
+        Engine.__init__(self, spec)
+
+    # -- single keys: the inlined fast paths (reads) -------------------------------------------
+
+    def get(self, key: bytes) -> bytes | None:
+        if self._inline:
+            try:
+                txn = self._begin()
+                try:
+                    view = self._view
+                    if txn.get(STATE_KEY) == view.raw:
+                        return txn.get(key, None, view.data)
+                finally:
+                    txn.abort()
+            except lmdb.Error:
+                pass
+        return self._read(READ, get_in, key)
+
+    def exists(self, key: bytes) -> bool:
+        if self._inline:
+            try:
+                txn = self._begin()
+                try:
+                    view = self._view
+                    if txn.get(STATE_KEY) == view.raw:
+                        return txn.get(key, None, view.data) is not None
+                finally:
+                    txn.abort()
+            except lmdb.Error:
+                pass
+        return self._read(EXISTS, get_in, key) is not None
+
+    def size(self) -> int:
+        if self._inline:
+            try:
+                txn = self._begin()
+                try:
+                    view = self._view
+                    if txn.get(STATE_KEY) == view.raw:
+                        return txn.stat(view.data)["entries"]
+                finally:
+                    txn.abort()
+            except lmdb.Error:
+                pass
+        return self._read(SIZE, size_in)
+
+    # -- single keys: the inlined fast paths (writes) ------------------------------------------
+
+    def set(self, key: bytes, value: bytes) -> None:
+        if self._inline:
+            try:
+                txn = self._begin(None, None, True)
+            except lmdb.Error:
+                pass
+            else:
+                try:
+                    view = self._view
+                    if txn.get(STATE_KEY) == view.fillable:
+                        set_in(txn, view, key, value)
+                        txn.commit()
+                        return
+                except lmdb.Error:
+                    pass
+                finally:
+                    txn.abort()  # after a commit: does nothing
+        self._write(WRITE, set_in, key, value)
+
+    def delete(self, key: bytes) -> bool:
+        if self._inline:
+            try:
+                txn = self._begin(None, None, True)
+            except lmdb.Error:
+                pass
+            else:
+                try:
+                    view = self._view
+                    if txn.get(STATE_KEY) == view.writable:
+                        result = delete_in(txn, view, key)
+                        txn.commit()
+                        return result
+                except lmdb.Error:
+                    pass
+                finally:
+                    txn.abort()  # after a commit: does nothing
+        return self._write(DELETE, delete_in, key)
+
+    def increment_by(self, key: bytes, delta: int) -> int:
+        if self._inline:
+            try:
+                txn = self._begin(None, None, True)
+            except lmdb.Error:
+                pass
+            else:
+                try:
+                    view = self._view
+                    if txn.get(STATE_KEY) == view.fillable:
+                        result = increment_in(txn, view, key, delta)
+                        txn.commit()
+                        return result
+                except lmdb.Error:
+                    pass
+                finally:
+                    txn.abort()  # after a commit: does nothing
+        return self._write(WRITE, increment_in, key, delta)
+
+    def get_or_set(self, key: bytes, value: bytes) -> tuple[bytes, bool]:
+        if self._inline:
+            try:
+                txn = self._begin(None, None, True)
+            except lmdb.Error:
+                pass
+            else:
+                try:
+                    view = self._view
+                    if txn.get(STATE_KEY) == view.fillable:
+                        result = get_or_set_in(txn, view, key, value)
+                        txn.commit()
+                        return result
+                except lmdb.Error:
+                    pass
+                finally:
+                    txn.abort()  # after a commit: does nothing
+        return self._write(WRITE, get_or_set_in, key, value)
+
+    def swap(self, key: bytes, value: bytes) -> bytes | None:
+        if self._inline:
+            try:
+                txn = self._begin(None, None, True)
+            except lmdb.Error:
+                pass
+            else:
+                try:
+                    view = self._view
+                    if txn.get(STATE_KEY) == view.fillable:
+                        result = swap_in(txn, view, key, value)
+                        txn.commit()
+                        return result
+                except lmdb.Error:
+                    pass
+                finally:
+                    txn.abort()  # after a commit: does nothing
+        return self._write(WRITE, swap_in, key, value)
+
+    def compare_and_swap(self, key: bytes, old: bytes | None, new: bytes) -> bool:
+        if self._inline:
+            try:
+                txn = self._begin(None, None, True)
+            except lmdb.Error:
+                pass
+            else:
+                try:
+                    view = self._view
+                    if txn.get(STATE_KEY) == view.fillable:
+                        result = compare_and_swap_in(txn, view, key, old, new)
+                        txn.commit()
+                        return result
+                except lmdb.Error:
+                    pass
+                finally:
+                    txn.abort()  # after a commit: does nothing
+        return self._write(WRITE, compare_and_swap_in, key, old, new)
+
+    def compare_and_delete(self, key: bytes, old: bytes) -> bool:
+        if self._inline:
+            try:
+                txn = self._begin(None, None, True)
+            except lmdb.Error:
+                pass
+            else:
+                try:
+                    view = self._view
+                    if txn.get(STATE_KEY) == view.writable:
+                        result = compare_and_delete_in(txn, view, key, old)
+                        txn.commit()
+                        return result
+                except lmdb.Error:
+                    pass
+                finally:
+                    txn.abort()  # after a commit: does nothing
+        return self._write(DELETE, compare_and_delete_in, key, old)
+
+    # -- random keys and the index ---------------------------------------------------------------
+
+    def random_key(self, prefix: bytes) -> bytes | None:
+        """A uniform key among those with ``prefix``; the costs are in :mod:`.sampling`.
+
+        Without a prefix, with the index, inlined like ``get``: two index reads.
+        """
+        if self._inline and not prefix:
+            try:
+                txn = self._begin()
+                try:
+                    view = self._view
+                    if txn.get(STATE_KEY) == view.raw and view.indexed:
+                        found = random_slot(txn, view)
+                        if found is not WALK:
+                            return found
+                finally:
+                    txn.abort()
+            except lmdb.Error:
+                pass
+        return self._random_key_slow(prefix)
+
+    def _random_key_slow(self, prefix: bytes) -> bytes | None:
+        found = self._read(INDEX, sampling.random_probe, prefix)
+        if found is WALK and self._resume_orphaned_rebuild():
+            found = self._read(INDEX, sampling.random_probe, prefix)
+        if found is WALK:
+            return self._random_walk(prefix)
+        return found
+
+    def _random_walk(self, prefix: bytes) -> bytes | None:
+        """Sample by reading every matching key, a chunk per transaction, pausing between chunks.
+
+        One pass of weighted reservoir sampling: each chunk's keys replace the
+        choice with probability (chunk size / keys seen), so the result is
+        uniform over the keys read, in O(1) memory.
+        """
+        chosen: bytes | None = None
+        seen = 0
+        after: bytes | None = None
+        while True:
+            chunk, done = self._read(INDEX, sampling.walk_chunk, prefix, after)
+            if chunk:
+                seen += len(chunk)
+                if random() * seen < len(chunk):
+                    chosen = chunk[int(random() * len(chunk))]
+                after = chunk[-1]
+            if done:
+                return chosen
+            pause()
+
+    def _resume_orphaned_rebuild(self) -> bool:
+        """Finish a rebuild that nobody runs any more; whether one was finished.
+
+        A rebuild whose process was killed, or whose greenlet was killed
+        (GreenletExit at a pause between its transactions), leaves the index
+        marked ``b<owner>.<token>``: writers keep it up, but it is never
+        marked valid, and ``random_key()`` walks every key until a rebuild.
+        A rebuild is running when some process holds the shared rebuild lock
+        on the side file (the kernel drops it with its process) or one runs
+        in this process. Checked only here, where sampling would otherwise
+        walk the keys: one ``fcntl`` call beside milliseconds of reading.
+        The partial index is consistent (every indexed key has its slot), so
+        the build resumes: it indexes the keys still missing.
+        """
+        state = self._view.state
+        if state is None or not state.index.startswith(BUILDING) or self._side.rebuild_running():
+            return False
+        self._rebuild(resume=state.index)
+        return True
+
+    def rebuild_key_list(self) -> None:
+        """Build the index from the data, a slice per transaction; writers keep it up meanwhile.
+
+        The index is emptied and marked as being built (``b<pid>.<token>``);
+        from then on every writer maintains it, and the builder adds each key
+        it finds unindexed. When the builder has seen every key the index is
+        marked valid. A clear, a restore or another rebuild replaces the
+        token, and this builder stops: the index they leave is complete.
+        While it runs, this process holds the shared rebuild lock of the side
+        file; a build left behind by a killed process or greenlet is resumed
+        by the next ``random_key()`` (see :meth:`_resume_orphaned_rebuild`).
+        """
+        self._rebuild(resume=None)
+
+    def _rebuild(self, resume: bytes | None) -> None:
+        """Run a rebuild: a new one, or, with ``resume``, take over the orphaned build marked ``resume``."""
+        owner = os.getpid()
+        token = BUILDING + b"%d." % owner + secrets.token_hex(4).encode()
+        side = self._side
+        side.begin_rebuild()
+        try:
+            generation: int | None
+            if resume is None:
+                generation = self._write(REBUILD, start_rebuild, token)
+            else:
+                generation = self._write(REBUILD, take_over_rebuild, token, resume)
+                if generation is None:
+                    return  # another process took it over first, or the state moved on
+            after: bytes | None = None
+            while True:
+                progress = self._write_unchecked(REBUILD, rebuild_slice, token, owner, generation, after)
+                if progress is None:
+                    return
+                after = progress
+                pause()  # GreenletExit lands here, between transactions: nothing to undo
+        finally:
+            # Never yields. A killed greenlet's build stays marked, with no live owner:
+            # the next random_key() that would walk resumes it.
+            if os.getpid() == owner:
+                side.end_rebuild()
+
+    # -- whole-store operations ------------------------------------------------------------------
+
+    def clear(self) -> None:
+        self._reclaim_stale_readers()  # the dropped pages are reusable only past every reader
+        self._write(DELETE, clear_in, self._track_keys)
+
+    def scan(self, prefix: bytes, start: bytes, limit: int) -> tuple[list[tuple[bytes, bytes]], bool]:
+        return self._read(SCAN, scan_in, prefix, start, limit)
+
+    def begin_backup(self, allow_concurrent_writes: bool) -> BackupReader:
+        """A point-in-time reader in both modes: one LMDB read transaction; writers go on."""
+        return generations.begin_backup(self)
+
+    def replace_all(self, batches: Iterator[list[tuple[bytes, bytes]]]) -> int:
+        """Fill the other generation in short transactions, then flip the state in one (see :mod:`.generations`)."""
+        return generations.replace_all(self, batches)
+
+    def stats(self) -> dict[str, int]:
+        """One read transaction: O(1) for keys and bytes, O(log n + ended leases) for the two lease counts."""
+        return self._read(SIZE, self._stats_in)
+
+    def _stats_in(self, txn: Txn, view: View) -> dict[str, int]:
+        return claims.stats(txn, view, self.clock, self._pages_in_use(txn), PAGE_SIZE)
+
+    # -- claims (leases), batches and prefixes ---------------------------------------------------
+
+    def claim_keys(self, keys: list[bytes], ttl_ms: int, owner: bytes) -> list[ClaimRecord | None]:
+        """One lookup of the key and one of its lease per key, one write per lease, in one transaction."""
+        return self._write(WRITE, claims.claim_keys, keys, ttl_ms, owner, self.clock)
+
+    def claim_random(self, prefix: bytes, count: int, ttl_ms: int, owner: bytes) -> list[ClaimRecord]:
+        """One transaction; drawn as :mod:`~locust_kv.backends.lmdb.sampling` describes.
+
+        Random index slots checked against their lease (expected k/c draws
+        per key for c claimable of k keys); when they keep missing, an exact
+        read of the prefix range and its lease keys, O(k + leases). Without a
+        prefix, an exhausted pool costs O(log n) and a nearly exhausted one
+        about 4n/c draws; with a prefix, a nearly exhausted pool pays the
+        exact read on every call.
+        """
+        return self._write(WRITE, claims.claim_random, prefix, count, ttl_ms, owner, self.clock)
+
+    def release_claims(self, refs: list[tuple[bytes, int]]) -> list[bool]:
+        return self._write(DELETE, claims.release_claims, refs, self.clock)
+
+    def complete_claims(self, refs: list[tuple[bytes, int]], delete: bool) -> list[bool]:
+        return self._write(DELETE, claims.complete_claims, refs, delete, self.clock, delete_in)
+
+    def renew_claims(self, refs: list[tuple[bytes, int]], ttl_ms: int) -> list[int | None]:
+        return self._write(WRITE, claims.renew_claims, refs, ttl_ms, self.clock)
+
+    def allocation_stats(self, prefix: bytes) -> tuple[int, int, int, int]:
+        """One read transaction: O(log n + ended leases) without a prefix, O(k + leases of the range) with one."""
+        return self._read(SIZE, claims.allocation_stats, prefix, self.clock)
+
+    def compare_and_swap_detailed(self, key: bytes, old: bytes | None, new: bytes) -> tuple[bool, bytes | None]:
+        return self._write(WRITE, compare_and_swap_detailed, key, old, new)
+
+    def compare_and_delete_detailed(self, key: bytes, old: bytes) -> tuple[bool, bytes | None]:
+        return self._write(DELETE, compare_and_delete_detailed, key, old)
+
+    def count(self, prefix: bytes) -> int:
+        """The number of keys with ``prefix``, in one read transaction.
+
+        Without a prefix, the database's entry count: O(1). With one, a
+        cursor walk of the range, O(k) for k matching keys (30 ms for 100,000
+        on a loaded test machine): LMDB's B-tree keeps no counts, so no
+        O(log n) count exists.
+        """
+        return self._read(SIZE, ranges.count_range_in, prefix)
+
+    def random_keys(self, prefix: bytes, count: int, unique: bool) -> list[bytes]:
+        """In one read transaction; see :func:`~locust_kv.backends.lmdb.sampling.random_keys` for the costs."""
+        return self._read(INDEX, sampling.random_keys, prefix, count, unique)
+
+    def pop_random(self, prefix: bytes, count: int) -> list[tuple[bytes, bytes]]:
+        """Chosen as :meth:`claim_random` chooses (same costs), removed in the same transaction."""
+        return self._write(DELETE, pop_random, prefix, count, self.clock)
+
+    def get_many(self, keys: list[bytes]) -> list[bytes | None]:
+        return self._read(READ, get_many, keys)
+
+    def set_many(self, items: list[tuple[bytes, bytes]]) -> None:
+        """One write transaction: all or nothing (a full map: DiskStoreFullError, nothing written)."""
+        self._write(WRITE, set_many, items)
+
+    def delete_many(self, keys: list[bytes]) -> int:
+        return self._write(DELETE, delete_many, keys)
+
+    def delete_prefix(self, prefix: bytes, limit: int) -> tuple[int, bool]:
+        """Transactions of a few milliseconds each, with a pause between them.
+
+        Without a prefix and a limit, one transaction drops every database
+        as :meth:`clear` does (its index status included).
+        """
+        if not prefix and limit <= 0:
+            self._reclaim_stale_readers()  # as clear does: the dropped pages are reusable only past every reader
+            return self._write(DELETE, clear_counted, self._track_keys), True
+        removed = 0
+        while True:
+            step = limit - removed if limit > 0 else -1
+            got, empty = self._write(DELETE, delete_range_slice, prefix, step)
+            removed += got
+            if empty or 0 < limit <= removed:
+                return removed, empty
+            pause()
+
+    def scan_keys(self, prefix: bytes, start: bytes, limit: int) -> tuple[list[bytes], bool]:
+        return self._read(SCAN, ranges.scan_keys, prefix, start, limit)
+
+    # -- markers: records of the main database, outside the generations ----------
+
+    def read_marker(self, name: bytes) -> bytes | None:
+        return self._read(READ, get_marker, MARKER_PREFIX + name)
+
+    def write_marker(self, name: bytes, value: bytes) -> None:
+        self._write_unchecked(WRITE, put_marker, MARKER_PREFIX + name, value)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._close_engine()

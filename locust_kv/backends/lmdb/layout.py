@@ -1,0 +1,200 @@
+"""The store file's layout: the records of the main database, the named databases, the state record and its view.
+
+The main (unnamed) database holds the format version, the *state*, the
+markers and the claims' fencing counter; six named databases hold the data in
+two generations (0 and 1), and two more, ``locust_kv.claims`` and
+``locust_kv.claim_ends``, the leases by key and by end (see
+:mod:`~locust_kv.backends.lmdb.claims`; created on open when a store made
+before claims lacks them):
+
+* ``locust_kv.data.<g>``: key -> value, the user's entries.
+* ``locust_kv.slots.<g>``: slot (8-byte big-endian) -> key, a dense array
+  ``0..n-1`` of every key, so that ``random_key()`` is one lookup.
+* ``locust_kv.slotof.<g>``: key -> slot, to swap-remove a deleted key.
+
+The state, ``b"<g>:<index>:<restorer>"``, names the live generation, the
+index status (``v`` valid, ``n`` none, ``b<pid>.<token>`` being rebuilt by
+that process; older files may hold ``b<token>``) and the pid of a process
+replacing the dataset (0 when none). Every transaction reads it first and
+compares it with what this process last saw (a :class:`View`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final, cast
+
+from ...errors import BucketNotFoundError
+
+if TYPE_CHECKING:
+    import lmdb
+    from lmdb import _Database as Db
+
+    Txn = lmdb.Transaction[bytes]
+    """A transaction of the store (values as bytes)."""
+    Generation = tuple[Db, Db, Db]
+    """One generation's databases: data, slots, slotof."""
+
+__all__ = [
+    "BUILDING",
+    "CLAIMS_DB",
+    "CLOSED_VIEW",
+    "DB_NAMES",
+    "ENDS_DB",
+    "FORMAT",
+    "FORMAT_KEY",
+    "MARKER_PREFIX",
+    "MAX_DBS",
+    "NONE",
+    "NO_STATE",
+    "PAGE_SIZE",
+    "SLICE_SECONDS",
+    "STATE_KEY",
+    "TOKEN_KEY",
+    "VALID",
+    "State",
+    "View",
+    "put_index_status",
+    "put_state",
+]
+
+FORMAT_KEY: Final = b"locust_kv.format"
+FORMAT: Final = b"1"
+STATE_KEY: Final = b"locust_kv.state"
+MARKER_PREFIX: Final = b"locust_kv.marker."
+DB_NAMES: Final = tuple(
+    (b"locust_kv.data.%d" % g, b"locust_kv.slots.%d" % g, b"locust_kv.slotof.%d" % g) for g in (0, 1)
+)
+MAX_DBS: Final = 12  # 8 used: six of the generations, the leases and their ends
+
+CLAIMS_DB: Final = b"locust_kv.claims"
+"""The leases' database: key -> lease record; one for the store, outside the generations."""
+
+ENDS_DB: Final = b"locust_kv.claim_ends"
+"""The leases by end: end (8 bytes) + token (8 bytes) -> key, so that ended leases are found in O(log n + ended)."""
+
+TOKEN_KEY: Final = b"locust_kv.claim_token"
+"""The fencing counter's record in the main database (8 bytes, big-endian): survives clear and restore."""
+
+VALID: Final = b"v"
+NONE: Final = b"n"
+BUILDING: Final = b"b"  # followed by the builder's pid, a dot and its token
+
+PAGE_SIZE: Final = os.sysconf("SC_PAGE_SIZE")
+
+SLICE_SECONDS = 0.004
+"""How long one transaction of long work (a rebuild, a prefix delete) runs before it commits and pauses.
+Read at each slice as ``layout.SLICE_SECONDS``, so that a test may shorten it."""
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    """The decoded state record."""
+
+    generation: int
+    index: bytes
+    restorer: int
+
+    def replace(self, *, index: bytes | None = None, restorer: int | None = None) -> State:
+        """This state with its index status or its restorer replaced."""
+        return State(
+            self.generation, self.index if index is None else index, self.restorer if restorer is None else restorer
+        )
+
+    @classmethod
+    def decode(cls, raw: bytes | None) -> State:
+        if raw is None:
+            raise BucketNotFoundError("the disk store's state record is missing (a foreign or damaged file)")
+        try:
+            generation, index, restorer = raw.split(b":")
+            state = cls(int(generation), index, int(restorer))
+        except ValueError:
+            raise BucketNotFoundError("the disk store's state record is damaged") from None
+        if state.generation not in (0, 1):
+            raise BucketNotFoundError("the disk store's state record is damaged")
+        return state
+
+    def encode(self) -> bytes:
+        return b"%d:%s:%d" % (self.generation, self.index, self.restorer)
+
+    @property
+    def maintained(self) -> bool:
+        """Whether writers keep the index up to date (valid, or being built)."""
+        return self.index == VALID or self.index.startswith(BUILDING)
+
+
+def put_state(txn: Txn, state: State) -> State:
+    """Write ``state`` as the store's state record; the engine adopts it when the step ends (``Engine._run``)."""
+    txn.put(STATE_KEY, state.encode())
+    return state
+
+
+def put_index_status(txn: Txn, index: bytes) -> State:
+    """Set the index status of the state record, as this transaction sees it."""
+    return put_state(txn, State.decode(txn.get(STATE_KEY)).replace(index=index))
+
+
+NO_STATE: Final = object()
+"""Never equal to a state record: forces the slow path until a view is adopted."""
+
+
+class View:
+    """What one state record means for an operation: which databases, which index work.
+
+    Immutable, and swapped as a whole, so that a thread never pairs one
+    state with another state's databases. ``raw``, ``writable`` and
+    ``fillable`` are what the fast paths compare the state record with:
+    reads, writes that free data, writes that add data. ``data``, ``slots``
+    and ``slotof`` are the live generation's databases.
+    """
+
+    __slots__ = (
+        "claims", "data", "ends", "fillable", "generations", "indexed", "maintain", "raw", "slotof", "slots", "state",
+        "writable",
+    )
+
+    raw: object
+    state: State | None
+    writable: object
+    fillable: object
+    data: Db
+    slots: Db
+    slotof: Db
+    claims: Db
+    ends: Db
+    generations: tuple[Generation, ...]
+    """Both generations' databases (for a restore, which fills the other one)."""
+    maintain: bool
+    indexed: bool
+
+    def __init__(
+        self,
+        raw: object,
+        state: State | None,
+        dbs: tuple[Generation, ...],
+        at_limit: bool = False,
+        claims: tuple[Db, Db] | None = None,
+    ) -> None:
+        self.raw = raw
+        self.state = state
+        self.generations = dbs
+        absent = cast("Db", None)  # a closed view: never used, its raw matches no state record
+        self.claims, self.ends = claims if claims is not None else (absent, absent)
+        if state is None:
+            self.writable = NO_STATE
+            self.fillable = NO_STATE
+            self.data = self.slots = self.slotof = absent
+            self.maintain = self.indexed = False
+            return
+        # Writes go ahead while the store has this state, unless it names a restorer.
+        self.writable = raw if state.restorer == 0 else NO_STATE
+        # Writes that add data take the fast path too, unless the map is at its limit:
+        # then they go through the engine's run loop, which keeps the reserve for deletes.
+        self.fillable = NO_STATE if at_limit else self.writable
+        self.data, self.slots, self.slotof = dbs[state.generation]
+        self.maintain = state.maintained
+        self.indexed = state.index == VALID
+
+
+CLOSED_VIEW: Final = View(NO_STATE, None, ())

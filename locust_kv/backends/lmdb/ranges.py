@@ -1,0 +1,109 @@
+"""Reading key ranges: the keys with a prefix, counted or listed, in doubling steps.
+
+Functions of a transaction and a database; none writes.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Callable
+from itertools import islice
+from typing import TYPE_CHECKING, Final
+
+from ..base import prefix_end
+
+if TYPE_CHECKING:
+    import lmdb
+    from lmdb import _Database as Db
+
+    from .layout import Txn, View
+
+__all__ = ["SMALL_RANGE", "count_range", "count_range_in", "matching", "range_end_test", "range_keys", "range_keys_from", "scan_keys"]
+
+SMALL_RANGE: Final = 64
+"""A prefix range this small is read whole, never sampled by slots."""
+
+STEP_MAX: Final = 1 << 16
+"""The largest step of a doubling read."""
+
+
+def range_end_test(prefix: bytes) -> Callable[[bytes], bool]:
+    """A test of whether a key (>= ``prefix``, ascending) is past the keys with ``prefix``."""
+    end = prefix_end(prefix)
+    if end is not None:
+        return lambda key: key >= end
+    if not prefix:
+        return lambda key: False
+    return lambda key: not key.startswith(prefix)
+
+
+def matching(keys: list[bytes], prefix: bytes) -> int:
+    """How many of the ascending ``keys`` (all >= ``prefix``) start with ``prefix``."""
+    if not prefix:
+        return len(keys)
+    end = prefix_end(prefix)
+    if end is None:
+        return next((i for i, key in enumerate(keys) if not key.startswith(prefix)), len(keys))
+    return bisect_left(keys, end)
+
+
+def range_keys(txn: Txn, db: Db, prefix: bytes, limit: int = -1) -> list[bytes]:
+    """The keys of ``db`` that start with ``prefix``, ascending (at most ``limit`` when > 0).
+
+    Reads in doubling steps, so a short range costs about its own size.
+    """
+    cursor = txn.cursor(db)
+    if not cursor.set_range(prefix):
+        return []
+    return range_keys_from(cursor, prefix, limit)
+
+
+def range_keys_from(cursor: lmdb.Cursor[bytes], prefix: bytes, limit: int) -> list[bytes]:
+    """From the cursor's position (in or past the range), the keys with ``prefix``; at most ``limit`` when > 0."""
+    found = cursor.iternext(keys=True, values=False)
+    keys: list[bytes] = []
+    step = SMALL_RANGE + 1
+    while True:
+        wanted = step if limit <= 0 else min(step, limit - len(keys))
+        got = list(islice(found, wanted))
+        count = matching(got, prefix)
+        keys += got if count == len(got) else got[:count]
+        if count < len(got) or len(got) < wanted or len(keys) == limit:
+            return keys
+        step = min(step * 2, STEP_MAX)
+
+
+def count_range_in(txn: Txn, view: View, prefix: bytes) -> int:
+    return count_range(txn, view.data, prefix)
+
+
+def count_range(txn: Txn, db: Db, prefix: bytes) -> int:
+    """How many keys of ``db`` start with ``prefix``: the entry count without one, else a cursor walk, O(k)."""
+    if not prefix:
+        return txn.stat(db)["entries"]
+    cursor = txn.cursor(db)
+    if not cursor.set_range(prefix):
+        return 0
+    found = cursor.iternext(keys=True, values=False)
+    total = 0
+    step = SMALL_RANGE + 1
+    while True:
+        got = list(islice(found, step))
+        count = matching(got, prefix)
+        total += count
+        if count < len(got) or len(got) < step:
+            return total
+        step = min(step * 2, STEP_MAX)
+
+
+def scan_keys(txn: Txn, view: View, prefix: bytes, start: bytes, limit: int) -> tuple[list[bytes], bool]:
+    """Up to ``limit`` keys with ``prefix`` from ``start``, and whether more follow."""
+    cursor = txn.cursor(view.data)
+    if not cursor.set_range(max(prefix, start)):
+        return [], False
+    wanted = limit + 1 if limit > 0 else -1
+    keys = range_keys_from(cursor, prefix, wanted)
+    if len(keys) == wanted:
+        keys.pop()
+        return keys, True
+    return keys, False

@@ -1,0 +1,313 @@
+"""Random sampling: one key (``random_key``), independent draws, and uniform subsets of the eligible keys.
+
+Functions of one transaction; none writes. For n keys in the store, k with
+the prefix, c leases:
+
+* ``random_key`` without a prefix, with the index: two index reads (the last
+  slot, a random slot), whatever n (:func:`~.index.random_slot`).
+* a range of at most 64 keys is read whole (with the lease keys of the range
+  when leases matter).
+* a larger prefix range, with the index: random slots until one matches, at
+  most 64 tries for one key (expected n/k), ``64 + 4 * count`` rejections for
+  several; if they keep missing, or without the index, the keys of the range
+  are read: O(k). A single ``random_key`` then walks the range in chunks of
+  20,000 keys, a transaction each (:func:`walk_chunk`).
+
+Sampling the claimable keys (``claim_random``, ``pop_random``) and distinct
+keys (``random_keys`` with ``unique``) picks one key at a time, each uniform
+among the eligible keys not picked yet, so the set is a uniform subset:
+
+* without a prefix, with at most 1,024 ended leases, the claimable keys are
+  the *free* ones (no lease record: their number is entries - records, O(1))
+  and the *ended* ones (read from the ends' database). Each pick chooses
+  between the two by size; a free key is drawn from random index slots,
+  rejected while it holds a record, with about 4 times the expected draws
+  (n / free) allowed; if they miss, or without the index, the exact list of
+  free keys is read (every key and every lease key: O(n + c)). An exhausted
+  pool (no free, no ended key) answers in O(log n);
+* with a prefix, or more ended leases, random index slots are drawn and
+  rejected when the key lacks the prefix, was picked, or holds a live lease
+  (one lookup); after ``64 + 4 * count`` rejections, or without the index,
+  the exact fallback reads the keys of the range, the lease keys of the
+  range and the ended leases: O(k + c). On a nearly exhausted prefix pool
+  every call pays that.
+"""
+
+from __future__ import annotations
+
+import random as _random
+from itertools import islice
+from random import random
+from typing import TYPE_CHECKING, Final
+
+from .index import WALK, Walk, random_slot
+from .leases import expired_keys, expires
+from .ranges import SMALL_RANGE, matching, range_keys
+
+if TYPE_CHECKING:
+    import lmdb
+
+    from .layout import Txn, View
+
+__all__ = ["WALK_CHUNK", "random_keys", "random_probe", "sample", "walk_chunk"]
+
+WALK_CHUNK: Final = 20_000
+"""Keys read per transaction when sampling by walking the keys."""
+
+REJECTION_TRIES: Final = 64
+"""Random slots tried for one key with the prefix before walking the prefix range."""
+
+REJECTIONS: Final = 64
+"""Rejected slot draws allowed, plus 4 per wanted key, before the exact fallback."""
+
+ENDED_READ: Final = 1024
+"""Ended leases read to sample the whole store exactly by set sizes; with more, the claimable keys are
+at least that many and random slots find them (see :func:`sample`)."""
+
+_LARGE: Final = [b""] * (SMALL_RANGE + 1)
+"""Stands for a range known to be larger than ``SMALL_RANGE`` (never read)."""
+
+_random_float = _random.random
+_sample = _random.sample
+
+
+# ---------------------------------------------------------------------------
+# One key.
+
+
+def random_probe(txn: Txn, view: View, prefix: bytes) -> bytes | None | Walk:
+    """Sample in one short read; :data:`~.index.WALK` when only walking the keys can answer."""
+    if not prefix:
+        return random_slot(txn, view) if view.indexed else WALK
+    # A small prefix range: read it whole.
+    cursor = txn.cursor(view.data)
+    if not cursor.set_range(prefix):
+        return None
+    head = list(islice(cursor.iternext(keys=True, values=False), SMALL_RANGE + 1))
+    head = head[: matching(head, prefix)]
+    if len(head) <= SMALL_RANGE:
+        return head[int(random() * len(head))] if head else None
+    if view.indexed:
+        # Uniform over the index, kept only when it has the prefix: uniform over the prefix.
+        slots = txn.cursor(view.slots)
+        if slots.last():
+            count = int.from_bytes(slots.key(), "big") + 1
+            for _ in range(REJECTION_TRIES):
+                if slots.set_key(int(random() * count).to_bytes(8, "big")):
+                    key = slots.value()
+                    if key.startswith(prefix):
+                        return key
+    return WALK
+
+
+def walk_chunk(txn: Txn, view: View, prefix: bytes, after: bytes | None) -> tuple[list[bytes], bool]:
+    """Up to :data:`WALK_CHUNK` matching keys after ``after``, and whether they were the last ones.
+
+    Reads in doubling steps, so a short prefix range costs about its own size.
+    """
+    cursor = txn.cursor(view.data)
+    if not cursor.set_range(prefix if after is None else after + b"\x00"):
+        return [], True
+    keys: list[bytes] = []
+    step = SMALL_RANGE
+    found = cursor.iternext(keys=True, values=False)
+    while len(keys) < WALK_CHUNK:
+        wanted = min(step, WALK_CHUNK - len(keys))
+        got = list(islice(found, wanted))
+        count = matching(got, prefix)
+        keys += got[:count]
+        if count < len(got) or len(got) < wanted:
+            return keys, True
+        step *= 2
+    return keys, False
+
+
+# ---------------------------------------------------------------------------
+# Several keys.
+
+
+def _draw(slots: lmdb.Cursor[bytes], total: int) -> bytes | None:
+    """The key at a uniform random slot (None at a hole, which only a damaged index has)."""
+    if slots.set_key(int(_random_float() * total).to_bytes(8, "big")):
+        return slots.value()
+    return None
+
+
+def sample(txn: Txn, view: View, prefix: bytes, count: int, now: int | None) -> list[bytes]:
+    """Up to ``count`` distinct keys with ``prefix``, a uniform subset of the eligible ones.
+
+    Eligible: every key when ``now`` is None, else the keys with no lease
+    live at ``now``. Fewer only when fewer are eligible. See the module
+    docstring for the costs.
+    """
+    if count <= 0:
+        return []
+    records = txn.stat(view.claims)["entries"] if now is not None else 0
+    leases = records > 0
+    entries = txn.stat(view.data)["entries"]
+    if prefix or entries <= SMALL_RANGE:
+        head = range_keys(txn, view.data, prefix, SMALL_RANGE + 1)
+    else:
+        head = _LARGE
+    if len(head) <= SMALL_RANGE:
+        if leases:
+            assert now is not None
+            get = txn.get
+            claims = view.claims
+            found = [get(key, None, claims) for key in head]
+            head = [key for key, record in zip(head, found) if record is None or expires(record) <= now]
+        return _sample(head, min(count, len(head)))
+    if not leases:
+        return _sample_all(txn, view, prefix, count)
+    assert now is not None
+    if not prefix:
+        ended = expired_keys(txn, view, now, ENDED_READ + 1)
+        if len(ended) <= ENDED_READ:
+            return _sample_claimable(txn, view, count, ended, entries - records)
+    return _sample_claimable_in_range(txn, view, prefix, count, now)
+
+
+def _sample_all(txn: Txn, view: View, prefix: bytes, count: int) -> list[bytes]:
+    """A uniform subset of the keys with ``prefix``: random slots, else the whole range."""
+    picked: list[bytes] = []
+    chosen: set[bytes] = set()
+    if view.indexed:
+        slots = txn.cursor(view.slots)
+        if slots.last():
+            total = int.from_bytes(slots.key(), "big") + 1
+            budget = REJECTIONS + 4 * count
+            while len(picked) < count and budget > 0:
+                key = _draw(slots, total)
+                if key is not None and key.startswith(prefix) and key not in chosen:
+                    chosen.add(key)
+                    picked.append(key)
+                    continue
+                budget -= 1
+            if len(picked) == count:
+                return picked
+    pool = range_keys(txn, view.data, prefix)
+    if chosen:
+        pool = [key for key in pool if key not in chosen]
+    return picked + _sample(pool, min(count - len(picked), len(pool)))
+
+
+def _sample_claimable_in_range(
+    txn: Txn, view: View, prefix: bytes, count: int, now: int
+) -> list[bytes]:
+    """A uniform subset of the claimable keys with ``prefix``: random slots checked against their lease, else exact."""
+    picked: list[bytes] = []
+    chosen: set[bytes] = set()
+    if view.indexed:
+        slots = txn.cursor(view.slots)
+        if slots.last():
+            total = int.from_bytes(slots.key(), "big") + 1
+            budget = REJECTIONS + 4 * count
+            get = txn.get
+            claims = view.claims
+            while len(picked) < count and budget > 0:
+                key = _draw(slots, total)
+                if (
+                    key is not None
+                    and key.startswith(prefix)
+                    and key not in chosen
+                    and ((record := get(key, None, claims)) is None or expires(record) <= now)
+                ):
+                    chosen.add(key)
+                    picked.append(key)
+                    continue
+                budget -= 1
+            if len(picked) == count:
+                return picked
+    # Exact: the range less its live leases (keys only: no lease record is decoded).
+    ended = [key for key in expired_keys(txn, view, now) if key.startswith(prefix)]
+    held = set(range_keys(txn, view.claims, prefix)).difference(ended)
+    held |= chosen
+    pool = [key for key in range_keys(txn, view.data, prefix) if key not in held]
+    return picked + _sample(pool, min(count - len(picked), len(pool)))
+
+
+def _sample_claimable(
+    txn: Txn, view: View, count: int, ended: list[bytes], free: int
+) -> list[bytes]:
+    """A uniform subset of the claimable keys of the whole store.
+
+    The claimable keys are the ``free`` keys without a lease record
+    (``free`` = entries less lease records: every record is on an existing
+    key) and the ``ended`` ones. Each pick chooses between the two sets by their
+    sizes, then a key of the set: an ended one from the list, a free one by
+    random slots rejected while they hold a lease record, or, when draws
+    keep missing, from the exact list of free keys (a read of every key
+    and every lease key: O(n)). An exhausted pool (no free, no ended key)
+    answers in O(log n).
+    """
+    free = max(0, free)
+    picked: list[bytes] = []
+    ended = list(ended)
+    free_keys: list[bytes] | None = None
+    slots = txn.cursor(view.slots) if view.indexed else None
+    total = int.from_bytes(slots.key(), "big") + 1 if slots is not None and slots.last() else 0
+    # Draws allowed: about 4 times those expected (total / free per pick), while cheaper than the exact list.
+    budget = min(REJECTIONS + 4 * count * -(-total // max(free, 1)), max(REJECTIONS, total // 2))
+    chosen: set[bytes] = set()
+    get = txn.get
+    claims = view.claims
+    while len(picked) < count and free + len(ended) > 0:
+        if _random_float() * (free + len(ended)) < len(ended):
+            i = int(_random_float() * len(ended))
+            ended[i], ended[-1] = ended[-1], ended[i]
+            picked.append(ended.pop())
+            continue
+        if free_keys is None:
+            key = None
+            while budget > 0 and slots is not None and total:
+                key = _draw(slots, total)
+                if key is not None and key not in chosen and get(key, None, claims) is None:
+                    break
+                key = None
+                budget -= 1
+            if key is None:  # the exact list of the free keys not picked yet
+                leased = set(range_keys(txn, claims, b""))
+                free_keys = [k for k in range_keys(txn, view.data, b"") if k not in leased and k not in chosen]
+                free = len(free_keys)
+                continue
+            chosen.add(key)
+        else:
+            i = int(_random_float() * len(free_keys))
+            free_keys[i], free_keys[-1] = free_keys[-1], free_keys[i]
+            key = free_keys.pop()
+        free -= 1
+        picked.append(key)
+    return picked
+
+
+def random_keys(txn: Txn, view: View, prefix: bytes, count: int, unique: bool) -> list[bytes]:
+    """``count`` keys with ``prefix``: a uniform subset (``unique``) or independent uniform draws.
+
+    Costs: a range of at most 64 keys is read whole; otherwise, with the
+    index, random slots (expected n/k per draw for k of n keys matching),
+    and O(k) (every key of the range) without it or when draws keep missing.
+    """
+    if unique:
+        return sample(txn, view, prefix, count, None)
+    if count <= 0:
+        return []
+    head = range_keys(txn, view.data, prefix, SMALL_RANGE + 1)
+    if len(head) <= SMALL_RANGE:
+        return [head[int(_random_float() * len(head))] for _ in range(count)] if head else []
+    drawn: list[bytes] = []
+    if view.indexed:
+        slots = txn.cursor(view.slots)
+        if slots.last():
+            total = int.from_bytes(slots.key(), "big") + 1
+            budget = REJECTIONS + 4 * count
+            while len(drawn) < count and budget > 0:
+                if slots.set_key(int(_random_float() * total).to_bytes(8, "big")):
+                    key = slots.value()
+                    if key.startswith(prefix):
+                        drawn.append(key)
+                        continue
+                budget -= 1
+            if len(drawn) == count:
+                return drawn
+    pool = range_keys(txn, view.data, prefix)
+    return drawn + [pool[int(_random_float() * len(pool))] for _ in range(count - len(drawn))]

@@ -1,0 +1,145 @@
+"""The disk backend's inlined fast paths keep one shape, so that a fix in one cannot miss the others.
+
+``DiskBackend`` inlines the common case of each single-key operation (see
+:mod:`locust_kv.backends.lmdb.backend`). The copies are compared here as
+syntax trees, with what may differ between them (the operation's name and
+arguments, its step, its error family, the state it compares with) replaced
+by placeholders: any other change to one copy fails this test until the
+others follow. The reads inline their step's own expression; that too is
+checked against the step in :mod:`locust_kv.backends.lmdb.ops`.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import textwrap
+
+import pytest
+
+from locust_kv.backends.lmdb import backend, ops
+
+WRITES = {
+    # name: (family, step, the state record it compares with)
+    "set": ("WRITE", "set_in", "fillable"),
+    "delete": ("DELETE", "delete_in", "writable"),
+    "increment_by": ("WRITE", "increment_in", "fillable"),
+    "get_or_set": ("WRITE", "get_or_set_in", "fillable"),
+    "swap": ("WRITE", "swap_in", "fillable"),
+    "compare_and_swap": ("WRITE", "compare_and_swap_in", "fillable"),
+    "compare_and_delete": ("DELETE", "compare_and_delete_in", "writable"),
+}
+READS = {
+    "get": ("READ", "get_in"),
+    "exists": ("EXISTS", "get_in"),
+    "size": ("SIZE", "size_in"),
+}
+
+
+def _tree(function: object) -> ast.FunctionDef:
+    node = ast.parse(textwrap.dedent(inspect.getsource(function))).body[0]  # type: ignore[arg-type]
+    assert isinstance(node, ast.FunctionDef)
+    node.decorator_list = []
+    node.returns = None
+    return node
+
+
+class _Normalize(ast.NodeTransformer):
+    """Replace the parts a fast path may vary in by placeholders."""
+
+    def __init__(self, params: list[str], family: str, step: str, gate: str | None) -> None:
+        self.params, self.family, self.step, self.gate = params, family, step, gate
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:
+        node.name = "OP"
+        node.args.args = [ast.arg("self"), ast.arg("ARGS")]
+        self.generic_visit(node)
+        return node
+
+    def visit_Name(self, node: ast.Name) -> ast.AST:
+        names = {self.family: "FAMILY", self.step: "STEP"}
+        return ast.Name(names.get(node.id, node.id), node.ctx)
+
+    def visit_Attribute(self, node: ast.Attribute) -> ast.AST:
+        self.generic_visit(node)
+        if node.attr == self.gate:
+            node.attr = "GATE"
+        return node
+
+    def visit_Call(self, node: ast.Call) -> ast.AST:
+        self.generic_visit(node)
+        func = node.func
+        if (isinstance(func, ast.Name) and func.id == "STEP") or (
+            isinstance(func, ast.Attribute) and func.attr in ("_read", "_write")
+        ):
+            # (txn, view) or (family, step), then the operation's own arguments, in order: one placeholder.
+            passed = [ast.unparse(arg) for arg in node.args[2:]]
+            assert passed == self.params, f"{ast.unparse(node)} does not pass on the arguments {self.params}"
+            node.args = [*node.args[:2], ast.Name("ARGS", ast.Load())]
+        return node
+
+
+def _no_result_form(node: ast.FunctionDef) -> None:
+    """Give an operation that returns nothing the shape of one that does (``result = step(...)``...)."""
+    for parent in ast.walk(node):
+        body = getattr(parent, "body", None)
+        if not isinstance(body, list):
+            continue
+        for i, statement in enumerate(body):
+            if isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Call):
+                call = statement.value
+                if isinstance(call.func, ast.Name) and call.func.id == "STEP":
+                    body[i] = ast.Assign([ast.Name("result", ast.Store())], call, lineno=0)
+                elif isinstance(call.func, ast.Attribute) and call.func.attr == "_write":
+                    body[i] = ast.Return(call)
+            elif isinstance(statement, ast.Return) and statement.value is None:
+                statement.value = ast.Name("result", ast.Load())
+
+
+def _shape(name: str, family: str, step: str, gate: str | None) -> str:
+    node = _tree(getattr(backend.DiskBackend, name))
+    params = [arg.arg for arg in node.args.args[1:]]
+    node = _Normalize(params, family, step, gate).visit(node)
+    _no_result_form(node)
+    return ast.dump(node)
+
+
+def test_the_write_fast_paths_have_one_shape() -> None:
+    shapes = {name: _shape(name, *spec) for name, spec in WRITES.items()}
+    reference = shapes["increment_by"]
+    for name, shape in shapes.items():
+        assert shape == reference, f"DiskBackend.{name} no longer has the shape of the other inlined writes"
+
+
+def _inlined(name: str, step: str) -> tuple[str, str]:
+    """The read's shape with its inlined expression replaced, and that expression."""
+    node = _tree(getattr(backend.DiskBackend, name))
+    expressions = []
+    for inner in ast.walk(node):
+        if isinstance(inner, ast.Return) and inner.value is not None:
+            value = inner.value
+            if isinstance(value, ast.Compare) and isinstance(value.ops[0], ast.IsNot):
+                value = inner.value = value.left  # exists: "is not None" on both paths
+            if not (isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute) and value.func.attr == "_read"):
+                expressions.append(ast.dump(value))
+                inner.value = ast.Name("INLINED", ast.Load())
+    assert len(expressions) == 1, f"DiskBackend.{name}: expected one inlined expression"
+    params = [arg.arg for arg in node.args.args[1:]]
+    node = _Normalize(params, READS[name][0], step, "raw").visit(node)
+    return ast.dump(node), expressions[0]
+
+
+@pytest.mark.parametrize("name", sorted(READS))
+def test_each_read_fast_path_inlines_its_own_step(name: str) -> None:
+    family, step = READS[name]
+    _, expression = _inlined(name, step)
+    body = _tree(getattr(ops, step)).body
+    assert isinstance(body[-1], ast.Return) and body[-1].value is not None
+    assert expression == ast.dump(body[-1].value), f"DiskBackend.{name} inlines something other than ops.{step}"
+
+
+def test_the_read_fast_paths_have_one_shape() -> None:
+    shapes = {name: _inlined(name, step)[0] for name, (_, step) in READS.items()}
+    reference = shapes["get"]
+    for name, shape in shapes.items():
+        assert shape == reference, f"DiskBackend.{name} no longer has the shape of the other inlined reads"

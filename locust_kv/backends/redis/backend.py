@@ -68,7 +68,7 @@ from time import monotonic
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Final
 
-import msgpack  # type: ignore[import-untyped]
+import msgpack
 
 import gevent
 import redis

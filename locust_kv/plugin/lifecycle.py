@@ -243,6 +243,7 @@ class Attachment:
     def _apply_reporting(self) -> None:
         # The master runs no users; its reads for the web UI must not count as load.
         reporting = self.settings.report and self.role != "master"
+        assert self.kv is not None
         set_reporter(self.kv, self._report if reporting else None)
 
     def _report(self, operation: str, seconds: float, error: Exception | None) -> None:

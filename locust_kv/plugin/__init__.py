@@ -197,6 +197,7 @@ def _on_test_stop(environment: Environment, **kwargs: Any) -> None:
 
 
 if not hasattr(Environment, "kv"):
+    # Locust's Environment declares no kv attribute: the plugin adds it.
     Environment.kv = _EnvironmentStore()  # type: ignore[attr-defined]
 locust.events.init_command_line_parser.add_listener(_on_init_command_line_parser)
 locust.events.init.add_listener(_on_init)

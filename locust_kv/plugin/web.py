@@ -198,7 +198,7 @@ def _masked(key: str, prefixes: tuple[str, ...]) -> bool:
     return bool(prefixes) and key.startswith(prefixes)
 
 
-def _answer(work: Any) -> Response:
+def _answer(work: Callable[[], dict[str, Any]]) -> Response:
     try:
         return jsonify(work())
     except KVError as error:

@@ -11,7 +11,9 @@ import os
 import sys
 from collections.abc import Callable
 from time import perf_counter
-from typing import Any
+from typing import Any, TypeVar
+
+_T = TypeVar("_T")
 
 __all__ = ["CHUNK", "greenlet_hub", "offload", "pause"]
 
@@ -41,7 +43,7 @@ def greenlet_hub() -> Any:
     return hub
 
 
-def offload(function: Callable[..., Any], *args: Any) -> Any:
+def offload(function: Callable[..., _T], *args: Any) -> _T:
     """Run a blocking call (an fsync) in gevent's threadpool when called from a greenlet, so the hub keeps running.
 
     Runs it inline when there is no usable pool: outside a greenlet, and in
@@ -55,7 +57,8 @@ def offload(function: Callable[..., Any], *args: Any) -> Any:
     if hub is not None:
         pool = getattr(hub, "_threadpool", None)  # None until first use: then created in this process
         if pool is None or getattr(pool, "pid", None) == os.getpid():
-            return hub.threadpool.apply(function, args)
+            result: _T = hub.threadpool.apply(function, args)  # (gevent is untyped)
+            return result
     return function(*args)
 
 

@@ -26,7 +26,7 @@ import textwrap
 import time
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
-from typing import IO, Any, Final
+from typing import IO, TYPE_CHECKING, Any, Final, cast
 
 import orjson
 
@@ -43,6 +43,9 @@ from .errors import (
 from .options import configure_backend
 from .serialization import get_serializer
 from .store import encode_key
+
+if TYPE_CHECKING:
+    from .backends.base import Backend
 
 __all__ = ["main"]
 
@@ -290,7 +293,7 @@ def _export_lines(reader: snapshot.SnapshotReader, output_format: str, progress:
 def _format_cell(value: Any, serialization: str) -> str:
     """A CSV value cell that imports back to ``value`` (see :func:`_parse_cell`)."""
     if serialization == "string":
-        return value  # type: ignore[no-any-return]
+        return cast(str, value)  # the string serialization's values are str
     if isinstance(value, str) and _parse_cell(value) is value:
         return value
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
@@ -380,7 +383,7 @@ def _cmd_export(args: argparse.Namespace) -> None:
             bar.close()
 
 
-def _open_disk_backend(args: argparse.Namespace, must_exist: bool) -> Any:
+def _open_disk_backend(args: argparse.Namespace, must_exist: bool) -> Backend:
     """The disk store at ``--path``, opened as ``open_kv`` would (DiskPathError if ``must_exist`` and it does not)."""
     if must_exist and not os.path.isfile(args.path):
         raise DiskPathError(f"no disk store at {args.path}")

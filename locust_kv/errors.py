@@ -50,6 +50,7 @@ ERRORS.md is the user-facing catalogue; a test keeps it equal to this module.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from typing import ClassVar
 
 __all__ = [
@@ -161,7 +162,7 @@ class KVError(Exception):
     def __str__(self) -> str:
         return f"{self.name}: {self.message}"
 
-    def __reduce__(self):  # type: ignore[no-untyped-def]
+    def __reduce__(self) -> tuple[Callable[..., KVError], tuple[type[KVError], str, str | None, str | None, str | None]]:
         # Keep the attributes when the error crosses a process boundary.
         return (_rebuild_error, (type(self), self.message, self.key, self.operation, self.backend))
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol, cast
 
 from .backends.base import BackendSpec, Scope
 from .errors import InvalidBackendError
@@ -34,8 +34,16 @@ BACKENDS: Final[dict[str, str]] = {
 class StoreOptions:
     """Everything that identifies an open store and must match on a second open."""
 
-    spec: Any
+    spec: BackendSpec
     serialization: str
+
+
+class _BackendModule(Protocol):
+    """What each module of :data:`BACKENDS` provides."""
+
+    SCOPE: Scope
+
+    def configure(self, **options: Any) -> BackendSpec: ...
 
 
 def scope_of(backend: object) -> Scope:
@@ -43,15 +51,15 @@ def scope_of(backend: object) -> Scope:
 
     Raises InvalidBackendError for an unknown name.
     """
-    return _module(backend).SCOPE  # type: ignore[no-any-return]
+    return _module(backend).SCOPE
 
 
-def _module(backend: object) -> Any:
+def _module(backend: object) -> _BackendModule:
     module_name = BACKENDS.get(backend) if isinstance(backend, str) else None
     if module_name is None:
         names = ", ".join(f'"{name}"' for name in BACKENDS)
         raise InvalidBackendError(f"backend must be one of {names}, not {backend!r}")
-    return importlib.import_module(module_name)
+    return cast(_BackendModule, importlib.import_module(module_name))
 
 
 def configure_backend(backend: object, options: dict[str, Any]) -> BackendSpec:
@@ -60,5 +68,4 @@ def configure_backend(backend: object, options: dict[str, Any]) -> BackendSpec:
     Raises InvalidBackendError, InvalidOptionsError, or the backend's own
     configuration errors (DiskPathError...).
     """
-    spec: BackendSpec = _module(backend).configure(**options)
-    return spec
+    return _module(backend).configure(**options)

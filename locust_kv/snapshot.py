@@ -207,7 +207,7 @@ def check_restore_options(file_name: object, max_entries: object, max_bytes: obj
 # Writing.
 
 
-def _lengths_bytes(lengths: array) -> bytes:
+def _lengths_bytes(lengths: array[int]) -> bytes:
     if not _LITTLE_ENDIAN:
         lengths = array("I", lengths)
         lengths.byteswap()
@@ -269,7 +269,7 @@ class SnapshotWriter:
             self._block(part, lengths[2 * start : 2 * stop], ends[stop - 1] - base)
             start = stop
 
-    def _block(self, batch: list[tuple[bytes, bytes]], lengths: array, total: int) -> None:
+    def _block(self, batch: list[tuple[bytes, bytes]], lengths: array[int], total: int) -> None:
         pieces = (
             _BLOCK.pack(_BLOCK_TAG, len(batch), total),
             _lengths_bytes(lengths),

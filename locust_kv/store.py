@@ -18,7 +18,7 @@ import os
 import weakref
 from collections.abc import Callable
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from gevent.monkey import get_original
 
@@ -125,7 +125,7 @@ def _check_limit(limit: object) -> int:
     if type(limit) is not int and (not isinstance(limit, int) or isinstance(limit, bool)):
         raise InvalidArgumentError(f"limit must be an int, not {type(limit).__name__}")
     # int.__int__: the plain value of an int subclass, whatever its own methods do.
-    return min(int.__int__(limit), MAX_SCAN_LIMIT)  # type: ignore[arg-type]
+    return min(int.__int__(limit), MAX_SCAN_LIMIT)
 
 
 def _pair(result: Any) -> tuple[Any, Any]:
@@ -167,7 +167,7 @@ def _check_count(count: object, what: str = "count") -> int:
     """A batch size: an int in ``[1, MAX_BATCH]``."""
     if type(count) is not int and (not isinstance(count, int) or isinstance(count, bool)):
         raise InvalidArgumentError(f"{what} must be an int, not {type(count).__name__}")
-    value = int.__int__(count)  # type: ignore[arg-type]
+    value = int.__int__(count)
     if not 1 <= value <= MAX_BATCH:
         raise InvalidArgumentError(f"{what} must be between 1 and {MAX_BATCH}")
     return value
@@ -175,11 +175,10 @@ def _check_count(count: object, what: str = "count") -> int:
 
 def _check_ttl(ttl: object) -> int:
     """A lease duration in seconds (int or float, > 0, at most a week) as whole milliseconds, rounded up."""
-    kind = type(ttl)
-    if kind is not float and kind is not int:
+    if type(ttl) is not float and type(ttl) is not int:
         if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
             raise InvalidArgumentError(f"ttl must be seconds as a float or int, not {type(ttl).__name__}")
-    seconds = float(ttl)  # type: ignore[arg-type]
+    seconds = float(ttl)
     if not 0 < seconds <= _MAX_TTL_SECONDS:  # NaN fails too
         raise InvalidArgumentError(f"ttl must be more than 0 and at most {MAX_CLAIM_TTL_MS // 1000} seconds")
     ms = math.ceil(seconds * 1000)
@@ -446,7 +445,8 @@ class _ClosedBackend:
         raise StoreClosedError("the store handle is closed")
 
 
-_CLOSED: Final = _ClosedBackend()
+# A Backend to the checker: it answers every attribute, by raising.
+_CLOSED: Final = cast("Backend", _ClosedBackend())
 
 def _key_of(claim: object) -> object:
     """The key of a Claim, for the error's ``key`` attribute; None for anything else."""
@@ -495,7 +495,8 @@ class KV:
 
     def __init__(self, store: _Store, read_only: bool = False) -> None:
         self._store = store
-        self._backend: Backend = _ReadOnlyBackend(store.backend) if read_only else store.backend  # type: ignore[assignment]
+        # The read-only proxy is a Backend to the checker: it answers every attribute, reads by the backend's own.
+        self._backend: Backend = cast("Backend", _ReadOnlyBackend(store.backend)) if read_only else store.backend
         self._kind = store.backend.kind
         self._dumps = store.serializer.dumps
         self._loads = store.serializer.loads
@@ -1258,7 +1259,7 @@ class KV:
         """
         if self._backend is _CLOSED:
             return
-        self._backend = _CLOSED  # type: ignore[assignment]
+        self._backend = _CLOSED
         _release(self._store)
 
 

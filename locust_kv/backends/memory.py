@@ -90,7 +90,7 @@ class _Index:
     def __init__(self, tracked: bool) -> None:
         self.tracked = tracked
         self.changes = 0  # keys added or removed one by one since creation
-        self.order = SortedList()
+        self.order: SortedList[bytes] = SortedList()
         self.slots: list[bytes] = []
         self.slot_of: list[dict[bytes, int]] = [{} for _ in range(_SHARDS)] if tracked else []
 
@@ -143,9 +143,9 @@ class _Leases:
 
     def __init__(self, seen: int = 0) -> None:
         self.records: dict[bytes, tuple[int, int, bytes]] = {}
-        self.held = SortedList()
-        self.expired = SortedList()
-        self.deadlines = SortedList()
+        self.held: SortedList[bytes] = SortedList()
+        self.expired: SortedList[bytes] = SortedList()
+        self.deadlines: SortedList[tuple[int, bytes]] = SortedList()
         self.pending: list[bytes] = []
         self.seen = seen
 
@@ -726,10 +726,11 @@ class MemoryBackend(Backend):
             flags = []
             for key, token in refs:
                 lease = records.get(key)
-                live = lease is not None and lease[0] == token and lease[1] > now
-                if live:
+                if lease is not None and lease[0] == token and lease[1] > now:
                     leases.end(key, lease)
-                flags.append(live)
+                    flags.append(True)
+                else:
+                    flags.append(False)
             return flags
 
     def complete_claims(self, refs: list[tuple[bytes, int]], delete: bool) -> list[bool]:
@@ -745,13 +746,14 @@ class MemoryBackend(Backend):
             flags = []
             for key, token in refs:
                 lease = records.get(key)
-                live = lease is not None and lease[0] == token and lease[1] > now
-                if live:
+                if lease is not None and lease[0] == token and lease[1] > now:
                     leases.end(key, lease)
                     if delete:
                         self._bytes -= len(key) + len(shards[hash(key) % _SHARDS].pop(key))
                         index.remove(key)
-                flags.append(live)
+                    flags.append(True)
+                else:
+                    flags.append(False)
             return flags
 
     def renew_claims(self, refs: list[tuple[bytes, int]], ttl_ms: int) -> list[int | None]:
@@ -876,14 +878,14 @@ class _MemoryBackupReader(BackupReader):
             self._backend._end_backup()
 
 
-def _bounds(order: SortedList, prefix: bytes) -> tuple[int, int]:
+def _bounds(order: SortedList[bytes], prefix: bytes) -> tuple[int, int]:
     """The ranks ``[lo, hi)`` of the keys starting with ``prefix``: two bisections."""
     lo = order.bisect_left(prefix) if prefix else 0
     end = prefix_end(prefix)
     return lo, len(order) if end is None else order.bisect_left(end)
 
 
-def _span(order: SortedList, prefix: bytes) -> int:
+def _span(order: SortedList[bytes], prefix: bytes) -> int:
     """How many keys start with ``prefix``."""
     lo, hi = _bounds(order, prefix)
     return hi - lo

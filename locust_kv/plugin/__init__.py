@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 import locust
 from locust.env import Environment
@@ -138,7 +138,11 @@ def _attachment(environment: Environment) -> Attachment | None:
 class _EnvironmentStore:
     """``Environment.kv``: the run's store, or DatabaseNotOpenError when the plugin opened none."""
 
-    def __get__(self, environment: Environment | None, owner: type | None = None) -> Any:
+    @overload
+    def __get__(self, environment: None, owner: type | None = None) -> _EnvironmentStore: ...
+    @overload
+    def __get__(self, environment: Environment, owner: type | None = None) -> KV: ...
+    def __get__(self, environment: Environment | None, owner: type | None = None) -> _EnvironmentStore | KV:
         if environment is None:
             return self
         attachment = _attachment(environment)
@@ -241,6 +245,7 @@ def _on_quitting(environment: Environment, **_kwargs: Any) -> None:
 
 
 if not hasattr(Environment, "kv"):
+    # Locust's Environment declares no kv attribute: the plugin adds it.
     Environment.kv = _EnvironmentStore()  # type: ignore[attr-defined]
 locust.events.init_command_line_parser.add_listener(_on_init_command_line_parser)
 locust.events.init.add_listener(_on_init)

@@ -245,6 +245,7 @@ class Attachment:
 
     def _apply_reporting(self) -> None:
         # The master runs no users; its reads for the web UI must not count as load.
+        assert self.kv is not None
         reporter = None
         if self.settings.reporting and self.role != "master":
             # kv: the plugin's own statistics alone, straight into them (one call per operation).

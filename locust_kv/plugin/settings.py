@@ -14,10 +14,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from ..errors import InvalidOptionsError
 from ..options import DEFAULT_SERIALIZATION
+
+if TYPE_CHECKING:
+    import configargparse
 
 __all__ = ["OPTIONS", "Option", "Settings", "add_arguments", "option", "read"]
 
@@ -135,7 +138,7 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: configargparse.ArgumentParser) -> None:
     """Add the plugin's argument group to Locust's parser; every option shows in the web UI."""
     group = parser.add_argument_group(
         "locust_kv",
@@ -204,7 +207,8 @@ def _parse_environment() -> argparse.Namespace:
 
     parser = configargparse.ArgumentParser(add_help=False, default_config_files=[])
     add_arguments(parser)
-    return parser.parse_args([])
+    namespace: argparse.Namespace = parser.parse_args([])  # (configargparse is untyped)
+    return namespace
 
 
 _TRUE: Final = frozenset({"true", "1", "yes", "on"})

@@ -58,7 +58,7 @@ def bucket_of(microseconds: float) -> int:
     value = round(microseconds)
     if value < 1000:
         return value
-    drop = 10 ** (len(str(value)) - 3)
+    drop: int = 10 ** (len(str(value)) - 3)  # value >= 1000: a positive power, an int
     return (value + drop // 2) // drop * drop
 
 

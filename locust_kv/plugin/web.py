@@ -38,6 +38,8 @@ from .lifecycle import with_kv_section
 from .timings import COLUMNS
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from locust.web import WebUI
 
     from .lifecycle import Attachment
@@ -55,9 +57,11 @@ PREVIEW_CHARS = 200
 
 def install(attachment: Attachment, web_ui: WebUI) -> None:
     """Add the KV tabs, the key browser and its JSON routes to Locust's web UI."""
+    assert web_ui.app is not None  # (WebUI declares it optional; its __init__ sets it)
     base = _base_path(web_ui)
     blueprint = Blueprint("locust_kv", __name__, url_prefix=f"{base}/kv")
-    guard = web_ui.auth_required_if_enabled
+    # Locust's decorator is unannotated; it returns a view that takes what the view takes.
+    guard: Callable[[Callable[[], Response]], Callable[[], Response]] = web_ui.auth_required_if_enabled
 
     def kv() -> KV:
         assert attachment.kv is not None
@@ -163,6 +167,7 @@ def install(attachment: Attachment, web_ui: WebUI) -> None:
 
 def _base_path(web_ui: WebUI) -> str:
     """Locust's --web-base-path, read off the route of its index page ("" when none)."""
+    assert web_ui.app is not None  # (WebUI declares it optional; its __init__ sets it)
     for rule in web_ui.app.url_map.iter_rules():
         if rule.endpoint == "locust.index":
             return rule.rule.rstrip("/")
@@ -202,7 +207,7 @@ def _masked(key: str, prefixes: tuple[str, ...]) -> bool:
     return bool(prefixes) and key.startswith(prefixes)
 
 
-def _answer(work: Any) -> Response:
+def _answer(work: Callable[[], dict[str, Any]]) -> Response:
     try:
         return jsonify(work())
     except KVError as error:

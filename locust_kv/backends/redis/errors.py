@@ -131,7 +131,7 @@ def map_redis_error(exc: BaseException, writing: bool, secret: str | None) -> KV
         return StoreTimeoutError(f"the redis server did not answer in time: {text}")
     if target is StoreOpenError:
         return StoreOpenError(f"the redis server refused this client ({type(exc).__name__}): {text}")
-    return target(f"{text}")  # type: ignore[misc]
+    return target(f"{text}")
 
 
 def _build(target: type[KVError] | None, writing: bool, message: str) -> KVError:

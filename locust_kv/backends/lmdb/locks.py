@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import ClassVar, Final
 
-from gevent.monkey import get_original  # type: ignore[import-untyped]  # gevent ships no type stubs
+from gevent.monkey import get_original  # gevent ships no types: Any (pyproject's mypy overrides)
 
 from ...errors import DiskStoreFullError, DiskStoreOpenError
 from . import forks

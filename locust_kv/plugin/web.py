@@ -14,6 +14,9 @@ tab) and extra Flask routes. The plugin uses all of them:
   cursors), refresh the counts;
 - JSON under ``<web base path>/kv/api/``: ``summary``, ``key?key=``,
   ``keys?prefix=&cursor=&limit=``.
+- a check of the start form's ``kv_*`` fields before Locust's ``/swarm``
+  view takes them (see :mod:`.form`): a refusal is Locust's own failure
+  answer, which the form shows.
 
 The React tab renders table cells as plain text, which is why lookup and
 paging live on their own page.

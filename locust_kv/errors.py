@@ -374,7 +374,11 @@ class InvalidOptionsError(KVError):
 
 
 class KVOptionsConflictError(KVError):
-    """The store is already open in this process with different options."""
+    """The store is already open in this process with different options.
+
+    Also the Locust web UI's start form asking for another store, or other
+    restore options, than the run started with.
+    """
 
     group = ErrorGroup.CONFIGURATION
     default_message = "store already open with different options"

@@ -60,6 +60,7 @@ from .. import snapshot
 from ..options import scope_of
 from ..store import KV, open_kv, open_stores, read_marker, set_reporter, write_marker
 from . import settings as settings_module
+from .form import STARTUP_FIELDS, STORE_FIELDS, fixed_changes
 from .leases import UserLeases
 from .settings import RUN_TOKEN_DEST, Settings
 from .timings import Timings
@@ -88,11 +89,8 @@ after_load = EventHook()
 has stopped, before the backup: check invariants here. Listeners get
 ``environment`` and ``kv``."""
 
-_STARTUP_FIELDS = (
-    "backend", "path", "redis_url", "namespace", "serialization",
-    "restore_from", "restore_max_entries", "restore_max_bytes", "clear",
-)  # fmt: skip
-"""Options that act when the process starts; the web UI's form cannot change them afterwards."""
+_FIXED_FIELDS = (*STORE_FIELDS, *STARTUP_FIELDS)
+"""Options that act when the process starts; the web UI's form cannot change them afterwards (see form)."""
 
 _USERS_STOPPED_TIMEOUT = 60.0
 """Seconds past the stop timeout the master waits for workers' users to stop before the backup."""
@@ -131,6 +129,8 @@ class Attachment:
         self.overrides = overrides
         """Options given to ``register``; they hold over parsed_options all run long."""
         self.settings = self._read()
+        self.started = self.settings
+        """The options this process started with (on a worker, its own, before the master's replace them)."""
         self.role = role_of(environment.runner)
         self.kv: KV | None = None
         self.timings = Timings()
@@ -141,6 +141,8 @@ class Attachment:
         self._opened_with: dict[str, Any] | None = None  # a worker's store options
         self._verified: tuple[dict[str, Any], str] | None = None  # (store options, token) a worker checked
         self._pending: set[str] = set()  # workers the master waits for at the end of a test
+        self._clean = False  # cleared or restored at start-up, and no test has run since
+        self._replaced: tuple[str, ...] = ()  # a worker's own options the master's replaced, as last logged
         self._finished = False
         self._closed = False
 
@@ -187,6 +189,7 @@ class Attachment:
                 self._pin_location()
             if self.coordinates:
                 self._prepare()
+                self._clean = self.settings.clear or self.settings.restore_from is not None
             if self.role == "master":
                 token = secrets.token_hex(16)
                 write_marker(self.kv, RUN_MARKER, token)
@@ -282,6 +285,7 @@ class Attachment:
         token = getattr(self.environment.parsed_options, RUN_TOKEN_DEST, None)
         options = wanted.store_options()
         self.settings = wanted
+        self._log_replaced(wanted)
         if self._verified == (options, token):
             self._apply_reporting()
             return
@@ -316,6 +320,30 @@ class Attachment:
             described, (time.monotonic() - started) * 1000,
         )  # fmt: skip
         self._apply_reporting()
+
+    def _log_replaced(self, wanted: Settings) -> None:
+        """On a worker: one INFO line naming the options it was started with that the master's replace."""
+        replaced = tuple(
+            o.field for o in settings_module.OPTIONS
+            if getattr(self.started, o.field) != o.default and getattr(self.started, o.field) != getattr(wanted, o.field)
+        )  # fmt: skip
+        if not replaced or replaced == self._replaced:
+            return
+        self._replaced = replaced
+
+        def shown(settings: Settings, field: str) -> str:
+            option = settings_module.option(field)
+            value = getattr(settings, field)
+            if option.secret and value is not None:
+                return "(hidden)"
+            return "(default)" if value is None else repr(value)
+
+        logger.info(
+            "locust_kv: the master's options replace this worker's own: %s",
+            "; ".join(
+                f"{settings_module.option(f).flag} {shown(self.started, f)} -> {shown(wanted, f)}" for f in replaced
+            ),
+        )
 
     def store(self) -> KV:
         """The run's store, for ``environment.kv``.
@@ -363,17 +391,40 @@ class Attachment:
             gevent.spawn(runner.quit if headless else runner.stop)
 
     def _keep_startup_options(self, wanted: Settings) -> None:
-        """Undo web-UI edits of options that acted at start-up, so that workers get the effective ones."""
-        changed = [f for f in _STARTUP_FIELDS if getattr(wanted, f) != getattr(self.settings, f)]
+        """Apply the options a test start may change; keep those that acted at start-up.
+
+        The web UI's form was checked before the test started (form.check
+        refuses a change of the fixed options), but Locust wrote its fields
+        into parsed_options as text: the effective values go back there, so
+        that workers get them (the absolute path, not the form's blank field).
+        A change that did not come through the form (a program editing
+        parsed_options) is logged and undone.
+        """
+        try:
+            changed = fixed_changes(self, wanted)
+        except KVError as error:
+            logger.warning("locust_kv: the options of this test are not valid (%s); the store keeps its own", error)
+            changed = list(_FIXED_FIELDS)
         if changed:
             flags = ", ".join(settings_module.option(f).flag for f in changed)
-            logger.warning("locust_kv: %s act when Locust starts; the values set in the web UI are ignored", flags)
-            options = self.environment.parsed_options
-            if options is not None:
-                for field in changed:
-                    setattr(options, settings_module.option(field).dest, getattr(self.settings, field))
-        self.settings = self.settings.replace(report=wanted.report, backup_to=wanted.backup_to)
+            logger.warning("locust_kv: %s act when Locust starts; the values set for this test are ignored", flags)
+        options = self.environment.parsed_options
+        if options is not None:
+            for field in _FIXED_FIELDS:
+                setattr(options, settings_module.option(field).dest, getattr(self.settings, field))
+        self.apply(wanted)
+        if wanted.clear and not self._clean and self.kv is not None:
+            # Untimed (the base method): the plugin's own work is not a user's operation.
+            KV.clear(self.kv)
+            logger.info("locust_kv: cleared the store before this test (--kv-clear, or kv_clear in the start form)")
+        self._clean = False
         self._apply_reporting()
+
+    def apply(self, wanted: Settings) -> None:
+        """Take the options that may change between tests (or, the mask and the backup, during one)."""
+        self.settings = self.settings.replace(
+            clear=wanted.clear, report=wanted.report, backup_to=wanted.backup_to, mask_prefix=wanted.mask_prefix
+        )
 
     def on_test_stop(self, **_kwargs: Any) -> None:
         # Every user of this process has stopped: the leases they left go back to the pool now.

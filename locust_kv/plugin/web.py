@@ -14,6 +14,9 @@ tab) and extra Flask routes. The plugin uses all of them:
   cursors), refresh the counts;
 - JSON under ``<web base path>/kv/api/``: ``summary``, ``key?key=``,
   ``keys?prefix=&cursor=&limit=``.
+- a check of the start form's ``kv_*`` fields before Locust's ``/swarm``
+  view takes them (see :mod:`.form`): a refusal is Locust's own failure
+  answer, which the form shows.
 
 The React tab renders table cells as plain text, which is why lookup and
 paging live on their own page.
@@ -25,15 +28,19 @@ test's statistics.
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 from importlib.resources import files
 from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 from flask import Blueprint, Response, jsonify, request
+from locust.runners import STATE_RUNNING, STATE_SPAWNING
 
 from ..errors import ErrorGroup, KeyNotFoundError, KVError
 from ..store import KV
+from . import form
 from .lifecycle import with_kv_section
 from .timings import COLUMNS
 
@@ -46,6 +53,10 @@ if TYPE_CHECKING:
 
 __all__ = ["PAGE_LIMIT", "install"]
 
+logger = logging.getLogger("locust_kv.plugin")
+
+SWARM_ENDPOINT = "locust.swarm"
+"""Locust's view of the start form's POST /swarm."""
 TAB = "kv"
 TIMINGS_TAB = "kv_timings"
 PAGE_LIMIT = 50
@@ -120,6 +131,7 @@ def install(attachment: Attachment, web_ui: WebUI) -> None:
         return _answer(scan)
 
     web_ui.app.register_blueprint(blueprint)
+    _check_start_form(attachment, web_ui)
 
     args = web_ui.template_args
     args["extended_tabs"] = [
@@ -163,6 +175,41 @@ def install(attachment: Attachment, web_ui: WebUI) -> None:
         report["extended_stats"] = extended
         response.set_data(orjson.dumps(report))
         return response
+
+
+def _check_start_form(attachment: Attachment, web_ui: WebUI) -> None:
+    """Check the start form's ``kv_*`` fields before Locust's /swarm view takes them (see form)."""
+    swarm = web_ui.app.view_functions.get(SWARM_ENDPOINT)
+    if swarm is None:
+        return
+    environment = attachment.environment
+
+    @functools.wraps(swarm)
+    def checked_swarm(*args: Any, **kwargs: Any) -> Any:
+        fields = form.fields_of(request.form)
+        if not fields:
+            return swarm(*args, **kwargs)
+        runner = environment.runner
+        running = runner is not None and runner.state in (STATE_SPAWNING, STATE_RUNNING)
+        try:
+            wanted = form.check(attachment, fields, running)
+        except KVError as error:
+            logger.warning("locust_kv: the start form was refused: %s", error)
+            # Locust's own failure answer: the form shows the message and starts nothing.
+            return jsonify({"success": False, "message": str(error), "host": environment.host})
+        response = swarm(*args, **kwargs)
+        if running and _succeeded(response):
+            attachment.apply(wanted)  # no test_start follows an edit of a running test
+        return response
+
+    web_ui.app.view_functions[SWARM_ENDPOINT] = web_ui.auth_required_if_enabled(checked_swarm)
+
+
+def _succeeded(response: Any) -> bool:
+    try:
+        return bool(response.get_json().get("success"))
+    except (AttributeError, TypeError, ValueError):
+        return False
 
 
 def _base_path(web_ui: WebUI) -> str:

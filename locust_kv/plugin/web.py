@@ -179,7 +179,9 @@ def install(attachment: Attachment, web_ui: WebUI) -> None:
 
 def _check_start_form(attachment: Attachment, web_ui: WebUI) -> None:
     """Check the start form's ``kv_*`` fields before Locust's /swarm view takes them (see form)."""
-    swarm = web_ui.app.view_functions.get(SWARM_ENDPOINT)
+    app = web_ui.app
+    assert app is not None  # (WebUI declares it optional; its __init__ sets it)
+    swarm = app.view_functions.get(SWARM_ENDPOINT)
     if swarm is None:
         return
     environment = attachment.environment
@@ -202,7 +204,8 @@ def _check_start_form(attachment: Attachment, web_ui: WebUI) -> None:
             attachment.apply(wanted)  # no test_start follows an edit of a running test
         return response
 
-    web_ui.app.view_functions[SWARM_ENDPOINT] = web_ui.auth_required_if_enabled(checked_swarm)
+    guard: Callable[[Callable[..., Any]], Callable[..., Any]] = web_ui.auth_required_if_enabled
+    app.view_functions[SWARM_ENDPOINT] = guard(checked_swarm)
 
 
 def _succeeded(response: Any) -> bool:

@@ -374,13 +374,11 @@ def test_start_form_refusal_shows_in_the_browser(browser, tmp_path: Path) -> Non
         field.clear()
         field.send_keys(" ")
         # The form names its fields in camelCase and posts them in snake_case (kv_report).
-        report = driver.find_element(By.NAME, "kvReport")
-        if report.get_attribute("type") == "checkbox":
-            if not report.is_selected():
-                driver.execute_script("arguments[0].click()", report)
-        else:
-            report.clear()
-            report.send_keys("true")
+        # --kv-report lists its modes, so the form shows a (native) select.
+        from selenium.webdriver.support.select import Select
+
+        Select(driver.find_element(By.NAME, "kvReport")).select_by_value("kv")
+        assert driver.find_element(By.NAME, "kvReport").get_attribute("value") == "kv"
         driver.find_element(By.CSS_SELECTOR, "form button[type='submit']").click()
         wait.until(lambda d: d.find_elements(By.XPATH, "//button[@role='tab'][normalize-space()='KV timings (microseconds)']"))
         driver.find_element(By.XPATH, "//button[@role='tab'][normalize-space()='KV timings (microseconds)']").click()

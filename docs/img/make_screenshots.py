@@ -6,7 +6,9 @@ seconds, and saves, with headless Chromium (Debian's ``chromium`` and
 ``chromium-driver``, and the ``selenium`` package):
 
 - docs/img/kv-tab.png: the KV timings (microseconds) tab during the run;
-- docs/img/kv-browser.png: the key browser opened on ``?prefix=user:01``.
+- docs/img/kv-browser.png: the key browser opened on ``?prefix=user:01``;
+- docs/img/kv-html-report.png: the KV section of Locust's HTML report (the
+  page the web UI serves at /stats/report, as in the ``--html`` file).
 
 Run it from a checkout; it starts and stops its own Locust process.
 """
@@ -84,6 +86,10 @@ def main() -> None:
             driver.get(base + "/kv?prefix=user%3A01&key=flag%3Acheckout")
             wait.until(lambda d: d.find_element(By.ID, "scan-status").text.endswith("(end)"))
             driver.save_screenshot(str(HERE / "kv-browser.png"))
+            driver.get(base + "/stats/report")
+            section = wait.until(lambda d: d.find_elements(By.ID, "locust-kv-statistics"))[0]
+            driver.execute_script("arguments[0].scrollIntoView()", section)
+            section.screenshot(str(HERE / "kv-html-report.png"))
         finally:
             driver.quit()
             locust.send_signal(signal.SIGTERM)
@@ -92,7 +98,7 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 os.killpg(locust.pid, signal.SIGKILL)
                 locust.wait()
-    for name in ("kv-tab.png", "kv-browser.png"):
+    for name in ("kv-tab.png", "kv-browser.png", "kv-html-report.png"):
         print(HERE / name, (HERE / name).stat().st_size, "bytes")
 
 

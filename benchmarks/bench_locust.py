@@ -45,6 +45,14 @@ class Variant:
         """The variant this one is compared with: the same task without the KV operation."""
         return next(v.name for v in VARIANTS if v.task == self.task and v.op == "none")
 
+    @property
+    def unreported(self) -> str | None:
+        """For a ``--kv-report`` variant: the same task and operation without it (else None)."""
+        if "--kv-report" not in self.args:
+            return None
+        plain = tuple(a for a in self.args if a not in ("--kv-report", "requests"))
+        return next(v.name for v in VARIANTS if (v.task, v.op, v.args) == (self.task, self.op, plain))
+
 
 VARIANTS = [
     Variant("trivial task", "trivial", "none"),
@@ -56,12 +64,15 @@ VARIANTS = [
             ("--kv-backend", "disk", "--kv-report", "requests")),
     Variant("FastHttpUser GET", "fasthttp", "none"),
     Variant("FastHttpUser GET + get (memory)", "fasthttp", "get", ("--kv-backend", "memory")),
+    Variant("FastHttpUser GET + get (memory, --kv-report)", "fasthttp", "get", ("--kv-backend", "memory", "--kv-report")),
     Variant("FastHttpUser GET + increment_by (disk)", "fasthttp", "increment_by", ("--kv-backend", "disk")),
     Variant("FastHttpUser GET + increment_by (disk, --kv-report)", "fasthttp", "increment_by",
             ("--kv-backend", "disk", "--kv-report")),
     Variant("FastHttpUser GET + increment_by (disk, --kv-report requests)", "fasthttp", "increment_by",
             ("--kv-backend", "disk", "--kv-report", "requests")),
     Variant("HttpUser GET", "http", "none"),
+    Variant("HttpUser GET + get (memory)", "http", "get", ("--kv-backend", "memory")),
+    Variant("HttpUser GET + get (memory, --kv-report)", "http", "get", ("--kv-backend", "memory", "--kv-report")),
     Variant("HttpUser GET + increment_by (disk)", "http", "increment_by", ("--kv-backend", "disk")),
     Variant("HttpUser GET + increment_by (disk, --kv-report)", "http", "increment_by",
             ("--kv-backend", "disk", "--kv-report")),

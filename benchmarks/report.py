@@ -31,6 +31,8 @@ MEMORY_FLOOR_MAX = 4.0
 DISK_FLOOR_MAX = 1.3
 REDIS_SPEEDUP_MIN = 20.0
 RANDOM_KEY_GROWTH_MAX = 2.0
+REPORT_COST_MAX = 0.03
+"""Issue 13: --kv-report in its default mode beside an HTTP GET costs Locust less than this."""
 LOCUST_COST_MAX = 0.05
 BACKUP_US_MAX = 2.0
 RESTORE_US_MAX = 4.0
@@ -134,6 +136,21 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                              group="locust", op=variant["name"],
                              measured=f"{cost.median:.1%} timed in place, {ab.median:.1%} by rates",
                              ok=worse < LOCUST_COST_MAX, value=worse))
+            args = variant.get("args", [])
+            if variant.get("unreported") and "requests" not in args and variant["task"] != "trivial":
+                # Issue 13: the default --kv-report mode beside an HTTP GET, against the run without the plugin.
+                rows.append(dict(target=f"{variant['name']}: < {REPORT_COST_MAX:.0%} of Locust's iterations/s "
+                                        "against the same task without the plugin (issue 13)",
+                                 group="locust", op=variant["name"] + " (issue 13)",
+                                 measured=f"{cost.median:.1%} timed in place, {ab.median:.1%} by rates",
+                                 ok=cost.median < REPORT_COST_MAX, value=cost.median))
+            if variant.get("unreported"):
+                plain = next(v for v in locust["variants"] if v["name"] == variant["unreported"])
+                added = summarise([a - b for a, b in zip(_per_round_cost(locust, variant), _per_round_cost(locust, plain))])
+                rows.append(dict(target=f"{variant['name']}: what reporting adds to the same operation unreported",
+                                 group="locust", op=variant["name"] + " (reporting)",
+                                 measured=f"{added.median:+.1%} of iterations/s timed in place ({added.p25:+.1%}–{added.p75:+.1%})",
+                                 ok=True, value=added.median))
     return rows
 
 
@@ -376,6 +393,13 @@ def _locust_cost(locust: dict[str, Any], variant: dict[str, Any]) -> Stats:
     runs = locust["results"][variant["name"]]
     per_iteration = [r["cpu_seconds"] / r["iterations"] * 1e6 for r in runs]
     return summarise([kv / it for kv, it in zip(_in_context_us(locust, variant), per_iteration)])
+
+
+def _per_round_cost(locust: dict[str, Any], variant: dict[str, Any]) -> list[float]:
+    """The KV operation's share of an iteration's CPU time, timed in place, per round."""
+    runs = locust["results"][variant["name"]]
+    per_iteration = [r["cpu_seconds"] / r["iterations"] * 1e6 for r in runs]
+    return [kv / it for kv, it in zip(_in_context_us(locust, variant), per_iteration)]
 
 
 def _locust_cost_ab(locust: dict[str, Any], variant: dict[str, Any]) -> Stats:

@@ -18,8 +18,8 @@ Sections (``--only`` picks some):
 - ``claims``: the operations of issue 12 (claims, batches, prefixes) on the
   memory, disk and redis backends against their floors; claim_random at
   1,000 and 1,000,000 entries with a fifth of them held, and on a 99% held
-  pool (``bench_claims.py``). ``--only claims`` with an earlier
-  ``results.json`` in the output directory updates only its claims section.
+  pool (``bench_claims.py``). With an earlier ``results.json`` in the output directory,
+  ``--only`` updates only its sections and keeps the rest.
 
 A peer that cannot run here (no redis-server and no way to install it, no
 disk backend) is reported as SKIPPED with the reason. Nothing here is a test:
@@ -492,7 +492,8 @@ def run_locust(cfg: dict[str, Any], results: dict[str, Any]) -> None:
         "rounds": cfg["locust_rounds"],
         "seconds": cfg["locust_seconds"],
         "users": cfg["locust_users"],
-        "variants": [{"name": v.name, "op": v.op, "task": v.task, "baseline": v.baseline} for v in bench_locust.VARIANTS],
+        "variants": [{"name": v.name, "op": v.op, "task": v.task, "baseline": v.baseline, "unreported": v.unreported,
+                      "args": list(v.args)} for v in bench_locust.VARIANTS],
         "results": data,
     }
 
@@ -622,14 +623,16 @@ def main(argv: list[str] | None = None) -> int:
     results["meta"]["duration_s"] = time.monotonic() - _t0
     results["meta"]["machine"]["load average at end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     previous_path = os.path.join(out_dir, "results.json")
-    if sections == ["claims"] and os.path.exists(previous_path):
-        # Only the claims section ran: it replaces that section of the earlier run, and the rest stays.
+    if args.only and os.path.exists(previous_path):
+        # Only some sections ran: they replace those sections of the earlier run, and the rest stays.
         with open(previous_path) as f:
             previous = json.load(f)
         if previous.get("meta", {}).get("mode") == results["meta"]["mode"]:
-            previous["claims"] = results["claims"]
+            for section in sections:
+                if section in results:
+                    previous[section] = results[section]
             results = previous
-            log(f"claims: merged into the earlier run of {previous_path}")
+            log(f"{', '.join(sections)}: merged into the earlier run of {previous_path}")
     with open(previous_path, "w") as f:
         json.dump(results, f, indent=1)
     write_outputs(results, out_dir, include_notes=results["meta"]["mode"] == "full")

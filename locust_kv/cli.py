@@ -9,6 +9,10 @@
 On failure the command prints ``<ErrorName>: <message>`` on stderr, the
 error's stable catalogue name first, and exits with status 1 (2 for a
 command line it cannot parse). See docs/snapshots.md.
+
+This module is over 500 lines: one function per command, each short, and
+the parser that names them; the work itself is in :mod:`locust_kv.snapshot`
+and the store.
 """
 
 from __future__ import annotations

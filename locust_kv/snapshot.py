@@ -38,6 +38,10 @@ backup's temp file is SnapshotExportError, and any other failure to read is
 SnapshotIOError, except a directory where a file should be, which is
 SnapshotReadError. Contents that are not a valid snapshot are
 SnapshotReadError.
+
+This module is over 500 lines: the format's reader and writer and the
+backup and restore that use them change together (a format version touches
+all of them); the cooperative offloading is in :mod:`locust_kv._cooperative`.
 """
 
 from __future__ import annotations

@@ -4,6 +4,12 @@ The front-end validates arguments, serializes values, maps failures to the
 catalogue and, when a Locust run asks for it, times every operation. It
 talks to a backend (:mod:`locust_kv.backends.base`) in bytes, one atomic
 operation per call, and never knows which backend it has.
+
+This module is over 500 lines: :class:`KV` is the whole public API, one
+method per operation with the docstring that states its contract (result,
+atomicity, errors); a reader finds every operation in one class, and the
+backends (:mod:`locust_kv.backends`), results (:mod:`locust_kv.results`)
+and errors (:mod:`locust_kv.errors`) are apart.
 """
 
 from __future__ import annotations

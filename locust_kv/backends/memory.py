@@ -15,6 +15,11 @@ held keys kept sorted (so counts and exact uniform draws among the free keys
 are O(log n)), and a token counter. Every operation that removes a key drops
 its lease in the same critical section, so a lease always names an existing
 key.
+
+This module is over 500 lines: one backend class, one short method per
+operation of the interface, all under the same lock and over the same
+dicts; the lease bookkeeping is its own class (``_Leases``) here because
+every key-removing operation updates it in the same critical section.
 """
 
 from __future__ import annotations

@@ -41,6 +41,12 @@ master-worker messages: this works whatever host a worker is on. A worker
 that is missing or gone is not waited for; one that does not answer within
 the stop timeout plus a margin makes the run exit 1, since a backup may then
 miss its last writes.
+
+This module is over 500 lines: the steps above share one state (the
+store, the settings, the role, the run token, the statistics) and their
+order is the point, so :class:`Attachment` is read as one; the web UI
+(:mod:`.web`, :mod:`.form`), the options (:mod:`.settings`), the leases
+(:mod:`.leases`) and the statistics (:mod:`.timings`) are apart.
 """
 
 from __future__ import annotations

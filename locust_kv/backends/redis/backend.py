@@ -56,6 +56,10 @@ that removes a key drops its lease.
 
 Errors. Every redis-py exception is mapped by ``errors.REDIS_ERRORS`` with
 the cause chained.
+
+This module is over 500 lines: one method per backend operation, each a
+script call and its decoding; the scripts are in :mod:`.scripts`, the error
+table in :mod:`.errors`.
 """
 
 from __future__ import annotations

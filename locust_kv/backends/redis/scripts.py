@@ -48,6 +48,9 @@ write), so the backup reads one point in time while writers go on.
 Failures the caller must name are error replies whose first word is a code
 (``LKV_RESTORE``, ``LKV_BACKUP``, ``LKV_PARSE``, ``LKV_RANGE``, ``LKV_LEASE``);
 the rest is the message. ``errors.py`` maps them.
+
+This module is over 500 lines: it is Lua source, one script per atomic
+operation, kept beside the key layout they all share.
 """
 
 from __future__ import annotations

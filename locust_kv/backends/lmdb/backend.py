@@ -204,6 +204,21 @@ class DiskBackend(Engine, Backend):
 
     def get_or_set(self, key: bytes, value: bytes) -> tuple[bytes, bool]:
         if self._inline:
+            # Read first: a hit writes nothing, so a read transaction answers it, off LMDB's writer lock.
+            # Gated on ``writable``, as the write would be: during a restore a hit goes the write's way.
+            # A miss takes the write path below, whose step looks the key up again.
+            try:
+                txn = self._begin()
+                try:
+                    view = self._view
+                    if txn.get(STATE_KEY) == view.writable:
+                        current = txn.get(key, None, view.data)
+                        if current is not None:
+                            return current, True
+                finally:
+                    txn.abort()
+            except lmdb.Error:
+                pass
             try:
                 txn = self._begin(None, None, True)
             except lmdb.Error:

@@ -81,6 +81,7 @@ from .ops import (
     size_in,
     swap_in,
 )
+from .sampling import RETRY
 from .spec import SCOPE
 
 if TYPE_CHECKING:
@@ -316,15 +317,18 @@ class DiskBackend(Engine, Backend):
         return self._random_key_slow(prefix)
 
     def _random_key_slow(self, prefix: bytes) -> bytes | None:
-        found = self._read(INDEX, sampling.random_probe, prefix)
+        found = self._read(INDEX, sampling.random_probe, prefix, sampling.REJECTION_TRIES)
         if found is WALK and self._resume_orphaned_rebuild():
-            found = self._read(INDEX, sampling.random_probe, prefix)
+            found = self._read(INDEX, sampling.random_probe, prefix, sampling.REJECTION_TRIES)
+        while found is RETRY:  # a range of over WINDOW keys: more slots, a transaction of a few ms each
+            pause()
+            found = self._read(INDEX, sampling.random_probe, prefix, sampling.CHUNK_TRIES)
         if found is WALK:
             return self._random_walk(prefix)
         return found
 
     def _random_walk(self, prefix: bytes) -> bytes | None:
-        """Sample by reading every matching key, a chunk per transaction, pausing between chunks.
+        """Sample by reading every matching key, a chunk per transaction, pausing between chunks (no index only).
 
         One pass of weighted reservoir sampling: each chunk's keys replace the
         choice with probability (chunk size / keys seen), so the result is

@@ -72,7 +72,7 @@ REJECTION_TRIES: Final = 64
 WINDOW: Final = 4096
 """Keys of a prefix range read when the random slots of a probe miss: a range that ends there is sampled from them."""
 
-CHUNK_TRIES: Final = 2048
+CHUNK_TRIES: Final = 1024
 """Random slots tried per transaction once a probe found the range larger than :data:`WINDOW` (a few ms)."""
 
 

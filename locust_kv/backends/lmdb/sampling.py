@@ -67,7 +67,7 @@ WALK_CHUNK: Final = 20_000
 """Keys read per transaction when sampling by walking the keys."""
 
 REJECTION_TRIES: Final = 64
-"""Random slots tried for one key with the prefix before walking the prefix range."""
+"""Random slots tried for one key with the prefix before reading up to :data:`WINDOW` keys of its range."""
 
 WINDOW: Final = 4096
 """Keys of a prefix range read when the random slots of a probe miss: a range that ends there is sampled from them."""

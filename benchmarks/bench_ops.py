@@ -166,8 +166,8 @@ def _delete_all(impl: Any) -> Callable[[list[str]], None]:
 
 def _unsupported(spec: OpSpec, impl: Any) -> str | None:
     """Why ``impl`` cannot do ``spec``, found by trying it once; None when it can."""
-    probe = _prepare(spec, impl, 10)(1)
     try:
+        probe = _prepare(spec, impl, 10)(1)
         spec.loop(impl.op(spec.method), impl)(probe)
     except Unsupported as exc:
         return str(exc)

@@ -597,6 +597,67 @@ class BackendAlone(Impl):
         return getattr(b, "delete" if name == "delete_if_exists" else name)
 
 
+class LmdbMainFloor(Impl):
+    """Bare py-lmdb with the same flags, its keys in the main (unnamed) database: ``get`` and ``exists`` only.
+
+    The cheapest read LMDB offers: one read transaction, one lookup, no named
+    database and no state record. The disk backend keeps its data in a named
+    database per generation and reads its state record first (what makes
+    clear and restore switch generations atomically across processes); this
+    second floor shows what those cost (see notes.md).
+    """
+
+    label = "bare py-lmdb, main database"
+
+    def __init__(self, path: str, flags: dict[str, Any]) -> None:
+        import lmdb
+
+        self.path = path
+        for name in (path, path + "-lock"):
+            if os.path.isfile(name):
+                os.remove(name)
+        shutil.rmtree(path, ignore_errors=True)
+        self.env = lmdb.open(path, max_dbs=0, max_spare_txns=0, **flags)
+
+    def populate(self, n: int, items: list[tuple[str, bytes]]) -> None:
+        env = self.env
+        with env.begin(write=True) as txn:
+            txn.drop(env.open_db(None), delete=False)
+        rows = [(k.encode(), v) for k, v in items]
+        for start in range(0, len(rows), 100_000):
+            with env.begin(write=True) as txn:
+                txn.cursor().putmulti(rows[start : start + 100_000], append=True)
+
+    def close(self) -> None:
+        self.env.close()
+        for name in (self.path, self.path + "-lock"):
+            if os.path.isfile(name):
+                os.remove(name)
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    def op(self, name: str) -> Any:
+        if name not in ("get", "exists"):
+            raise Unsupported("the main-database floor measures get and exists only")
+        return getattr(self, name)
+
+    def get(self, key: str) -> Any:
+        txn = self.env.begin()
+        try:
+            data = txn.get(key.encode())
+        finally:
+            txn.abort()
+        if data is None:
+            raise KeyError(key)
+        return _loads(data)
+
+    def exists(self, key: str) -> bool:
+        txn = self.env.begin()
+        try:
+            return txn.get(key.encode()) is not None
+        finally:
+            txn.abort()
+
+
 class LmdbCore(Impl):
     """The bare py-lmdb floor's transactions called with bytes: its work without serialization."""
 

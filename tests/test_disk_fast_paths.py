@@ -96,8 +96,36 @@ def _no_result_form(node: ast.FunctionDef) -> None:
                 statement.value = ast.Name("result", ast.Load())
 
 
+READ_FIRST = {"get_or_set"}
+"""Writes that first try to answer from a read transaction (a hit writes nothing); the rest is the write shape."""
+
+_READ_FIRST_BLOCK = """
+try:
+    txn = self._begin()
+    try:
+        view = self._view
+        if txn.get(STATE_KEY) == view.writable:
+            current = txn.get(key, None, view.data)
+            if current is not None:
+                return current, True
+    finally:
+        txn.abort()
+except lmdb.Error:
+    pass
+"""
+
+
+def _split_read_first(node: ast.FunctionDef) -> ast.stmt:
+    """Take the read-first block off the front of ``if self._inline:``; that block."""
+    inline = node.body[0]
+    assert isinstance(inline, ast.If) and ast.unparse(inline.test) == "self._inline"
+    return inline.body.pop(0)
+
+
 def _shape(name: str, family: str, step: str, gate: str | None) -> str:
     node = _tree(getattr(backend.DiskBackend, name))
+    if name in READ_FIRST:
+        _split_read_first(node)
     params = [arg.arg for arg in node.args.args[1:]]
     node = _Normalize(params, family, step, gate).visit(node)
     _no_result_form(node)
@@ -109,6 +137,14 @@ def test_the_write_fast_paths_have_one_shape() -> None:
     reference = shapes["increment_by"]
     for name, shape in shapes.items():
         assert shape == reference, f"DiskBackend.{name} no longer has the shape of the other inlined writes"
+
+
+@pytest.mark.parametrize("name", sorted(READ_FIRST))
+def test_a_read_first_write_answers_a_hit_from_a_read_and_only_a_hit(name: str) -> None:
+    block = _split_read_first(_tree(getattr(backend.DiskBackend, name)))
+    assert ast.dump(block) == ast.dump(ast.parse(_READ_FIRST_BLOCK).body[0]), (
+        f"DiskBackend.{name}: the read-first block changed"
+    )
 
 
 def _inlined(name: str, step: str) -> tuple[str, str]:

@@ -331,3 +331,33 @@ def test_a_backup_stops_with_an_error_when_the_map_must_grow_under_it(tmp_path: 
             next(batches)
         reader.close()
         assert kv.backup(tmp_path / "again.kv").total_entries == 2_100
+
+
+@pytest.mark.parametrize(("window", "matching"), [(200, 150), (100, 150)], ids=["range-in-window", "draws-again"])
+def test_random_key_when_every_draw_misses_is_uniform_and_never_walks(
+    kv: KV, monkeypatch: pytest.MonkeyPatch, window: int, matching: int
+) -> None:
+    """Draws that all miss read at most WINDOW keys of the range: sampled from them, or drawn again."""
+    monkeypatch.setattr(sampling, "REJECTION_TRIES", 1)  # the first probe's draws mostly miss
+    monkeypatch.setattr(sampling, "CHUNK_TRIES", 3)  # and so do several retries
+    monkeypatch.setattr(sampling, "WINDOW", window)
+    walked: list[bytes] = []
+    monkeypatch.setattr(sampling, "walk_chunk", lambda *args: walked.append(b"") or ([], True))
+    probe = sampling.random_probe
+    answers: collections.Counter[object] = collections.Counter()
+
+    def counted(*args: object) -> object:
+        answer = probe(*args)  # type: ignore[arg-type]
+        answers[answer if answer is sampling.RETRY else type(answer)] += 1
+        return answer
+
+    monkeypatch.setattr(sampling, "random_probe", counted)
+    wanted = [f"p:{i:05d}" for i in range(matching)]
+    for key in wanted + [f"q:{i:05d}" for i in range(2_000)]:
+        kv.set(key, 1)
+    draws = 40 * matching
+    counts = collections.Counter(kv.random_key("p:") for _ in range(draws))
+    assert not walked
+    assert (answers[sampling.RETRY] > 0) == (matching > window)
+    assert set(counts) == set(wanted)
+    assert chi2(counts, wanted, draws) < matching + 6 * (2 * matching) ** 0.5 + 20

@@ -54,7 +54,25 @@ _RESTORE_SLICE = 2_000
 """Entries a restore indexes between two pauses."""
 
 _PREFIX_DRAWS = 8
-"""Draws from all keys that ``random_key(prefix)`` tries before it bisects."""
+"""Draws from all keys that ``random_key(prefix)`` tries before it bisects, for a prefix not seen yet."""
+
+_PREFIX_DRAWS_MAX = 64
+"""The most draws ``random_key(prefix)`` tries, for a prefix known to hold a wide share of the keys."""
+
+_PREFIX_MEMO = 256
+"""Prefixes whose draw count ``random_key`` remembers (the memo is emptied when it holds more)."""
+
+
+def _prefix_draws(matching: int, n: int) -> int:
+    """Draws worth trying for a prefix holding ``matching`` of ``n`` keys before bisecting.
+
+    About 4 times the expected draws (all miss with probability about e^-4),
+    at most :data:`_PREFIX_DRAWS_MAX`; none below a sixteenth of the keys,
+    where two bisections cost less than the draws.
+    """
+    if not matching or matching * 16 < n:
+        return 0
+    return min(_PREFIX_DRAWS_MAX, -(-4 * n // matching))
 
 
 _CLAIM_DRAWS = 8
@@ -90,11 +108,13 @@ class _Index:
     the key's (cached) hash.
     """
 
-    __slots__ = ("changes", "order", "slot_of", "slots", "tracked")
+    __slots__ = ("changes", "draws", "order", "slot_of", "slots", "tracked")
 
     def __init__(self, tracked: bool) -> None:
         self.tracked = tracked
         self.changes = 0  # keys added or removed one by one since creation
+        # random_key(prefix): draws to try per prefix, from the share it held when last bisected (speed only)
+        self.draws: dict[bytes, int] = {}
         self.order: SortedList[bytes] = SortedList()
         self.slots: list[bytes] = []
         self.slot_of: list[dict[bytes, int]] = [{} for _ in range(_SHARDS)] if tracked else []
@@ -491,18 +511,24 @@ class MemoryBackend(Backend):
                 if n == 0:
                     return None
                 return index.slots[random.randrange(n)] if index.tracked else index.order[random.randrange(n)]
+            draws = index.draws
             if index.tracked and index.slots:
                 # A few uniform draws from all keys, kept when they match, are
                 # a uniform draw among the matching keys; for a wide prefix
-                # this avoids two bisections. A narrow one falls through.
+                # this avoids two bisections. A narrow one falls through. How
+                # many draws comes from earlier calls (the prefix's share when
+                # last bisected), never from this call's draws: still uniform.
                 slots = index.slots
                 n = len(slots)
-                for _ in range(_PREFIX_DRAWS):
+                for _ in range(draws.get(prefix, _PREFIX_DRAWS)):
                     key = slots[int(random.random() * n)]
                     if key.startswith(prefix):
                         return key
             order = index.order
             lo, hi = _bounds(order, prefix)
+            if len(draws) >= _PREFIX_MEMO:
+                draws.clear()
+            draws[prefix] = _prefix_draws(hi - lo, len(order))
             return order[random.randrange(lo, hi)] if hi > lo else None
 
     def random_keys(self, prefix: bytes, count: int, unique: bool) -> list[bytes]:

@@ -81,6 +81,7 @@ from .ops import (
     size_in,
     swap_in,
 )
+from .sampling import RETRY
 from .spec import SCOPE
 
 if TYPE_CHECKING:
@@ -204,6 +205,21 @@ class DiskBackend(Engine, Backend):
 
     def get_or_set(self, key: bytes, value: bytes) -> tuple[bytes, bool]:
         if self._inline:
+            # Read first: a hit writes nothing, so a read transaction answers it, off LMDB's writer lock.
+            # Gated on ``writable``, as the write would be: during a restore a hit goes the write's way.
+            # A miss takes the write path below, whose step looks the key up again.
+            try:
+                txn = self._begin()
+                try:
+                    view = self._view
+                    if txn.get(STATE_KEY) == view.writable:
+                        current = txn.get(key, None, view.data)
+                        if current is not None:
+                            return current, True
+                finally:
+                    txn.abort()
+            except lmdb.Error:
+                pass
             try:
                 txn = self._begin(None, None, True)
             except lmdb.Error:
@@ -301,15 +317,18 @@ class DiskBackend(Engine, Backend):
         return self._random_key_slow(prefix)
 
     def _random_key_slow(self, prefix: bytes) -> bytes | None:
-        found = self._read(INDEX, sampling.random_probe, prefix)
+        found = self._read(INDEX, sampling.random_probe, prefix, sampling.REJECTION_TRIES)
         if found is WALK and self._resume_orphaned_rebuild():
-            found = self._read(INDEX, sampling.random_probe, prefix)
+            found = self._read(INDEX, sampling.random_probe, prefix, sampling.REJECTION_TRIES)
+        while found is RETRY:  # a range of over WINDOW keys: more slots, a transaction of a few ms each
+            pause()
+            found = self._read(INDEX, sampling.random_probe, prefix, sampling.CHUNK_TRIES)
         if found is WALK:
             return self._random_walk(prefix)
         return found
 
     def _random_walk(self, prefix: bytes) -> bytes | None:
-        """Sample by reading every matching key, a chunk per transaction, pausing between chunks.
+        """Sample by reading every matching key, a chunk per transaction, pausing between chunks (no index only).
 
         One pass of weighted reservoir sampling: each chunk's keys replace the
         choice with probability (chunk size / keys seen), so the result is

@@ -7,11 +7,21 @@ the prefix, c leases:
   slot, a random slot), whatever n (:func:`~.index.random_slot`).
 * a range of at most 64 keys is read whole (with the lease keys of the range
   when leases matter).
-* a larger prefix range, with the index: random slots until one matches, at
-  most 64 tries for one key (expected n/k), ``64 + 4 * count`` rejections for
-  several; if they keep missing, or without the index, the keys of the range
-  are read: O(k). A single ``random_key`` then walks the range in chunks of
-  20,000 keys, a transaction each (:func:`walk_chunk`).
+* a larger prefix range, with the index, for one key (``random_key``):
+  random slots until one matches (expected n/k), 64 tries; if they all miss,
+  the range is read up to :data:`WINDOW` (4,096) keys. A range that ends
+  there is sampled from the keys read; a larger one holds more than
+  ``WINDOW`` keys, so each slot matches with probability above WINDOW/n and
+  the draws go on, :data:`CHUNK_TRIES` per transaction with a pause between
+  (:data:`RETRY`): expected at most n/4,096 draws (244 at 1,000,000 keys),
+  each transaction a few milliseconds, and never a walk of the whole range.
+  Every branch is uniform over the matching keys of its transaction's
+  snapshot, and which branch answers does not depend on which key matches,
+  so the answer is uniform.
+* for several keys (``random_keys``): ``64 + 4 * count`` rejections; if they
+  keep missing, the keys of the range are read: O(k).
+* without the index, ``random_key`` walks the range in chunks of 20,000
+  keys, a transaction each (:func:`walk_chunk`): O(k).
 
 Sampling the claimable keys (``claim_random``, ``pop_random``) and distinct
 keys (``random_keys`` with ``unique``) picks one key at a time, each uniform
@@ -35,6 +45,7 @@ among the eligible keys not picked yet, so the set is a uniform subset:
 
 from __future__ import annotations
 
+import enum
 import random as _random
 from itertools import islice
 from random import random
@@ -49,13 +60,28 @@ if TYPE_CHECKING:
 
     from .layout import Txn, View
 
-__all__ = ["WALK_CHUNK", "random_keys", "random_probe", "sample", "walk_chunk"]
+__all__ = ["CHUNK_TRIES", "RETRY", "REJECTION_TRIES", "WALK_CHUNK", "WINDOW", "Retry", "random_keys", "random_probe",
+           "sample", "walk_chunk"]
 
 WALK_CHUNK: Final = 20_000
 """Keys read per transaction when sampling by walking the keys."""
 
 REJECTION_TRIES: Final = 64
-"""Random slots tried for one key with the prefix before walking the prefix range."""
+"""Random slots tried for one key with the prefix before reading up to :data:`WINDOW` keys of its range."""
+
+WINDOW: Final = 4096
+"""Keys of a prefix range read when the random slots of a probe miss: a range that ends there is sampled from them."""
+
+CHUNK_TRIES: Final = 1024
+"""Random slots tried per transaction once a probe found the range larger than :data:`WINDOW` (a few ms)."""
+
+
+class Retry(enum.Enum):
+    RETRY = "retry"
+
+
+RETRY: Final = Retry.RETRY
+"""Returned by a probe whose draws missed in a range larger than :data:`WINDOW`: draw again, after a pause."""
 
 REJECTIONS: Final = 64
 """Rejected slot draws allowed, plus 4 per wanted key, before the exact fallback."""
@@ -75,29 +101,43 @@ _sample = _random.sample
 # One key.
 
 
-def random_probe(txn: Txn, view: View, prefix: bytes) -> bytes | None | Walk:
-    """Sample in one short read; :data:`~.index.WALK` when only walking the keys can answer."""
+def random_probe(txn: Txn, view: View, prefix: bytes, tries: int) -> bytes | None | Walk | Retry:
+    """Sample in one short read; :data:`~.index.WALK` when only walking the keys can answer.
+
+    With a prefix: a range of at most ``SMALL_RANGE`` keys is read whole;
+    else ``tries`` random slots, kept when they match; if they all miss, the
+    range is read up to :data:`WINDOW` keys and, if it ends there, sampled
+    from them; else :data:`RETRY` (the range holds more than ``WINDOW`` keys).
+    """
     if not prefix:
         return random_slot(txn, view) if view.indexed else WALK
     # A small prefix range: read it whole.
     cursor = txn.cursor(view.data)
     if not cursor.set_range(prefix):
         return None
-    head = list(islice(cursor.iternext(keys=True, values=False), SMALL_RANGE + 1))
+    found = cursor.iternext(keys=True, values=False)
+    head = list(islice(found, SMALL_RANGE + 1))
     head = head[: matching(head, prefix)]
     if len(head) <= SMALL_RANGE:
         return head[int(random() * len(head))] if head else None
-    if view.indexed:
-        # Uniform over the index, kept only when it has the prefix: uniform over the prefix.
-        slots = txn.cursor(view.slots)
-        if slots.last():
-            count = int.from_bytes(slots.key(), "big") + 1
-            for _ in range(REJECTION_TRIES):
-                if slots.set_key(int(random() * count).to_bytes(8, "big")):
-                    key = slots.value()
-                    if key.startswith(prefix):
-                        return key
-    return WALK
+    if not view.indexed:
+        return WALK
+    # Uniform over the index, kept only when it has the prefix: uniform over the prefix.
+    slots = txn.cursor(view.slots)
+    if not slots.last():
+        return WALK  # keys without slots: a damaged index
+    count = int.from_bytes(slots.key(), "big") + 1
+    for _ in range(tries):
+        if slots.set_key(int(random() * count).to_bytes(8, "big")):
+            key = slots.value()
+            if key.startswith(prefix):
+                return key
+    # Every draw missed: a bounded read of the range (``found`` is past the head, all of it matching).
+    more = list(islice(found, WINDOW + 1 - len(head)))
+    head += more[: matching(more, prefix)]
+    if len(head) <= WINDOW:
+        return head[int(random() * len(head))]
+    return RETRY
 
 
 def walk_chunk(txn: Txn, view: View, prefix: bytes, after: bytes | None) -> tuple[list[bytes], bool]:

@@ -512,6 +512,8 @@ def run_reads(cfg: dict[str, Any], results: dict[str, Any], workdir: str, lmdb_f
         results["reads"] = {"skipped": skipped.get("disk") or skipped["lmdb"], "cores": cores}
         return
     n = cfg["reads_keys"]
+    # The disk backend grows its map as it fills: the flags read from a small store carry a small map_size.
+    lmdb_flags = dict(lmdb_flags, map_size=max(lmdb_flags.get("map_size", 0), 1 << 30))
     snapshots = SNAPSHOTS.setdefault(workdir, Snapshots(workdir))
     impls = {"disk": KVImpl("locust_kv disk", open_kv(backend="disk", path=os.path.join(workdir, "reads-disk.lmdb")),
                             snapshots),

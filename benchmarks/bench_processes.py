@@ -143,14 +143,25 @@ def _read_worker(kind: str, target: Any, op: str, n_keys: int, seconds: float, s
         deadline = start + int(seconds * 1e9)
         now = start
         batches = [keys[i : i + 512] for i in range(0, len(keys), 512)]
+        cpu, waited = time.process_time_ns(), _run_queue_wait_ns()
         while now < deadline:
             for key in batches[(done // 512) % len(batches)]:
                 call(key)
             done += 512
             now = time.monotonic_ns()
-        results.put((start, now, done))
+        cpu, waited = time.process_time_ns() - cpu, _run_queue_wait_ns() - waited
+        results.put((start, now, done, cpu, waited))
     finally:
         close()
+
+
+def _run_queue_wait_ns() -> int:
+    """Nanoseconds this process has been runnable but waiting for a CPU (Linux schedstat; 0 elsewhere)."""
+    try:
+        with open("/proc/self/schedstat") as f:
+            return int(f.read().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
 
 
 def run_reads(kind: str, target: Any, op: str, processes: int, seconds: float, n_keys: int) -> dict[str, Any]:
@@ -167,9 +178,14 @@ def run_reads(kind: str, target: Any, op: str, processes: int, seconds: float, n
         w.join(timeout=60)
         if w.exitcode != 0:
             raise RuntimeError(f"a {kind} reader exited with {w.exitcode}")
+    wall = sum(e - s for s, e, *_ in spans)
     return {
         "processes": processes,
-        "calls": sum(d for _, _, d in spans),
-        "seconds": (max(e for _, e, _ in spans) - min(s for s, _, _ in spans)) / 1e9,
-        "per_second": sum(d / ((e - s) / 1e9) for s, e, d in spans),
+        "calls": sum(d for _, _, d, *_ in spans),
+        "seconds": (max(e for _, e, *_ in spans) - min(s for s, *_ in spans)) / 1e9,
+        "per_second": sum(d / ((e - s) / 1e9) for s, e, d, *_ in spans),
+        # Where the readers' time went: on a CPU, waiting for one (other processes), or neither (blocked).
+        "cpu_ns_per_call": sum(c for *_, c, _ in spans) / sum(d for _, _, d, *_ in spans),
+        "on_cpu": sum(c for *_, c, _ in spans) / wall,
+        "run_queue": sum(q for *_, q in spans) / wall,
     }

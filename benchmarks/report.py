@@ -817,6 +817,28 @@ def _reads_section(results: dict[str, Any], w: Any) -> None:
                 cells.append(f"{s.median:.2f}x" if s else "—")
             w(f"| {op} | {LABELS[kind]} | " + " | ".join(cells) + " |")
     w("")
+    if not any("on_cpu" in r for kind in reads["runs"].values() for by_p in kind.values() for runs in by_p.values()
+               for r in runs):
+        return
+    w("Where the readers' time went (medians over rounds; Linux `/proc/self/schedstat`): CPU time per call, and the "
+      "share of the readers' wall time spent on a CPU, waiting for one (runnable, other processes ran) and neither "
+      "(blocked: a lock, I/O). Reads that stop scaling while *waiting for a CPU* grows ran out of cores; a growing "
+      "*blocked* share, or CPU per call growing with processes, would be contention between readers.")
+    w("")
+    w("| read | implementation | processes | CPU per call (ns) | on a CPU | waiting for a CPU | blocked |")
+    w("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    for op in reads["ops"]:
+        for kind in ("disk", "lmdb"):
+            for p, runs in reads["runs"][kind][op].items():
+                runs = [r for r in runs if "on_cpu" in r]
+                if not runs:
+                    continue
+                cpu = summarise([r["cpu_ns_per_call"] for r in runs]).median
+                on = summarise([r["on_cpu"] for r in runs]).median
+                queue = summarise([r["run_queue"] for r in runs]).median
+                blocked = summarise([max(0.0, 1 - r["on_cpu"] - r["run_queue"]) for r in runs]).median
+                w(f"| {op} | {LABELS[kind]} | {p} | {cpu:,.0f} | {on:.0%} | {queue:.0%} | {blocked:.0%} |")
+    w("")
 
 
 def _stalls_section(results: dict[str, Any], w: Any) -> None:

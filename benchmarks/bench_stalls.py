@@ -217,7 +217,7 @@ def measure_backend(backend: str, n: int, snapshot: str, workdir: str, redis_por
             for _ in range(times):
                 try:
                     stall, wall, waited = ticker.measure(call)
-                except Exception as exc:  # an operation that fails is reported, not fatal
+                except Exception as exc:  # noqa: BLE001 (an operation that fails is reported in its row, not fatal)
                     error = f"{type(exc).__name__}: {exc}"
                     break
                 if stall >= worst:
@@ -282,8 +282,9 @@ def main(argv: list[str] | None = None) -> int:
 
     snapshot = args.snapshot
     if snapshot is None:
-        from locust_kv.snapshot import write_snapshot
         from peers import dataset
+
+        from locust_kv.snapshot import write_snapshot
 
         snapshot = os.path.join(args.workdir, f"stalls-seed-{args.keys}.snapshot")
         rows = [(k.encode(), v) for k, v in dataset(args.keys)]

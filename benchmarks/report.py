@@ -39,6 +39,10 @@ REPORT_COST_MAX = 0.03
 LOCUST_COST_MAX = 0.05
 BACKUP_US_MAX = 2.0
 RESTORE_US_MAX = 4.0
+SCALING_OF_BARE_MIN = 0.8
+"""Issue 14: the disk backend's P-process/1-process ratio is at least this fraction of bare LMDB's."""
+STALL_MS_MAX = 10.0
+"""Issue 14: no KV call holds a gevent hub longer than this (bench_stalls.py)."""
 
 
 def _ns(value: float) -> str:
@@ -134,6 +138,8 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                                  ok=s.median <= limit, value=s.median))
     if results.get("claims"):
         rows += evaluate_claims(results["claims"])
+    rows += evaluate_scaling_across_processes(results)
+    rows += evaluate_stalls(results)
     locust = results.get("locust")
     if locust:
         for variant in locust["variants"]:
@@ -161,6 +167,100 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                                  measured=f"{added.median:+.1%} timed in place ({added.p25:+.1%}–{added.p75:+.1%}); "
                                           f"the plugin and its operation in all: {cost.median:.1%}",
                                  ok=added.median < limit if limit else True, value=added.median))
+    return rows
+
+
+def _cores(results: dict[str, Any]) -> str:
+    cores = (results.get("reads") or {}).get("cores") or {}
+    if cores:
+        return f"{cores.get('os.cpu_count()')} cores (nproc {cores.get('nproc')})"
+    return f"{results['meta']['machine'].get('cores usable', '?')} cores"
+
+
+def _scale(by_p: dict[str, list[dict[str, Any]]], p: str) -> Stats | None:
+    """Round by round, P processes' total rate over 1 process's."""
+    one, many = by_p.get("1"), by_p.get(p)
+    if not one or not many:
+        return None
+    return summarise([b["per_second"] / a["per_second"] for a, b in zip(one, many)])
+
+
+def scaling_ratios(by_p_ours: dict[str, list[dict[str, Any]]], by_p_bare: dict[str, list[dict[str, Any]]],
+                   p: str) -> tuple[Stats, Stats, Stats] | None:
+    """(our P/1 ratio, bare LMDB's P/1 ratio, ours over bare), each summarised over rounds."""
+    ours, bare = _scale(by_p_ours, p), _scale(by_p_bare, p)
+    if ours is None or bare is None:
+        return None
+    n = min(len(by_p_ours["1"]), len(by_p_bare["1"]), len(by_p_ours[p]), len(by_p_bare[p]))
+    relative = summarise([(by_p_ours[p][i]["per_second"] / by_p_ours["1"][i]["per_second"])
+                          / (by_p_bare[p][i]["per_second"] / by_p_bare["1"][i]["per_second"]) for i in range(n)])
+    return ours, bare, relative
+
+
+def evaluate_scaling_across_processes(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 14: disk reads (and increments) from 2 and 4 processes scale like bare LMDB's with the same flags."""
+    rows: list[dict[str, Any]] = []
+    cores = _cores(results)
+    pairs: list[tuple[str, dict, dict]] = []
+    reads = results.get("reads")
+    if reads and reads.get("skipped"):
+        rows.append(dict(target="disk reads across processes scale like bare LMDB's", group="reads", op="",
+                         measured=f"not measured: {reads['skipped']}", ok=None, value=None))
+    elif reads:
+        pairs += [(op, reads["runs"]["disk"][op], reads["runs"]["lmdb"][op]) for op in reads["ops"]]
+    procs = results.get("processes")
+    if procs and "disk" in procs["runs"] and "lmdb" in procs["runs"]:
+        pairs.append(("increment_by", procs["runs"]["disk"], procs["runs"]["lmdb"]))
+    for op, ours, bare in pairs:
+        for p in ("2", "4"):
+            found = scaling_ratios(ours, bare, p)
+            if found is None:
+                continue
+            mine, theirs, rel = found
+            what = "writes" if op == "increment_by" else "reads"
+            rows.append(dict(
+                target=f"disk {op}: {p}-process {what} scale like bare LMDB's ({p}/1-process ratio at least "
+                       f"{SCALING_OF_BARE_MIN}x bare's; {cores})",
+                group="processes", op=f"{op} x{p}",
+                measured=f"ours {mine.median:.2f}x, bare {theirs.median:.2f}x: {_x(rel)}",
+                ok=rel.median >= SCALING_OF_BARE_MIN, value=rel.median))
+    return rows
+
+
+def _own_stall(row: dict[str, Any]) -> float:
+    """A stall less the time the process spent waiting for a CPU within it (another process's doing)."""
+    return row["stall_ms"] - row.get("cpu_wait_ms", 0.0)
+
+
+def evaluate_stalls(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 14: one row per backend: PASS, or MISS naming every operation over the budget."""
+    stalls = results.get("stalls")
+    if not stalls:
+        return []
+    rows: list[dict[str, Any]] = []
+    n = stalls["n"]
+    for backend, reason in stalls.get("skipped", {}).items():
+        rows.append(dict(target=f"{backend}: no KV call holds the gevent hub over {STALL_MS_MAX:.0f} ms at {n:,} keys",
+                         group="stalls", op=backend, measured=f"not measured: {reason}", ok=None, value=None))
+    for backend, data in stalls["backends"].items():
+        ops = data["ops"]
+        over = sorted((r for r in ops if _own_stall(r) > STALL_MS_MAX), key=lambda r: -_own_stall(r))
+        failed = [r for r in ops if r.get("error")]
+        worst = max(ops, key=_own_stall) if ops else None
+        if over:
+            measured = "over budget: " + ", ".join(
+                f"{r['op']} {r['stall_ms']:.0f} ms" + (f" ({r['cpu_wait_ms']:.0f} waiting for a CPU)"
+                                                      if r.get("cpu_wait_ms", 0) >= 1 else "") for r in over)
+        elif worst:
+            measured = f"longest {worst['stall_ms']:.1f} ms ({worst['op']})"
+        else:
+            measured = "nothing measured"
+        if failed:
+            measured += "; failed: " + ", ".join(r["op"] for r in failed)
+        rows.append(dict(target=f"{backend}: no KV call holds the gevent hub over {STALL_MS_MAX:.0f} ms at {n:,} keys "
+                                "(the longest stall less the time the OS kept the process waiting for a CPU in it)",
+                         group="stalls", op=backend, measured=measured, ok=not over and not failed,
+                         value=worst["stall_ms"] if worst else None))
     return rows
 
 
@@ -493,10 +593,14 @@ def write_results_md(results: dict[str, Any], path: str, same_work: str, notes: 
         _backup_section(results, w)
     if results.get("processes"):
         _processes_section(results, w)
+    if results.get("reads") and not results["reads"].get("skipped"):
+        _reads_section(results, w)
     if results.get("locust"):
         _locust_section(results, w)
     if results.get("claims"):
         _claims_section(results, w, claims_notes)
+    if results.get("stalls"):
+        _stalls_section(results, w)
     if notes:
         w("## Notes")
         w("")
@@ -715,6 +819,109 @@ def _processes_section(results: dict[str, Any], w: Any) -> None:
     w("")
     w("![throughput against process count](processes.png)")
     w("")
+
+
+def _reads_section(results: dict[str, Any], w: Any) -> None:
+    reads = results["reads"]
+    cores = reads["cores"]
+    w("## Reads across processes")
+    w("")
+    w(f"P processes each open one store of {reads['n_keys']:,} keys and call one read for {reads['seconds']:g} s "
+      "(`get` of keys drawn uniformly, `random_key()`, `random_key(\"user:3:\")`, a tenth of the keys); throughput is the "
+      "sum of each process's calls over its own span. Bare py-lmdb runs beside it in the same rounds with the disk "
+      "backend's environment flags. LMDB readers take no lock, so reads can scale up to the number of cores: "
+      f"this machine has os.cpu_count() = {cores.get('os.cpu_count()')}, nproc = {cores.get('nproc')} "
+      f"({cores.get('usable (sched_getaffinity)')} usable), so 4 processes cannot do better than "
+      f"{cores.get('os.cpu_count()')}× one. {reads['rounds']} rounds; "
+      "the scaling ratio is P processes' total over one process's, round by round.")
+    w("")
+    w("| read | implementation | 1 process | 2 processes | 4 processes | 2/1 | 4/1 |")
+    w("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    for op in reads["ops"]:
+        for kind in ("disk", "lmdb"):
+            by_p = reads["runs"][kind][op]
+            cells = []
+            for p in ("1", "2", "4"):
+                if by_p.get(p):
+                    rate = summarise([r["per_second"] for r in by_p[p]])
+                    cells.append(f"{rate.median:,.0f} ({rate.p25:,.0f}–{rate.p75:,.0f})")
+                else:
+                    cells.append("—")
+            for p in ("2", "4"):
+                s = _scale(by_p, p)
+                cells.append(f"{s.median:.2f}x" if s else "—")
+            w(f"| {op} | {LABELS[kind]} | " + " | ".join(cells) + " |")
+    w("")
+    if not any("on_cpu" in r for kind in reads["runs"].values() for by_p in kind.values() for runs in by_p.values()
+               for r in runs):
+        return
+    w("Where the readers' time went (medians over rounds; Linux `/proc/self/schedstat`): CPU time per call, and the "
+      "share of the readers' wall time spent on a CPU, waiting for one (runnable, other processes ran) and neither "
+      "(blocked: a lock, I/O). Reads that stop scaling while *waiting for a CPU* grows ran out of cores; a growing "
+      "*blocked* share, or CPU per call growing with processes, would be contention between readers.")
+    w("")
+    w("| read | implementation | processes | CPU per call (ns) | on a CPU | waiting for a CPU | blocked |")
+    w("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    for op in reads["ops"]:
+        for kind in ("disk", "lmdb"):
+            for p, runs in reads["runs"][kind][op].items():
+                runs = [r for r in runs if "on_cpu" in r]
+                if not runs:
+                    continue
+                cpu = summarise([r["cpu_ns_per_call"] for r in runs]).median
+                on = summarise([r["on_cpu"] for r in runs]).median
+                queue = summarise([r["run_queue"] for r in runs]).median
+                blocked = summarise([max(0.0, 1 - r["on_cpu"] - r["run_queue"]) for r in runs]).median
+                w(f"| {op} | {LABELS[kind]} | {p} | {cpu:,.0f} | {on:.0%} | {queue:.0%} | {blocked:.0%} |")
+    w("")
+
+
+def _stalls_section(results: dict[str, Any], w: Any) -> None:
+    stalls = results["stalls"]
+    w("## Stalls: the longest hold of a gevent hub")
+    w("")
+    w(f"Every public operation on a store of {stalls['n']:,} keys, run from a greenlet of a process monkey-patched "
+      f"as Locust does, while a ticker greenlet sleeps {stalls['tick_ms']:g} ms in a loop: the stall is the longest "
+      "gap between two of its wake-ups beyond what it slept, the time no other user of that process could run. "
+      "Short operations run 5 times (the worst kept), long ones once (`bench_stalls.py`). "
+      f"Budget (issue 14): {stalls['budget_ms']:g} ms. On a shared machine the OS can hold the process off a CPU: "
+      "*waited* is how long the process, runnable, waited for a CPU during the call with the worst stall (Linux "
+      "schedstat); a stall much longer than that wait is the store's own.")
+    w("")
+    backends = list(stalls["backends"])
+    if not backends:
+        w("Nothing measured: " + "; ".join(f"{b}: {r}" for b, r in stalls.get("skipped", {}).items()))
+        w("")
+        return
+    w("| operation | " + " | ".join(f"{b} stall (ms) | waited | call (ms)" for b in backends) + " |")
+    w("| --- | " + " | ".join("---: | ---: | ---:" for _ in backends) + " |")
+    order: list[str] = []
+    for b in backends:
+        order += [r["op"] for r in stalls["backends"][b]["ops"] if r["op"] not in order]
+    for op in order:
+        cells = []
+        for b in backends:
+            row = next((r for r in stalls["backends"][b]["ops"] if r["op"] == op), None)
+            if row is None:
+                cells += ["—", "—", "—"]
+            elif row.get("error"):
+                cells += [f"failed: {row['error']}", "", ""]
+            else:
+                stall = f"{row['stall_ms']:.1f}"
+                waited = f"{row['cpu_wait_ms']:.1f}" if "cpu_wait_ms" in row else "?"
+                cells += [f"**{stall}**" if row["stall_ms"] > stalls["budget_ms"] else stall, waited,
+                          f"{row['wall_ms']:.1f}"]
+        w(f"| {op} | " + " | ".join(cells) + " |")
+    w("")
+    for b in backends:
+        missing = stalls["backends"][b].get("not_measured")
+        if missing:
+            w(f"- {b}: not measured: {', '.join(missing)}")
+            w("")
+    for b, reason in stalls.get("skipped", {}).items():
+        w(f"- {b}: SKIPPED — {reason}")
+    if stalls.get("skipped"):
+        w("")
 
 
 def _locust_section(results: dict[str, Any], w: Any) -> None:

@@ -18,7 +18,13 @@ Sections (``--only`` picks some):
 - ``claims``: the operations of issue 12 (claims, batches, prefixes) on the
   memory, disk and redis backends against their floors; claim_random at
   1,000 and 1,000,000 entries with a fifth of them held, and on a 99% held
-  pool (``bench_claims.py``). With an earlier ``results.json`` in the output directory,
+  pool (``bench_claims.py``).
+- ``reads``: 1, 2 and 4 processes reading one disk store of 100,000 keys
+  (get, random_key, random_key(prefix)) for a fixed time, beside bare
+  py-lmdb with the same flags: total reads/s and how they scale.
+- ``stalls``: every KV operation on 1,000,000 keys (memory, disk, redis)
+  in a monkey-patched gevent process, with the longest time each holds the
+  hub (``bench_stalls.py``; issue 14's budget is 10 ms). With an earlier ``results.json`` in the output directory,
   ``--only`` updates only its sections and keeps the rest.
 
 A peer that cannot run here (no redis-server and no way to install it, no
@@ -49,6 +55,7 @@ import bench_backup  # noqa: E402
 import bench_claims  # noqa: E402
 import bench_locust  # noqa: E402
 import bench_processes  # noqa: E402
+import bench_stalls  # noqa: E402
 import redis_server  # noqa: E402
 import report  # noqa: E402
 from bench_ops import OPS, SCALING_OPS, build_cases, profile_case  # noqa: E402
@@ -74,6 +81,7 @@ FULL = dict(
     locust_rounds=3, locust_seconds=4, locust_users=8,
     claims_keys=10_000, claims_rounds=9, claims_ms=5, claims_redis_rounds=9, claims_redis_ms=25,
     claims_sizes=[1_000, 1_000_000], claims_scale_rounds=15, claims_scale_ms=10, claims_exhausted_keys=10_000,
+    reads_keys=100_000, reads_rounds=3, reads_seconds=1.0, stalls_keys=1_000_000,
 )
 QUICK = dict(
     ops_keys=2_000, ops_rounds=3, ops_ms=3,
@@ -83,8 +91,9 @@ QUICK = dict(
     locust_rounds=1, locust_seconds=2, locust_users=4,
     claims_keys=2_000, claims_rounds=3, claims_ms=2, claims_redis_rounds=3, claims_redis_ms=5,
     claims_sizes=[1_000, 20_000], claims_scale_rounds=3, claims_scale_ms=2, claims_exhausted_keys=2_000,
+    reads_keys=10_000, reads_rounds=1, reads_seconds=0.2, stalls_keys=20_000,
 )
-SECTIONS = ["ops", "processes", "locust", "scaling", "backup", "claims"]
+SECTIONS = ["ops", "processes", "reads", "locust", "scaling", "backup", "claims", "stalls"]
 
 # Assumed only when the disk backend cannot be opened: the flags REFERENCE.md measured.
 FALLBACK_LMDB_FLAGS = {"subdir": False, "sync": False, "metasync": False, "writemap": True, "map_size": 1 << 34}
@@ -491,6 +500,65 @@ def run_processes(impls: dict[str, Any], cfg: dict[str, Any], results: dict[str,
     results["processes"] = {"counters": bench_processes.COUNTERS, "rounds": rounds, "runs": runs}
 
 
+def _nproc() -> str:
+    try:
+        return subprocess.run(["nproc"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def run_reads(cfg: dict[str, Any], results: dict[str, Any], workdir: str, lmdb_flags: dict,
+              skipped: dict[str, str]) -> None:
+    """Reads from 1, 2 and 4 processes on a disk store and on bare py-lmdb with the same flags."""
+    from locust_kv import open_kv
+
+    cores = {"os.cpu_count()": os.cpu_count(), "nproc": _nproc(),
+             "usable (sched_getaffinity)": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None}
+    if "disk" in skipped or "lmdb" in skipped:
+        results["reads"] = {"skipped": skipped.get("disk") or skipped["lmdb"], "cores": cores}
+        return
+    n = cfg["reads_keys"]
+    # The disk backend grows its map as it fills: the flags read from a small store carry a small map_size.
+    lmdb_flags = dict(lmdb_flags, map_size=max(lmdb_flags.get("map_size", 0), 1 << 30))
+    snapshots = SNAPSHOTS.setdefault(workdir, Snapshots(workdir))
+    impls = {"disk": KVImpl("locust_kv disk", open_kv(backend="disk", path=os.path.join(workdir, "reads-disk.lmdb")),
+                            snapshots),
+             "lmdb": LmdbFloor(os.path.join(workdir, "reads-bare.lmdb"), lmdb_flags)}
+    try:
+        log(f"reads: populating {n:,} keys")
+        populate(impls, n)
+        targets = {"disk": {"path": impls["disk"].kv.location}, "lmdb": {"path": impls["lmdb"].path, "flags": lmdb_flags}}
+        counts, rounds, seconds = cfg["process_counts"], cfg["reads_rounds"], cfg["reads_seconds"]
+        runs: dict[str, dict[str, dict[str, list[dict[str, Any]]]]] = {
+            kind: {op: {str(p): [] for p in counts} for op in bench_processes.READ_OPS} for kind in targets}
+        # Rounds outermost and the two kinds back to back, so that a noisy moment hits both alike.
+        for r in range(rounds):
+            for op in bench_processes.READ_OPS:
+                for p in counts:
+                    for kind in targets:
+                        result = bench_processes.run_reads(kind, targets[kind], op, p, seconds, n)
+                        runs[kind][op][str(p)].append(result)
+                        log(f"reads round {r + 1}/{rounds}: {kind} {op} x{p}: {result['per_second']:,.0f}/s")
+    finally:
+        for impl in impls.values():
+            impl.close()
+    results["reads"] = {"n_keys": n, "rounds": rounds, "seconds": seconds, "ops": bench_processes.READ_OPS,
+                        "cores": cores, "runs": runs}
+
+
+def run_stalls(cfg: dict[str, Any], results: dict[str, Any], workdir: str, server: Any,
+               skipped: dict[str, str]) -> None:
+    """Every operation's longest hold of a gevent hub, at 1,000,000 keys, one process per backend."""
+    n = cfg["stalls_keys"]
+    snapshot = SNAPSHOTS.setdefault(workdir, Snapshots(workdir))(n)
+    backends = [b for b in ("memory", "disk", "redis") if b not in skipped]
+    data = bench_stalls.run(backends, n, snapshot, workdir, server.port if server is not None else None, log)
+    for b in ("disk", "redis"):
+        if b in skipped:
+            data["skipped"][b] = skipped[b]
+    results["stalls"] = data
+
+
 def run_locust(cfg: dict[str, Any], results: dict[str, Any]) -> None:
     data = bench_locust.run(cfg["locust_rounds"], cfg["locust_seconds"], cfg["locust_users"],
                             lambda m: log(f"locust: {m}"))
@@ -604,6 +672,8 @@ def main(argv: list[str] | None = None) -> int:
             run_ops(impls, cfg, results)
         if "processes" in sections:
             run_processes(impls, cfg, results, lmdb_meta["flags"])
+        if "reads" in sections:
+            run_reads(cfg, results, workdir, lmdb_meta["flags"], skipped)
         if "locust" in sections:
             run_locust(cfg, results)
         if "scaling" in sections:
@@ -612,6 +682,8 @@ def main(argv: list[str] | None = None) -> int:
             run_backup(impls, cfg, results, workdir, by_size)
         if "claims" in sections:
             run_claims(cfg, results, workdir, server, skipped)
+        if "stalls" in sections:
+            run_stalls(cfg, results, workdir, server, skipped)
     finally:
         for impl in [*impls.values(), *(i for group in by_size.values() for i in group.values())]:
             try:

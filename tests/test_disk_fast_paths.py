@@ -100,18 +100,22 @@ READ_FIRST = {"get_or_set"}
 """Writes that first try to answer from a read transaction (a hit writes nothing); the rest is the write shape."""
 
 _READ_FIRST_BLOCK = """
-try:
-    txn = self._begin()
+if self._read_first_skip:
+    self._read_first_skip -= 1
+else:
     try:
-        view = self._view
-        if txn.get(STATE_KEY) == view.writable:
-            current = txn.get(key, None, view.data)
-            if current is not None:
-                return current, True
-    finally:
-        txn.abort()
-except lmdb.Error:
-    pass
+        txn = self._begin()
+        try:
+            view = self._view
+            if txn.get(STATE_KEY) == view.writable:
+                current = txn.get(key, None, view.data)
+                if current is not None:
+                    return current, True
+        finally:
+            txn.abort()
+    except lmdb.Error:
+        pass
+    self._read_first_skip = READ_FIRST_SKIP
 """
 
 

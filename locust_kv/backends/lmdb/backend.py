@@ -47,7 +47,7 @@ import os
 import secrets
 from random import random
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import lmdb
 
@@ -91,6 +91,10 @@ if TYPE_CHECKING:
 __all__ = ["DiskBackend"]
 
 
+
+READ_FIRST_SKIP: Final = 15
+"""After a get_or_set miss, the calls that go straight to the write transaction (see get_or_set)."""
+
 class DiskBackend(Engine, Backend):
     """A store in an LMDB file, shared by every process that opens its path. See the module docstring."""
 
@@ -99,6 +103,8 @@ class DiskBackend(Engine, Backend):
 
     def __init__(self, spec: DiskSpec) -> None:
         Engine.__init__(self, spec)
+        self._read_first_skip = 0
+        """get_or_set calls left that skip the read-first try (see get_or_set)."""
 
     # -- single keys: the inlined fast paths (reads) -------------------------------------------
 
@@ -207,19 +213,25 @@ class DiskBackend(Engine, Backend):
         if self._inline:
             # Read first: a hit writes nothing, so a read transaction answers it, off LMDB's writer lock.
             # Gated on ``writable``, as the write would be: during a restore a hit goes the write's way.
-            # A miss takes the write path below, whose step looks the key up again.
-            try:
-                txn = self._begin()
+            # A miss takes the write path below, whose step looks the key up again; after a miss the
+            # next READ_FIRST_SKIP calls go straight to the write, so a run of misses (ids handed out
+            # once) pays the extra read once in READ_FIRST_SKIP + 1 calls, and a run of hits never.
+            if self._read_first_skip:
+                self._read_first_skip -= 1
+            else:
                 try:
-                    view = self._view
-                    if txn.get(STATE_KEY) == view.writable:
-                        current = txn.get(key, None, view.data)
-                        if current is not None:
-                            return current, True
-                finally:
-                    txn.abort()
-            except lmdb.Error:
-                pass
+                    txn = self._begin()
+                    try:
+                        view = self._view
+                        if txn.get(STATE_KEY) == view.writable:
+                            current = txn.get(key, None, view.data)
+                            if current is not None:
+                                return current, True
+                    finally:
+                        txn.abort()
+                except lmdb.Error:
+                    pass
+                self._read_first_skip = READ_FIRST_SKIP
             try:
                 txn = self._begin(None, None, True)
             except lmdb.Error:

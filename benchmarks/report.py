@@ -499,10 +499,8 @@ def _in_context_us(locust: dict[str, Any], variant: dict[str, Any]) -> list[floa
 
 
 def _locust_cost(locust: dict[str, Any], variant: dict[str, Any]) -> Stats:
-    """The KV operation's share of an iteration's CPU time, measured in place, per round."""
-    runs = locust["results"][variant["name"]]
-    per_iteration = [r["cpu_seconds"] / r["iterations"] * 1e6 for r in runs]
-    return summarise([kv / it for kv, it in zip(_in_context_us(locust, variant), per_iteration)])
+    """The KV operation's share of an iteration's CPU time, measured in place, over the rounds."""
+    return summarise(_per_round_cost(locust, variant))
 
 
 def _per_round_cost(locust: dict[str, Any], variant: dict[str, Any]) -> list[float]:

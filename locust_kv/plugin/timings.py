@@ -75,20 +75,6 @@ class OperationTimings:
     errors: dict[str, int] = field(default_factory=dict)
     """Failures by catalogued error name (the exception's class name for others)."""
 
-    def record(self, microseconds: float, error: str | None = None) -> None:
-        self.count += 1
-        self.total_us += microseconds
-        if microseconds < self.min_us:
-            self.min_us = microseconds
-        if microseconds > self.max_us:
-            self.max_us = microseconds
-        bucket = bucket_of(microseconds)
-        buckets = self.buckets
-        buckets[bucket] = buckets.get(bucket, 0) + 1
-        if error is not None:
-            self.failures += 1
-            self.errors[error] = self.errors.get(error, 0) + 1
-
     def merge(self, other: OperationTimings) -> None:
         self.count += other.count
         self.failures += other.failures

@@ -464,7 +464,8 @@ class DiskBackend(Engine, Backend):
         return self._write(WRITE, claims.claim_random, prefix, count, ttl_ms, owner, self.clock)
 
     def release_claims(self, refs: list[tuple[bytes, int]]) -> list[bool]:
-        return self._write(DELETE, claims.release_claims, refs, self.clock)
+        # A release is a completion that keeps the key.
+        return self._write(DELETE, claims.complete_claims, refs, False, self.clock, delete_in)
 
     def complete_claims(self, refs: list[tuple[bytes, int]], delete: bool) -> list[bool]:
         return self._write(DELETE, claims.complete_claims, refs, delete, self.clock, delete_in)

@@ -21,7 +21,7 @@ from .sampling import sample
 if TYPE_CHECKING:
     from .layout import Txn, View
 
-__all__ = ["allocation_stats", "claim_keys", "claim_random", "complete_claims", "release_claims", "renew_claims", "stats"]
+__all__ = ["allocation_stats", "claim_keys", "claim_random", "complete_claims", "renew_claims", "stats"]
 
 
 def _grant(
@@ -103,21 +103,6 @@ def _live_lease(txn: Txn, view: View, key: bytes, token: int, now: int) -> bytes
     if held != token or expires <= now:
         return None
     return record
-
-
-def release_claims(
-    txn: Txn, view: View, refs: list[tuple[bytes, int]], clock: Callable[[], int]
-) -> list[bool]:
-    now = clock()
-    results = []
-    for key, token in refs:
-        record = _live_lease(txn, view, key, token, now)
-        if record is None:
-            results.append(False)
-            continue
-        drop_lease(txn, view, key, record)
-        results.append(True)
-    return results
 
 
 def complete_claims(

@@ -67,20 +67,31 @@ def _worker(kind: str, target: Any, n: int, barrier: Any, results: Any) -> None:
         close()
 
 
-def run_config(kind: str, target: Any, processes: int, n: int, read_total: Any) -> dict[str, Any]:
-    """One run: ``processes`` workers of ``kind`` doing ``n`` increments each."""
+def _run_processes(processes: int, what: str, job: Any) -> list[Any]:
+    """Start ``processes`` spawned processes, ``job(i, barrier, results)`` giving each its target and
+    arguments; what each put on the results queue, once all have exited with 0."""
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(processes)
     results = ctx.Queue()
-    before = read_total(_keys())
-    workers = [ctx.Process(target=_worker, args=(kind, target, n, barrier, results)) for _ in range(processes)]
+    workers = []
+    for i in range(processes):
+        target, args = job(i, barrier, results)
+        workers.append(ctx.Process(target=target, args=args))
     for w in workers:
         w.start()
     spans = [results.get(timeout=600) for _ in workers]
     for w in workers:
         w.join(timeout=60)
         if w.exitcode != 0:
-            raise RuntimeError(f"a {kind} worker exited with {w.exitcode}")
+            raise RuntimeError(f"{what} exited with {w.exitcode}")
+    return spans
+
+
+def run_config(kind: str, target: Any, processes: int, n: int, read_total: Any) -> dict[str, Any]:
+    """One run: ``processes`` workers of ``kind`` doing ``n`` increments each."""
+    before = read_total(_keys())
+    spans = _run_processes(processes, f"a {kind} worker", lambda i, barrier, results: (
+        _worker, (kind, target, n, barrier, results)))
     after = read_total(_keys())
     seconds = (max(e for _, e in spans) - min(s for s, _ in spans)) / 1e9
     return {
@@ -166,18 +177,8 @@ def _run_queue_wait_ns() -> int:
 
 def run_reads(kind: str, target: Any, op: str, processes: int, seconds: float, n_keys: int) -> dict[str, Any]:
     """One run: ``processes`` workers of ``kind`` each calling ``op`` for ``seconds``."""
-    ctx = multiprocessing.get_context("spawn")
-    barrier = ctx.Barrier(processes)
-    results = ctx.Queue()
-    workers = [ctx.Process(target=_read_worker, args=(kind, target, op, n_keys, seconds, 1000 + i, barrier, results))
-               for i in range(processes)]
-    for w in workers:
-        w.start()
-    spans = [results.get(timeout=600) for _ in workers]
-    for w in workers:
-        w.join(timeout=60)
-        if w.exitcode != 0:
-            raise RuntimeError(f"a {kind} reader exited with {w.exitcode}")
+    spans = _run_processes(processes, f"a {kind} reader", lambda i, barrier, results: (
+        _read_worker, (kind, target, op, n_keys, seconds, 1000 + i, barrier, results)))
     wall = sum(e - s for s, e, *_ in spans)
     return {
         "processes": processes,

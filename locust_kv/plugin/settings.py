@@ -78,7 +78,7 @@ OPTIONS: Final[tuple[Option, ...]] = (
     Option("restore_max_bytes", int, 0, "<n>", "Refuse a snapshot with more key+value bytes than this (0: no cap)."),
     Option("backup_to", str, None, "<snapshot>", "Snapshot to write once, after every user has stopped (on the master or standalone process)."),
     Option("clear", bool, False, None, "Remove every key once, before any user starts."),
-    Option("report", str, "off", "<mode>", 'KV statistics: "kv" (the flag alone) keeps a table of its own per operation, in microseconds, with failures by error name (console, CSV, JSON, the web UI\'s KV tab, the HTML report), and leaves Locust\'s request statistics to the load; "requests" also mirrors every KV operation into Locust\'s statistics as a request of type "KV" (costs about 10 us per operation, and the KV rows count in Locust\'s totals); "off": none. Default: off.', choices=REPORT_MODES, bare="kv"),
+    Option("report", str, "off", "<mode>", 'KV statistics: "kv" (the flag alone) keeps a table of its own per operation, in microseconds, with failures by error name (console, CSV, JSON, the web UI\'s KV tab, the HTML report), and leaves Locust\'s request statistics to the load; "requests" also mirrors every KV operation into Locust\'s statistics as a request of type "KV" (Locust\'s statistics cost about 2 us more per operation than "kv", and the KV rows count in Locust\'s totals); "off": none. Default: off.', choices=REPORT_MODES, bare="kv"),
     Option("mask_prefix", str, None, "<prefixes>", "Comma-separated key prefixes whose values the web UI's key browser never shows (test passwords, tokens); keys stay visible. Default: none."),
 )
 

@@ -158,18 +158,23 @@ def test_the_store_works_in_every_hook_with_processes(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
     result = run_locust(
-        "http_kv.py", "--headless", "-u", "2", "-r", "10", "-t", "3s", "--processes", "2", "--kv-backend", "disk",
+        "http_kv.py", "--headless", "-u", "4", "-r", "10", "-t", "3s", "--processes", "2", "--kv-backend", "disk",
         "--kv-path", str(tmp_path / "store.lmdb"), cwd=tmp_path, env={"KV_TEST_OUT": str(out)},
     )  # fmt: skip
     assert result.returncode == 0, describe(result)
-    seen = _hooks(out)
-    # before_load and after_load run once, on the master; test_start and test_stop on every process.
-    assert seen == Counter(
-        {"before_load:master": 1, "after_load:master": 1, "test_start:master": 1, "test_stop:master": 1,
-         "test_start:worker": 2, "test_stop:worker": 2}
-    ), seen  # fmt: skip
+    by_process = {log.name: Counter(log.read_text().split()) for log in out.glob("hooks-*.txt")}
+    # before_load and after_load run once, on the master; test_start and test_stop on the master and on
+    # each worker that Locust gave users (on a loaded machine it may give them all to one worker).
+    (master,) = [seen for seen in by_process.values() if "before_load:master" in seen]
+    assert master == Counter(
+        {"before_load:master": 1, "after_load:master": 1, "test_start:master": 1, "test_stop:master": 1}
+    ), by_process  # fmt: skip
+    workers = [seen for seen in by_process.values() if seen is not master]
+    assert 1 <= len(workers) <= 2, by_process
+    assert all(seen == Counter({"test_start:worker": 1, "test_stop:worker": 1}) for seen in workers), by_process
     with open_kv(backend="disk", path=str(tmp_path / "store.lmdb")) as kv:
-        assert kv.get("hook:test_start:worker") == 2 and kv.get("hook:test_stop:worker") == 2
+        # Each hook's increment reached the one store: as many as the workers logged.
+        assert kv.get("hook:test_start:worker") == kv.get("hook:test_stop:worker") == len(workers)
         assert kv.get("visits") > 0
 
 

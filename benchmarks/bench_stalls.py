@@ -203,8 +203,12 @@ def _open(backend: str, n: int, workdir: str, redis_port: int | None) -> Any:
 
 
 def measure_backend(backend: str, n: int, snapshot: str, workdir: str, redis_port: int | None,
-                    log: Callable[[str], None]) -> dict[str, Any]:
-    """Every operation's longest stall on ``backend``, in this (monkey-patched) process."""
+                    log: Callable[[str], None], only: list[str] | None = None) -> dict[str, Any]:
+    """Every operation's longest stall on ``backend``, in this (monkey-patched) process.
+
+    ``only``: run just the operations whose names start with one of these
+    (the first restore always runs: it fills the store).
+    """
     import gevent
 
     kv = _open(backend, n, workdir, redis_port)
@@ -212,7 +216,9 @@ def measure_backend(backend: str, n: int, snapshot: str, workdir: str, redis_por
     backup_path = os.path.join(workdir, f"stalls-{backend}-{n}.snapshot")
     rows = []
     try:
-        for name, call, times in _operations(kv, n, snapshot, backup_path):
+        for position, (name, call, times) in enumerate(_operations(kv, n, snapshot, backup_path)):
+            if only and position > 0 and not any(name.startswith(o) for o in only):
+                continue
             worst, total, worst_wait, error = 0.0, 0.0, 0.0, None
             for _ in range(times):
                 try:
@@ -273,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--redis-port", type=int)
     parser.add_argument("--json", help="write the figures here")
+    parser.add_argument("--ops", help="comma-separated name prefixes: measure only these operations "
+                        "(after the first restore, which fills the store)")
     args = parser.parse_args(argv)
     sys.path.insert(0, HERE)
     t0 = time.monotonic()
@@ -290,7 +298,8 @@ def main(argv: list[str] | None = None) -> int:
         rows = [(k.encode(), v) for k, v in dataset(args.keys)]
         write_snapshot(snapshot, (rows[i : i + 10_000] for i in range(0, len(rows), 10_000)), "memory", "json")
         del rows
-    data = measure_backend(args.backend, args.keys, snapshot, args.workdir, args.redis_port, log)
+    only = [o.strip() for o in args.ops.split(",") if o.strip()] if args.ops else None
+    data = measure_backend(args.backend, args.keys, snapshot, args.workdir, args.redis_port, log, only)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(data, f)

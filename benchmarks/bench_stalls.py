@@ -176,6 +176,7 @@ def _operations(kv: Any, n: int, snapshot: str, backup_path: str) -> list[tuple[
         (f"claim_random_many ({big}, 10)", claims("many", lambda: kv.claim_random_many(big, 10)), 1),
         ("complete_claims (10)", lambda: kv.complete_claims(state["many"]), 1),
         ("allocation_stats ()", kv.allocation_stats, 1),
+        (f"allocation_stats ({big}, a tenth)", lambda: kv.allocation_stats(big), 1),
         ("stats", kv.stats, 1),
         ("rebuild_key_list", kv.rebuild_key_list, 1),
         ("backup", lambda: kv.backup(backup_path), 1),

@@ -361,3 +361,167 @@ def test_random_key_when_every_draw_misses_is_uniform_and_never_walks(
     assert (answers[sampling.RETRY] > 0) == (matching > window)
     assert set(counts) == set(wanted)
     assert chi2(counts, wanted, draws) < matching + 6 * (2 * matching) ** 0.5 + 20
+
+
+# -- several keys: random slots raced against a read of the range ------------------------------
+
+
+class _CountingReader(sampling.RangeReader):
+    read_keys: list[int] = []
+
+    def read(self, wanted: int) -> None:
+        before = len(self.keys)
+        super().read(wanted)
+        _CountingReader.read_keys.append(len(self.keys) - before)
+
+
+@pytest.fixture
+def counted_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    _CountingReader.read_keys = []
+    monkeypatch.setattr(sampling, "RangeReader", _CountingReader)
+    return _CountingReader.read_keys
+
+
+def _fill(kv: KV, matching: int, others: int) -> list[str]:
+    wanted = [f"p:{i:05d}" for i in range(matching)]
+    kv.set_many([(key, 1) for key in wanted] + [(f"q:{i:05d}", 1) for i in range(others)])
+    return wanted
+
+
+@pytest.mark.parametrize("call", ["random_keys", "random_keys_repeats", "claim_random_many", "pop_random_many"])
+def test_draws_for_several_keys_of_a_tenth_never_read_the_whole_range(
+    kv: KV, counted_reads: list[int], call: str
+) -> None:
+    """A prefix holding a tenth of the store (3,000 of 30,000 keys), 10 keys a call.
+
+    The 64 + 40 misses a first round allows run out in a good share of the
+    calls (90 are expected); the range is then read only as far as the draws
+    went, and the next round finds the keys. Reading all 3,000 keys (what
+    the draws' fallback did before the race) never happens.
+    """
+    wanted = set(_fill(kv, 3_000, 27_000))
+    per_call = []
+    for _ in range(60):
+        counted_reads.clear()
+        if call == "random_keys":
+            got = kv.random_keys("p:", 10)
+        elif call == "random_keys_repeats":
+            got = kv.random_keys("p:", 10, unique=False)
+        elif call == "claim_random_many":
+            claims = kv.claim_random_many("p:", 10)
+            got = [claim.key for claim in claims]
+            kv.release_claims(claims)
+        else:
+            got = [entry.key for entry in kv.pop_random_many("p:", 10)]
+            kv.set_many([(key, 1) for key in got])
+        assert len(got) == 10 and set(got) <= wanted
+        per_call.append(sum(counted_reads))
+    assert any(per_call)  # some first rounds ran out (else this test shows nothing)
+    assert max(per_call) < 1_000
+
+
+@pytest.mark.parametrize("call", ["random_keys", "claim_random_many"])
+def test_several_keys_of_a_small_share_are_a_uniform_subset_whichever_side_wins(
+    kv: KV, counted_reads: list[int], call: str
+) -> None:
+    """150 of 5,150 keys: rounds of draws often miss, the range read sometimes ends first; the subsets stay uniform."""
+    wanted = _fill(kv, 150, 5_000)
+    calls = 600
+    counts: collections.Counter[str] = collections.Counter()
+    for _ in range(calls):
+        if call == "random_keys":
+            got = kv.random_keys("p:", 5)
+        else:
+            claims = kv.claim_random_many("p:", 5)
+            got = [claim.key for claim in claims]
+            kv.release_claims(claims)
+        assert len(got) == len(set(got)) == 5
+        counts.update(got)
+    assert set(counts) <= set(wanted)
+    assert sum(counted_reads) > 0  # the range was read in some calls: both sides of the race answered
+    assert chi2(counts, wanted, 5 * calls) < 150 + 6 * 300**0.5 + 20
+
+
+def test_independent_draws_of_a_small_share_are_uniform(kv: KV) -> None:
+    wanted = _fill(kv, 150, 5_000)
+    counts: collections.Counter[str] = collections.Counter()
+    for _ in range(600):
+        counts.update(kv.random_keys("p:", 5, unique=False))
+    assert set(counts) <= set(wanted)
+    assert chi2(counts, wanted, 3_000) < 150 + 6 * 300**0.5 + 20
+
+
+# -- counts of a large range: one read transaction held across pauses ----------------------------
+
+
+def test_a_count_of_a_large_range_lets_other_greenlets_run(kv: KV, monkeypatch: pytest.MonkeyPatch) -> None:
+    from locust_kv.backends.lmdb import ranges
+
+    monkeypatch.setattr(ranges, "COUNT_STEP", 256)
+    _fill(kv, 20_000, 100)
+    woke = 0
+
+    def ticker() -> None:
+        nonlocal woke
+        while True:
+            woke += 1
+            gevent.sleep(0)
+
+    running = gevent.spawn(ticker)
+    gevent.sleep(0)
+    before = woke
+    assert kv.count("p:") == 20_000
+    during = woke - before
+    assert kv.allocation_stats("p:").total == 20_000
+    running.kill()
+    assert during >= 20  # about 20,000 / 256 pauses
+
+
+@pytest.mark.parametrize("grow", [False, True], ids=["writers", "writers-growing-the-map"])
+def test_a_count_in_steps_is_of_one_snapshot_while_writers_go_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, grow: bool
+) -> None:
+    """Writers add keys of the range ten at a time between the count's steps: every count is of one moment.
+
+    With ``grow``, the writes also make the map grow, which ends every
+    transaction of the process: the count starts again and still answers
+    for one moment.
+    """
+    from locust_kv.backends.lmdb import engine, ranges
+
+    restarts = 0
+
+    class Counted(engine._Interrupted):
+        def __init__(self) -> None:
+            nonlocal restarts
+            restarts += 1
+
+    monkeypatch.setattr(engine, "_Interrupted", Counted)
+    monkeypatch.setattr(ranges, "COUNT_STEP", 128)
+    with open_kv(backend="disk", path=tmp_path / "s.lmdb", map_size=1 << 20 if grow else 64 << 20) as kv:
+        _fill(kv, 5_003, 0)
+        stop = False
+        written = 0
+
+        def writer() -> None:
+            nonlocal written
+            while not stop:
+                batch = [(f"p:w{written + i:07d}", "x" * (2_000 if grow else 1)) for i in range(10)]
+                kv.set_many(batch)
+                written += 10
+                gevent.sleep(0)
+
+        writers = gevent.spawn(writer)
+        resizes = kv._backend._resizes
+        counts = []
+        for _ in range(20):
+            counts.append(kv.count("p:"))
+            gevent.sleep(0)
+        stop = True
+        writers.get(timeout=60)
+        assert written > 0 and counts[-1] > counts[0]
+        assert all(count % 10 == 3 for count in counts), counts  # never a count that mixes two moments
+        if grow:
+            assert kv._backend._resizes > resizes and restarts > 0
+        else:
+            assert restarts == 0

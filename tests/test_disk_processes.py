@@ -363,3 +363,35 @@ def test_the_map_grows_while_os_threads_read_and_write(tmp_path: Path) -> None:
     assert kv.size() == 4 * 1_500
     assert kv._backend._resizes >= 3
     kv.close()
+
+
+def _count_in_child(kv: KV, out: Path) -> None:
+    kv.set("from-child", 1)
+    out.write_text(json.dumps([kv.count("p:"), kv.get("from-child") == 1]))
+
+
+def test_a_fork_during_a_count_in_steps_leaves_the_parents_reader_slot_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A count paused between steps holds a read transaction: the child drops it unaborted, the parent's count goes on."""
+    import gevent
+
+    from locust_kv.backends.lmdb import ranges
+
+    monkeypatch.setattr(ranges, "COUNT_STEP", 64)
+    kv = open_kv(backend="disk", path=tmp_path / "s.lmdb")
+    kv.set_many([(f"p:{i:05d}", i) for i in range(5_000)])
+    counting = gevent.spawn(kv.count, "p:")
+    gevent.sleep(0)  # the count ran its first steps and paused, its transaction open
+    env = kv._backend._env
+    assert kv._backend._step_reads and os.getpid() in reader_pids(env)
+
+    out = tmp_path / "child.json"
+    wait_all_ok([fork_call(_count_in_child, kv, out)])
+    assert json.loads(out.read_text()) == [5_000, True]
+    assert os.getpid() in reader_pids(env)  # the child did not free the parent's slot
+    kv.delete_many([f"p:{i:05d}" for i in range(0, 5_000, 2)])  # pages the count's snapshot still needs
+    assert counting.get(timeout=60) == 5_000
+    # (The child's copy of the counting greenlet may have left a slot of its dead pid: reclaimed as any other.)
+    assert not kv._backend._step_reads and os.getpid() not in reader_pids(env)
+    kv.close()

@@ -8,14 +8,14 @@ in :mod:`.leases`; the random claims draw as :mod:`.sampling` describes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING
 
 from ..base import ClaimRecord
 from .layout import TOKEN_KEY
 from .leases import END, LEASE, OFFSET, drop_lease, end_key, expired_keys, has_leases, next_token
 from .leases import expires as lease_end
-from .ranges import count_range
+from .ranges import all_steps, count_range_steps
 from .sampling import sample
 
 if TYPE_CHECKING:
@@ -145,7 +145,7 @@ def renew_claims(
     return results
 
 
-def _lease_counts(txn: Txn, view: View, prefix: bytes, now: int) -> tuple[int, int]:
+def _lease_counts(txn: Txn, view: View, prefix: bytes, now: int) -> Generator[None, None, tuple[int, int]]:
     """``(live, ended)`` leases on keys with ``prefix``: O(ended) without a prefix, O(leases of the range) with one."""
     if not has_leases(txn, view):
         return 0, 0
@@ -153,15 +153,19 @@ def _lease_counts(txn: Txn, view: View, prefix: bytes, now: int) -> tuple[int, i
     if not prefix:
         return txn.stat(view.claims)["entries"] - len(expired), len(expired)
     ended = sum(1 for key in expired if key.startswith(prefix))
-    return count_range(txn, view.claims, prefix) - ended, ended
+    held = yield from count_range_steps(txn, view.claims, prefix)
+    return held - ended, ended
 
 
 def allocation_stats(
     txn: Txn, view: View, prefix: bytes, clock: Callable[[], int]
-) -> tuple[int, int, int, int]:
-    """``(total, claimable, claimed, expired)``: O(ended leases) without a prefix, O(k + leases of the range) with one."""
-    total = count_range(txn, view.data, prefix)
-    claimed, expired = _lease_counts(txn, view, prefix, clock())
+) -> Generator[None, None, tuple[int, int, int, int]]:
+    """``(total, claimable, claimed, expired)``: O(ended leases) without a prefix, O(k + leases of the range) with one.
+
+    In steps (the engine pauses between them, in the same transaction).
+    """
+    total = yield from count_range_steps(txn, view.data, prefix)
+    claimed, expired = yield from _lease_counts(txn, view, prefix, clock())
     return total, total - claimed, claimed, expired
 
 
@@ -169,7 +173,7 @@ def stats(
     txn: Txn, view: View, clock: Callable[[], int], used_pages: int, page_size: int
 ) -> dict[str, int]:
     """The store's counters: O(1), and O(ended leases) for the lease counts."""
-    claims, expired = _lease_counts(txn, view, b"", clock())
+    claims, expired = all_steps(_lease_counts(txn, view, b"", clock()))
     return {
         "keys": txn.stat(view.data)["entries"],
         "bytes": used_pages * page_size,

@@ -35,12 +35,13 @@ from __future__ import annotations
 import errno
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol, TypeVar
 
 import lmdb
 
+from ..._cooperative import pause
 from ...errors import BucketNotFoundError, DiskStoreFullError, DiskStoreOpenError, RestoreInProgressError, StoreClosedError
 from . import forks, growth
 from .errors import DELETE, NO_SPACE, OPEN, Family, map_lmdb_error, os_error
@@ -94,6 +95,42 @@ class Snapshot(Protocol):
         """The store closes."""
 
 
+class _StepRead:
+    """The read transaction of an operation done in steps (:meth:`Engine._read_in_steps`), as the engine holds it.
+
+    The operation's generator holds the transaction and its cursors in its
+    frame between steps, so it is held here too: a forked child closes it
+    (:meth:`detach`), leaving no reference that the child's ``env.close()``
+    would abort, which would free the parent's reader slot.
+    """
+
+    __slots__ = ("steps", "txn")
+
+    def __init__(self) -> None:
+        self.txn: Txn | None = None
+        self.steps: Generator[None, None, object] | None = None
+
+    def interrupt(self) -> None:
+        """End the transaction (a resize is coming, or the operation is over)."""
+        txn, self.txn = self.txn, None
+        if txn is not None:
+            txn.abort()
+
+    def detach(self) -> None:
+        """In a forked child: forget the parent's transaction without aborting it."""
+        self.txn = None
+        steps, self.steps = self.steps, None
+        if steps is not None:
+            try:
+                steps.close()  # drops the frame's transaction and cursors: a dereference, not an abort
+            except ValueError:
+                pass  # running in a thread that fork() did not copy: it will never run again
+
+
+class _Interrupted(Exception):
+    """A resize ended the transaction of an operation done in steps between two of them: start it again."""
+
+
 # ---------------------------------------------------------------------------
 # The engine.
 
@@ -119,6 +156,7 @@ class Engine:
         self._all_dbs: tuple[Db, ...] = ()  # the main database, the six of the generations and the leases'
         self._view = CLOSED_VIEW
         self._snapshot: Snapshot | None = None
+        self._step_reads: set[_StepRead] = set()  # the read transactions of operations done in steps
         self._side = SideFile.acquire(spec.path)
         try:
             # Fail at open_kv, not at first use, on a store that cannot be opened.
@@ -262,6 +300,8 @@ class Engine:
         snapshot, self._snapshot = self._snapshot, None
         if snapshot is not None:
             snapshot.detach()
+        for held in self._step_reads:
+            held.detach()
         self._close_env()
 
     # -- snapshots: read transactions that outlive an operation -------------------
@@ -328,6 +368,59 @@ class Engine:
         add data and may not (see :meth:`_run`).
         """
         return self._run(family, True, True, op, args, family is not DELETE)
+
+    def _read_in_steps(self, family: Family, op: Callable[..., Generator[None, None, T]], *args: Any) -> T:
+        """``op(txn, view, *args)``, a generator that yields between steps, in one read transaction held across them.
+
+        After each step the process's other greenlets run (:func:`pause`), so
+        a long read (a count of a large range) never holds the hub for more
+        than a step, and the result is still of one snapshot. The
+        transaction is held as a backup's snapshot is: a resize of the map in
+        this process ends it (the remap ends every transaction), and then
+        the operation starts again; it writes nothing, so that is safe.
+        """
+        failure: lmdb.Error
+        for attempt in range(ATTEMPTS):
+            resizes = self._resizes
+            held = _StepRead()
+            self._step_reads.add(held)
+            try:
+                return self._run_steps(held, op, args)
+            except _Interrupted:
+                continue
+            except lmdb.Error as exc:
+                failure = exc
+            finally:
+                self._step_reads.discard(held)
+                held.interrupt()
+            self._recover(family, failure, attempt, resizes)
+        raise family.error(f"{family.what}: the map was resized too many times in a row")
+
+    def _run_steps(self, held: _StepRead, op: Callable[..., Generator[None, None, T]], args: tuple[Any, ...]) -> T:
+        """The steps of ``op`` in ``held``'s transaction, a pause after each; _Interrupted if the transaction ended first."""
+        guard = self._mode.guard
+        with guard():
+            # No local names the transaction: this frame waits in pause() between steps, and a
+            # forked child's env.close() would abort a transaction it still refers to (see _StepRead).
+            held.txn = self._begin()
+            raw = held.txn.get(STATE_KEY)
+            view = self._view
+            if raw != view.raw:
+                view = self._adopt(raw)
+            steps = held.steps = op(held.txn, view, *args)
+        try:
+            while True:
+                with guard():
+                    if held.txn is None:
+                        raise _Interrupted
+                    try:
+                        next(steps)
+                    except StopIteration as done:
+                        result: T = done.value
+                        return result
+                pause()
+        finally:
+            steps.close()
 
     def _write_unchecked(self, family: Family, op: Callable[..., T], *args: Any) -> T:
         """As :meth:`_write`, for the steps of a restore or rebuild, which check the state themselves; they add data."""
@@ -585,6 +678,8 @@ class Engine:
     def _interrupt_snapshot(self) -> None:
         if self._snapshot is not None:
             self._snapshot.interrupt()
+        for held in self._step_reads:
+            held.interrupt()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -596,6 +691,8 @@ class Engine:
         snapshot = self._snapshot
         if snapshot is not None:
             snapshot.close()
+        for held in list(self._step_reads):
+            held.interrupt()
         with self._open_lock:
             self._close_env()
         forks.forget(self)

@@ -1,14 +1,16 @@
 """Reading key ranges: the keys with a prefix, counted or listed, in doubling steps.
 
-Functions of a transaction and a database; none writes.
+Functions of a transaction and a database; none writes. A count is a
+generator that yields between steps, for the engine's ``_read_in_steps``
+(:func:`all_steps` runs one straight through).
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from itertools import islice
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, TypeVar
 
 from ..base import prefix_end
 
@@ -18,13 +20,18 @@ if TYPE_CHECKING:
 
     from .layout import Txn, View
 
-__all__ = ["SMALL_RANGE", "count_range", "count_range_in", "matching", "range_end_test", "range_keys", "range_keys_from", "scan_keys"]
+T = TypeVar("T")
+
+__all__ = ["SMALL_RANGE", "RangeReader", "all_steps", "count_range_in", "count_range_steps", "matching", "range_end_test", "range_keys", "range_keys_from", "scan_keys"]
 
 SMALL_RANGE: Final = 64
 """A prefix range this small is read whole, never sampled by slots."""
 
 STEP_MAX: Final = 1 << 16
 """The largest step of a doubling read."""
+
+COUNT_STEP: Final = 1 << 14
+"""Keys a count reads between two pauses (about 4 ms)."""
 
 
 def range_end_test(prefix: bytes) -> Callable[[bytes], bool]:
@@ -45,6 +52,34 @@ def matching(keys: list[bytes], prefix: bytes) -> int:
     if end is None:
         return next((i for i, key in enumerate(keys) if not key.startswith(prefix)), len(keys))
     return bisect_left(keys, end)
+
+
+class RangeReader:
+    """The keys of ``db`` with ``prefix``, read a part at a time in one transaction (``keys``, ascending)."""
+
+    def __init__(self, txn: Txn, db: Db, prefix: bytes) -> None:
+        cursor = txn.cursor(db)
+        self._found = cursor.iternext(keys=True, values=False) if cursor.set_range(prefix) else iter(())
+        self._prefix = prefix
+        self.keys: list[bytes] = []
+        self.done = False
+        """Whether ``keys`` holds the whole range."""
+
+    def read(self, wanted: int) -> None:
+        """Read up to ``wanted`` more keys of the range."""
+        if self.done:
+            return
+        got = list(islice(self._found, wanted))
+        count = matching(got, self._prefix)
+        self.keys += got if count == len(got) else got[:count]
+        if count < len(got) or len(got) < wanted:
+            self.done = True
+
+    def read_all(self) -> list[bytes]:
+        """The whole range."""
+        while not self.done:
+            self.read(STEP_MAX)
+        return self.keys
 
 
 def range_keys(txn: Txn, db: Db, prefix: bytes, limit: int = -1) -> list[bytes]:
@@ -73,14 +108,20 @@ def range_keys_from(cursor: lmdb.Cursor[bytes], prefix: bytes, limit: int) -> li
         step = min(step * 2, STEP_MAX)
 
 
-def count_range_in(txn: Txn, view: View, prefix: bytes) -> int:
-    return count_range(txn, view.data, prefix)
+def count_range_in(txn: Txn, view: View, prefix: bytes) -> Generator[None, None, int]:
+    """The keys of the data with ``prefix``, in steps (see :func:`count_range_steps`)."""
+    return count_range_steps(txn, view.data, prefix)
 
 
-def count_range(txn: Txn, db: Db, prefix: bytes) -> int:
-    """How many keys of ``db`` start with ``prefix``: the entry count without one, else a cursor walk, O(k)."""
+def count_range_steps(txn: Txn, db: Db, prefix: bytes) -> Generator[None, None, int]:
+    """How many keys of ``db`` start with ``prefix``, yielding after each :data:`COUNT_STEP` keys read.
+
+    The entry count without a prefix (O(1)), else a cursor walk (O(k)): LMDB's
+    B-tree keeps no counts. Run by the engine's ``_read_in_steps``, which
+    lets other greenlets run at each yield, in the same transaction.
+    """
     if not prefix:
-        return txn.stat(db)["entries"]
+        return int(txn.stat(db)["entries"])
     cursor = txn.cursor(db)
     if not cursor.set_range(prefix):
         return 0
@@ -93,7 +134,19 @@ def count_range(txn: Txn, db: Db, prefix: bytes) -> int:
         total += count
         if count < len(got) or len(got) < step:
             return total
-        step = min(step * 2, STEP_MAX)
+        if step == COUNT_STEP:
+            yield
+        step = min(step * 2, COUNT_STEP)
+
+
+def all_steps(steps: Generator[None, None, T]) -> T:
+    """The result of a function done in steps, its steps run back to back."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            result: T = done.value
+            return result
 
 
 def scan_keys(txn: Txn, view: View, prefix: bytes, start: bytes, limit: int) -> tuple[list[bytes], bool]:

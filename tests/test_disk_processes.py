@@ -395,3 +395,38 @@ def test_a_fork_during_a_count_in_steps_leaves_the_parents_reader_slot_alone(
     # (The child's copy of the counting greenlet may have left a slot of its dead pid: reclaimed as any other.)
     assert not kv._backend._step_reads and os.getpid() not in reader_pids(env)
     kv.close()
+
+
+@pytest.mark.parametrize("change", ["set", "clear", "restore"])
+def test_reads_that_skip_the_state_record_see_another_process_change_the_generation(
+    tmp_path: Path, change: str
+) -> None:
+    """get, exists, size and random_key remember the snapshot whose state they checked; any commit elsewhere ends that."""
+    kv = open_kv(backend="disk", path=tmp_path / "s.lmdb")
+    kv.set("k", "before")
+    snapshot = tmp_path / "other.kv"
+    with open_kv(backend="memory", name=str(tmp_path)) as other:
+        other.set("other", "restored")
+        other.backup(snapshot)
+    for _ in range(3):  # the second and third reads skip the state record
+        assert kv.get("k") == "before" and kv.exists("k") and kv.size() == 1 and kv.random_key() == "k"
+    backend = kv._backend
+    assert backend._verified_txn != -1
+
+    def elsewhere(handle: KV) -> None:
+        if change == "set":
+            handle.set("k", "after")
+        elif change == "clear":
+            handle.clear()
+        else:
+            handle.restore(snapshot)
+
+    wait_all_ok([fork_call(lambda: elsewhere(open_kv(backend="disk", path=tmp_path / "s.lmdb")))])
+    if change == "set":
+        assert kv.get("k") == "after" and kv.size() == 1
+    elif change == "clear":
+        assert kv.get("k", None) is None and not kv.exists("k") and kv.size() == 0 and kv.random_key() == ""
+    else:
+        assert kv.get("k", None) is None and kv.get("other") == "restored" and kv.size() == 1
+        assert kv.random_key() == "other"
+    kv.close()

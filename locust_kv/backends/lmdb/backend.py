@@ -114,7 +114,7 @@ class DiskBackend(Engine, Backend):
                 txn = self._begin()
                 try:
                     view = self._view
-                    if txn.get(STATE_KEY) == view.raw:
+                    if txn.id() == self._verified_txn or self._verify(txn, view):
                         return txn.get(key, None, view.data)
                 finally:
                     txn.abort()
@@ -128,7 +128,7 @@ class DiskBackend(Engine, Backend):
                 txn = self._begin()
                 try:
                     view = self._view
-                    if txn.get(STATE_KEY) == view.raw:
+                    if txn.id() == self._verified_txn or self._verify(txn, view):
                         return txn.get(key, None, view.data) is not None
                 finally:
                     txn.abort()
@@ -142,7 +142,7 @@ class DiskBackend(Engine, Backend):
                 txn = self._begin()
                 try:
                     view = self._view
-                    if txn.get(STATE_KEY) == view.raw:
+                    if txn.id() == self._verified_txn or self._verify(txn, view):
                         return txn.stat(view.data)["entries"]
                 finally:
                     txn.abort()
@@ -318,7 +318,7 @@ class DiskBackend(Engine, Backend):
                 txn = self._begin()
                 try:
                     view = self._view
-                    if txn.get(STATE_KEY) == view.raw and view.indexed:
+                    if (txn.id() == self._verified_txn or self._verify(txn, view)) and view.indexed:
                         found = random_slot(txn, view)
                         if found is not WALK:
                             return found

@@ -155,6 +155,8 @@ class Engine:
         self._claims: tuple[Db, Db] | None = None  # the leases' databases (by key, by end), shared by both generations
         self._all_dbs: tuple[Db, ...] = ()  # the main database, the six of the generations and the leases'
         self._view = CLOSED_VIEW
+        self._verified_txn = -1
+        """The id of a read snapshot whose state record was found equal to the view's (see :meth:`_verify`)."""
         self._snapshot: Snapshot | None = None
         self._step_reads: set[_StepRead] = set()  # the read transactions of operations done in steps
         self._side = SideFile.acquire(spec.path)
@@ -268,6 +270,7 @@ class Engine:
         env, self._env = self._env, None
         self._begin = self._lazy_begin
         self._view = CLOSED_VIEW
+        self._verified_txn = -1
         self._dbs = ()
         self._claims = None
         if env is not None:
@@ -329,6 +332,7 @@ class Engine:
     def _adopt(self, raw: bytes | None) -> View:
         """The view of the state record ``raw``, which becomes the one the fast paths compare with."""
         view = self._view = View(raw, State.decode(raw), self._dbs, self._at_limit, self._claims)
+        self._verified_txn = -1
         return view
 
     def _set_at_limit(self, at_limit: bool) -> None:
@@ -337,6 +341,7 @@ class Engine:
         view = self._view
         if view.state is not None:
             self._view = View(view.raw, view.state, self._dbs, at_limit, self._claims)
+            self._verified_txn = -1
 
     def _check_writable(self, txn: Txn, raw: bytes | None) -> View:
         """In a write transaction whose state changed: adopt it, or refuse during a restore."""
@@ -354,6 +359,21 @@ class Engine:
         raw = state.encode()
         txn.put(STATE_KEY, raw)
         return self._adopt(raw)
+
+    def _verify(self, txn: Txn, view: View) -> bool:
+        """Whether the state record in ``txn``'s snapshot is ``view``'s; remembers the snapshot's id when it is.
+
+        The read fast paths skip the state read when their snapshot has the
+        id remembered here: LMDB gives each committed write transaction a
+        new id, so a snapshot with the same id is the same data, state
+        record included. Any commit, in any process, gives the next read a
+        new id, and that read checks the record again. Every change of the
+        view forgets the id.
+        """
+        if txn.get(STATE_KEY) == view.raw:
+            self._verified_txn = txn.id()
+            return True
+        return False
 
     # -- transactions --------------------------------------------------------------
 
@@ -674,6 +694,7 @@ class Engine:
             self._env = None
             self._begin = self._lazy_begin
             self._view = CLOSED_VIEW
+            self._verified_txn = -1
 
     def _interrupt_snapshot(self) -> None:
         if self._snapshot is not None:

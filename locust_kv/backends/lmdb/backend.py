@@ -223,7 +223,7 @@ class DiskBackend(Engine, Backend):
                     txn = self._begin()
                     try:
                         view = self._view
-                        if txn.get(STATE_KEY) == view.writable:
+                        if view.writable is view.raw and (txn.id() == self._verified_txn or self._verify(txn, view)):
                             current = txn.get(key, None, view.data)
                             if current is not None:
                                 return current, True

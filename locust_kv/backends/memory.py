@@ -97,6 +97,9 @@ _DELETE_SLICE = 500
 million keys (the sorted list's removal and the dense list's swap each miss
 the CPU caches), so 2-3 ms."""
 
+_BACKUP_SLICE = 2_000
+"""Entries a backup reads in one critical section (~1 us each)."""
+
 _FREE_SLICE = 5_000
 """Entries a dropped structure frees between two pauses: freeing a key, its
 value and its slot costs up to ~1 us an entry at a million keys (cache
@@ -999,16 +1002,23 @@ class _MemoryBackupReader(BackupReader):
         backend = self._backend
         after: bytes | None = None
         while True:
-            # A lock per batch: concurrent writers (when allowed) interleave
-            # between batches, never inside one.
-            with backend._lock:
-                keys = backend._index.order.irange(minimum=after, inclusive=(False, True))
-                shards = backend._shards
-                batch = [(k, shards[hash(k) % _SHARDS][k]) for k in islice(keys, batch_size)]
+            # A lock per slice of at most _BACKUP_SLICE entries, with a pause
+            # before each: concurrent writers (when allowed) interleave between
+            # slices, never inside one; a strict backup refuses them throughout.
+            batch: list[tuple[bytes, bytes]] = []
+            while len(batch) < batch_size:
+                pause()
+                with backend._lock:
+                    keys = backend._index.order.irange(minimum=after, inclusive=(False, True))
+                    shards = backend._shards
+                    part = [(k, shards[hash(k) % _SHARDS][k]) for k in islice(keys, min(_BACKUP_SLICE, batch_size - len(batch)))]
+                if not part:
+                    break
+                batch += part
+                after = part[-1][0]
             if not batch:
                 return
             yield batch
-            after = batch[-1][0]
 
     def close(self) -> None:
         if not self._closed:

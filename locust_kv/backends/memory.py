@@ -100,9 +100,9 @@ the CPU caches), so 2-3 ms."""
 _BACKUP_SLICE = 2_000
 """Entries a backup reads in one critical section (~1 us each)."""
 
-_FREE_SLICE = 5_000
+_FREE_SLICE = 2_000
 """Entries a dropped structure frees between two pauses: freeing a key, its
-value and its slot costs up to ~1 us an entry at a million keys (cache
+value and its slot costs up to ~1-2 us an entry at a million keys (cache
 misses), and freeing a million-key index at once held the hub for 100 ms."""
 
 _MAX_PAGE: Final = (1 << 62)

@@ -24,11 +24,12 @@ every key-removing operation updates it in the same critical section.
 
 from __future__ import annotations
 
+import gc
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
-from typing import Final
+from typing import Any, Final
 
 from gevent.monkey import get_original
 from sortedcontainers import SortedList
@@ -52,6 +53,9 @@ _REBUILD_ATTEMPTS = 3
 
 _RESTORE_SLICE = 2_000
 """Entries a restore indexes between two pauses."""
+
+_REBUILD_SLICE = 2_000
+"""Keys a rebuild copies into the new index between two pauses (~1 us each at a million keys: most of it the dense list's slot map)."""
 
 _PREFIX_DRAWS = 8
 """Draws from all keys that ``random_key(prefix)`` tries before it bisects, for a prefix not seen yet."""
@@ -88,8 +92,18 @@ _EARLY_WALK_RATIO = 8
 """A batch that wants more than 1/8 of the matching keys walks them from the
 start: rejection draws slow down as the batch fills the keys."""
 
-_DELETE_SLICE = 2_000
-"""Keys ``delete_prefix`` removes in one critical section (a few ms)."""
+_DELETE_SLICE = 500
+"""Keys ``delete_prefix`` removes in one critical section: ~5 us a key at a
+million keys (the sorted list's removal and the dense list's swap each miss
+the CPU caches), so 2-3 ms."""
+
+_BACKUP_SLICE = 2_000
+"""Entries a backup reads in one critical section (~1 us each)."""
+
+_FREE_SLICE = 2_000
+"""Entries a dropped structure frees between two pauses: freeing a key, its
+value and its slot costs up to ~1-2 us an entry at a million keys (cache
+misses), and freeing a million-key index at once held the hub for 100 ms."""
 
 _MAX_PAGE: Final = (1 << 62)
 """A larger scan limit is clamped to this (islice takes at most sys.maxsize); no store holds as many keys."""
@@ -108,7 +122,7 @@ class _Index:
     the key's (cached) hash.
     """
 
-    __slots__ = ("changes", "draws", "order", "slot_of", "slots", "tracked")
+    __slots__ = ("changes", "draws", "journals", "order", "slot_of", "slots", "tracked")
 
     def __init__(self, tracked: bool) -> None:
         self.tracked = tracked
@@ -118,18 +132,34 @@ class _Index:
         self.order: SortedList[bytes] = SortedList()
         self.slots: list[bytes] = []
         self.slot_of: list[dict[bytes, int]] = [{} for _ in range(_SHARDS)] if tracked else []
+        # While it is a _FollowedIndex: the journals of the rebuilds following it.
+        self.journals: list[list[tuple[bool, bytes]]] = []
 
     def extend(self, keys: list[bytes]) -> None:
         """Add distinct keys known to be absent, in bulk."""
         self.changes += len(keys)
         self.order.update(keys)
         if self.tracked:
-            slot_of = self.slot_of
-            slot = len(self.slots)
-            for key in keys:
-                slot_of[hash(key) % _SHARDS][key] = slot
-                slot += 1
-            self.slots.extend(keys)
+            self._track(keys)
+
+    def append_sorted(self, keys: list[bytes]) -> None:
+        """Add distinct keys, ascending and each above every key indexed, in O(len(keys)).
+
+        ``extend`` adds a batch to a large sorted list one key at a time
+        (~2 us each at a million keys); a rebuild copies the keys in order.
+        """
+        self.changes += len(keys)
+        _append_sorted(self.order, keys)
+        if self.tracked:
+            self._track(keys)
+
+    def _track(self, keys: list[bytes]) -> None:
+        slot_of = self.slot_of
+        slot = len(self.slots)
+        for key in keys:
+            slot_of[hash(key) % _SHARDS][key] = slot
+            slot += 1
+        self.slots.extend(keys)
 
     def add(self, key: bytes) -> None:
         self.changes += 1
@@ -147,6 +177,32 @@ class _Index:
             if slot < len(self.slots):
                 self.slots[slot] = last
                 self.slot_of[hash(last) % _SHARDS][last] = slot
+
+
+class _FollowedIndex(_Index):
+    """The live index while a rebuild follows it: every change is also appended to each journal in ``journals``.
+
+    A rebuild turns the live index into one (``__class__`` assignment: same
+    slots) and back, under the lock, so that writers pay for the journal
+    only while such a rebuild runs.
+    """
+
+    __slots__ = ()
+
+    def extend(self, keys: list[bytes]) -> None:
+        _Index.extend(self, keys)
+        for journal in self.journals:
+            journal.extend([(True, key) for key in keys])
+
+    def add(self, key: bytes) -> None:
+        _Index.add(self, key)
+        for journal in self.journals:
+            journal.append((True, key))
+
+    def remove(self, key: bytes) -> None:
+        _Index.remove(self, key)
+        for journal in self.journals:
+            journal.append((False, key))
 
 
 class _Leases:
@@ -418,12 +474,12 @@ class MemoryBackend(Backend):
         with self._lock:
             if self._writers_refused is not None:
                 raise self._writers_refused()
-            old = self._shards
+            old = self._shards, self._index, self._leases
             self._shards = _new_shards()
             self._index = _Index(self._track_keys)
             self._bytes = 0
             self._leases = _Leases(self._leases.seen)
-        _dispose(old)
+        _dispose(*old)
 
     def size(self) -> int:
         return len(self._index.order)
@@ -470,7 +526,7 @@ class MemoryBackend(Backend):
         return list(keys), False
 
     def delete_prefix(self, prefix: bytes, limit: int) -> tuple[int, bool]:
-        """Slices of 2,000 keys (a few ms each), each atomic, with a pause between them."""
+        """Slices of :data:`_DELETE_SLICE` keys (a few ms each), each atomic, with a pause between them."""
         end = prefix_end(prefix)
         deleted = 0
         while True:
@@ -701,23 +757,72 @@ class MemoryBackend(Backend):
         # The index changes in the same critical section as the data, so it
         # cannot drift; rebuilding recomputes it from the keys a chunk at a
         # time, and swaps it in if no key came or went meanwhile (else again).
+        # Writers that keep changing the keys get a last build that follows
+        # their changes instead of holding them off.
         for _ in range(_REBUILD_ATTEMPTS):
-            with self._lock:
-                current = self._index
-                changes = current.changes
-                keys = list(current.order)
-            index = _Index(self._track_keys)
-            for start in range(0, len(keys), CHUNK):
-                index.extend(keys[start : start + CHUNK])
+            if self._rebuild(follow=False):
+                return
+        self._rebuild(follow=True)
+
+    def _rebuild(self, follow: bool) -> bool:
+        """Build an index from the sorted keys, :data:`_REBUILD_SLICE` of them per critical section with a pause between, and swap it in; whether it was.
+
+        Without ``follow``, gives up at the first chunk that finds that a key
+        came or went since the build began: the index is swapped in only if
+        nothing changed meanwhile. With ``follow``, the live index journals
+        every change while the build runs: each critical section takes the
+        journal, the changes to keys at or below the last key copied are
+        replayed into the new index (a change further on is seen when its
+        chunk is copied), and the last one, which finds no key left to copy,
+        replays the rest and swaps: the index swapped in holds exactly the
+        keys of that instant, and writers were never held off. Either way
+        it gives up when the index was replaced meanwhile (clear, restore,
+        close: the new one is fresh). The index dropped, the old one or the
+        unfinished one, is freed a slice at a time.
+        """
+        index = _Index(self._track_keys)
+        journal: list[tuple[bool, bytes]] = []
+        after: bytes | None = None  # the last key copied
+        with self._lock:
+            current = self._index
+            changes = current.changes
+            if follow:
+                current.journals.append(journal)
+                current.__class__ = _FollowedIndex
+        swapped = False
+        try:
+            while True:
+                with self._lock:
+                    if self._index is not current or (not follow and current.changes != changes):
+                        return False
+                    changed = journal[:]
+                    journal.clear()
+                    keys = list(islice(current.order.irange(after, None, (False, True)), _REBUILD_SLICE))
+                    if not keys:
+                        _replay(index, changed, after)
+                        self._index = index
+                        swapped = True
+                        return True
+                _replay(index, changed, after)
+                index.append_sorted(keys)
+                after = keys[-1]
+                # The sublists just made are young: a collection of the young
+                # generations traverses every key they hold. Left to the
+                # collector, they pile up between its collections (a build
+                # allocates few objects) and one collection of 200,000 keys'
+                # worth held the hub for 30-80 ms; collected now, a slice's
+                # worth (plus the few thousand objects the young generations
+                # hold at most) goes to the oldest generation in well under a
+                # millisecond.
+                gc.collect(1)
                 pause()
-            with self._lock:
-                if self._index is current and current.changes == changes:
-                    self._index = index
-                    return
-        with self._lock:  # writers kept changing the keys: rebuild while holding them off
-            index = _Index(self._track_keys)
-            index.extend(list(self._index.order))
-            self._index = index
+        finally:
+            if follow:
+                with self._lock:
+                    current.journals.remove(journal)
+                    if not current.journals:
+                        current.__class__ = _Index
+            _dispose((), current if swapped else index)
 
     # -- claims (leases) ------------------------------------------------------
 
@@ -843,10 +948,11 @@ class MemoryBackend(Backend):
             if self._writers_refused is not None:
                 raise self._writers_refused()
             self._writers_refused = RestoreInProgressError
+        # Built aside while readers keep the old data; swapped in at once.
+        shards = _new_shards()
+        index = _Index(self._track_keys)
+        old: tuple[list[dict[bytes, bytes]], _Index, _Leases] | None = None
         try:
-            # Built aside while readers keep the old data; swapped in at once.
-            shards = _new_shards()
-            index = _Index(self._track_keys)
             size = 0
             for batch in batches:
                 # Indexing costs ~2 us a key: slices keep each step short.
@@ -856,13 +962,17 @@ class MemoryBackend(Backend):
                     index.extend(added)
                     pause()
             with self._lock:
-                old, self._shards, self._index = self._shards, shards, index
+                leases = _Leases(self._leases.seen)
+                old = self._shards, self._index, self._leases
+                self._shards, self._index, self._leases = shards, index, leases
                 self._bytes = size
-                self._leases = _Leases(self._leases.seen)
         finally:
             with self._lock:
                 self._writers_refused = None
-        _dispose(old)
+            if old is not None:
+                _dispose(*old)  # what was swapped out
+            else:
+                _dispose(shards, index)  # after a failure, what was built so far
         return len(index.order)
 
     def read_marker(self, name: bytes) -> bytes | None:
@@ -874,12 +984,12 @@ class MemoryBackend(Backend):
 
     def close(self) -> None:
         with self._lock:
-            old = self._shards
+            old = self._shards, self._index, self._leases
             self._shards = _new_shards()
             self._index = _Index(self._track_keys)
             self._bytes = 0
             self._leases = _Leases(self._leases.seen)
-        _dispose(old)
+        _dispose(*old)
 
 
 class _MemoryBackupReader(BackupReader):
@@ -892,16 +1002,23 @@ class _MemoryBackupReader(BackupReader):
         backend = self._backend
         after: bytes | None = None
         while True:
-            # A lock per batch: concurrent writers (when allowed) interleave
-            # between batches, never inside one.
-            with backend._lock:
-                keys = backend._index.order.irange(minimum=after, inclusive=(False, True))
-                shards = backend._shards
-                batch = [(k, shards[hash(k) % _SHARDS][k]) for k in islice(keys, batch_size)]
+            # A lock per slice of at most _BACKUP_SLICE entries, with a pause
+            # before each: concurrent writers (when allowed) interleave between
+            # slices, never inside one; a strict backup refuses them throughout.
+            batch: list[tuple[bytes, bytes]] = []
+            while len(batch) < batch_size:
+                pause()
+                with backend._lock:
+                    keys = backend._index.order.irange(minimum=after, inclusive=(False, True))
+                    shards = backend._shards
+                    part = [(k, shards[hash(k) % _SHARDS][k]) for k in islice(keys, min(_BACKUP_SLICE, batch_size - len(batch)))]
+                if not part:
+                    break
+                batch += part
+                after = part[-1][0]
             if not batch:
                 return
             yield batch
-            after = batch[-1][0]
 
     def close(self) -> None:
         if not self._closed:
@@ -942,13 +1059,104 @@ def _new_shards() -> list[dict[bytes, bytes]]:
     return [{} for _ in range(_SHARDS)]
 
 
-def _dispose(shards: list[dict[bytes, bytes]]) -> None:
-    """Free a store's values a chunk at a time, so deallocation does not stall greenlets."""
+def _replay(index: _Index, changed: list[tuple[bool, bytes]], after: bytes | None) -> None:
+    """Apply to ``index`` the journaled changes (True: added) to keys at or below ``after``, in order."""
+    if after is None:
+        return
+    for added, key in changed:
+        if key <= after:
+            if added:
+                index.add(key)
+            else:
+                index.remove(key)
+
+
+def _append_sorted(order: SortedList[bytes], keys: list[bytes]) -> None:
+    """Append ``keys``, ascending and each above every key of ``order``, in O(len(keys)).
+
+    What ``SortedList.update`` does for an empty list (sublists of the load
+    factor), through its internals: on a non-empty one it adds a batch a key
+    at a time, or re-sorts everything when the batch is large.
+    """
+    if not keys:
+        return
+    lists, maxes, load = order._lists, order._maxes, order._load
+    start = 0
+    if lists and len(lists[-1]) < load:  # fill the last sublist up first
+        start = load - len(lists[-1])
+        lists[-1].extend(keys[:start])
+        maxes[-1] = lists[-1][-1]
+    for pos in range(start, len(keys), load):
+        sublist = keys[pos : pos + load]
+        lists.append(sublist)
+        maxes.append(sublist[-1])
+    order._len += len(keys)
+    del order._index[:]  # the positional index, rebuilt when next needed
+
+
+def _dispose(shards: Iterable[dict[bytes, bytes]], index: _Index | None = None, leases: _Leases | None = None) -> None:
+    """Free structures that were swapped out (no one else reaches them any more) a slice at a time, with pauses between.
+
+    The index first: it only holds references to the keys that the shards
+    also hold, so each of its slices frees little; then the leases, then the
+    values. The structures are emptied in place (their last references, the
+    caller's, then free empty containers).
+    """
+    free = _Freer()
+    if index is not None:
+        free.sorted_list(index.order)
+        free.list(index.slots)
+        for slots in index.slot_of:
+            free.dict(slots)
+    if leases is not None:
+        free.dict(leases.records)
+        free.sorted_list(leases.held)
+        free.sorted_list(leases.expired)
+        free.sorted_list(leases.deadlines)
     for data in shards:
-        while data:
-            for _ in range(min(CHUNK, len(data))):
-                data.popitem()
+        free.dict(data)
+
+
+class _Freer:
+    """Empties big containers in place, pausing after every :data:`_FREE_SLICE` entries freed."""
+
+    __slots__ = ("budget",)
+
+    def __init__(self) -> None:
+        self.budget = _FREE_SLICE
+
+    def spent(self, entries: int) -> None:
+        self.budget -= entries
+        if self.budget <= 0:
             pause()
+            self.budget = _FREE_SLICE
+
+    def dict(self, data: dict[Any, Any]) -> None:
+        if not data:
+            return
+        while data:
+            step = min(self.budget, len(data))
+            for _ in range(step):
+                data.popitem()
+            self.spent(step)
+        # popitem never shrinks the table: free it now, not with 63 others at the end.
+        data.clear()
+        self.spent(_FREE_SLICE // 16)
+
+    def list(self, items: list[Any]) -> None:
+        while items:
+            step = min(self.budget, len(items))
+            del items[-step:]
+            self.spent(step)
+
+    def sorted_list(self, order: SortedList[Any]) -> None:
+        """A sublist (the load factor, ~1,000 entries) at a time, through SortedList's internals; then cleared."""
+        lists, maxes = order._lists, order._maxes
+        while lists:
+            freed = len(lists.pop())
+            maxes.pop()
+            self.spent(freed)
+        order.clear()
 
 
 @dataclass(frozen=True)

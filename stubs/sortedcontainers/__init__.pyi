@@ -7,6 +7,13 @@ from typing import Any, Generic, TypeVar, overload
 _T = TypeVar("_T")
 
 class SortedList(Generic[_T]):
+    # Internals (stable since sortedcontainers 2.0) that the memory backend
+    # uses to append sorted keys in bulk and to free a list a slice at a time.
+    _len: int
+    _load: int
+    _lists: list[list[_T]]
+    _maxes: list[_T]
+    _index: list[int]
     def __init__(self, iterable: Iterable[_T] | None = ..., key: None = ...) -> None: ...
     def add(self, value: _T) -> None: ...
     def update(self, iterable: Iterable[_T]) -> None: ...

@@ -42,6 +42,10 @@ def _check_index(backend: MemoryBackend) -> set[bytes]:
     index = backend._index
     assert type(index) is memory._Index and not index.journals  # no rebuild follows it any more
     assert list(index.order) == sorted(keys)
+    index.order._check()  # sortedcontainers' own invariant check: sublists, maxes, load (bulk appends use its internals)
+    if keys:  # the positional index (dropped by bulk appends) is rebuilt right
+        middle = sorted(keys)[len(keys) // 2]
+        assert index.order.bisect_left(middle) == len(keys) // 2 and index.order[len(keys) // 2] == middle
     assert backend.size() == len(keys) == backend.count(b"")
     if index.tracked:
         assert len(index.slots) == len(keys) and set(index.slots) == keys

@@ -1495,22 +1495,24 @@ _OPERATIONS: Final = (
 
 _TIMED_TEMPLATE = """
 def timed({parameters}):
-    store = self._store
-    operations = store.operations
-    operations[name] = operations.get(name, 0) + 1
-    start = perf_counter()
+    _store_ = self._store
+    _operations_ = _store_.operations
+    _operations_[_name_] = _operations_.get(_name_, 0) + 1
+    _start_ = _perf_counter_()
     try:
-        result = method({arguments})
-    except Exception as exc:
-        reporter = store.reporter
-        if reporter is not None:
-            reporter(name, perf_counter() - start, exc)
+        _result_ = _method_({arguments})
+    except Exception as _error_:
+        _reporter_ = _store_.reporter
+        if _reporter_ is not None:
+            _reporter_(_name_, _perf_counter_() - _start_, _error_)
         raise
-    reporter = store.reporter
-    if reporter is not None:
-        reporter(name, perf_counter() - start, None)
-    return result
+    _reporter_ = _store_.reporter
+    if _reporter_ is not None:
+        _reporter_(_name_, _perf_counter_() - _start_, None)
+    return _result_
 """
+# The template's own names are wrapped in underscores: a method's parameter
+# (``name`` of ``lock``, ``start``...) must never shadow them.
 
 
 def _timed(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
@@ -1520,7 +1522,7 @@ def _timed(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
     **kwargs``: forwarding those costs more than the memory backend's whole
     ``get`` on CPython 3.11, and this runs on every reported call.
     """
-    namespace: dict[str, Any] = {"method": method, "name": name, "perf_counter": perf_counter}
+    namespace: dict[str, Any] = {"_method_": method, "_name_": name, "_perf_counter_": perf_counter}
     parameters: list[str] = []
     arguments: list[str] = []
     starred = False

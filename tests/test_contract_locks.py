@@ -8,6 +8,7 @@ SIGKILL are here too; the Locust-user binding is in plugin_leases_checks.py.
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
@@ -33,6 +34,7 @@ from locust_kv.errors import (
     ReadOnlyStoreError,
 )
 from locust_kv.locks import LOCK_PREFIX, MAX_LOCK_NAME_BYTES
+from locust_kv.store import _OPERATIONS, set_reporter
 
 from .conftest import store_options
 from .disk_helpers import fork_call, wait_all_ok, wait_exit
@@ -398,3 +400,30 @@ def test_a_holder_killed_with_sigkill_frees_the_lock_after_its_ttl(backend_name:
     assert wait_exit(pid) == -signal.SIGKILL
     with kv.lock("victim", ttl=30, wait=30) as lock:  # free by the dead holder's ttl, with no release
         assert lock.token > kv.get("held-by")
+
+
+# -- reporting -----------------------------------------------------------------------------------
+
+
+def test_lock_operations_are_timed_under_their_own_names(kv: KV) -> None:
+    """With --kv-report every lock operation is one row of its own; a lock's wait is part of ``lock``'s time."""
+    calls: list[tuple[str, str | None]] = []
+    set_reporter(kv, lambda operation, seconds, error: calls.append((operation, getattr(error, "name", None))))
+    try:
+        with kv.lock("name", ttl=5) as lock:  # a parameter called ``name`` must not rename the row
+            lock.renew()
+            kv.lock_status("name")
+            with pytest.raises(LockTimeoutError):
+                kv.lock("name", wait=0)
+    finally:
+        set_reporter(kv, None)
+    assert calls == [
+        ("lock", None), ("renew_lock", None), ("lock_status", None), ("lock", "LockTimeoutError"), ("release_lock", None)
+    ]
+    assert kv.stats().operations == {"lock": 2, "renew_lock": 1, "lock_status": 1, "release_lock": 1}
+
+
+def test_no_timed_operation_has_a_parameter_the_timing_wrapper_uses() -> None:
+    for operation in _OPERATIONS:
+        parameters = inspect.signature(getattr(KV, operation)).parameters
+        assert not [p for p in parameters if p.startswith("_") and p.endswith("_")], operation

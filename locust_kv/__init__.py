@@ -22,12 +22,14 @@ from .results import (
     Entry,
     GetOrSetResult,
     KeyScanPage,
+    LockStatus,
     Lookup,
     RestoreSummary,
     ScanPage,
     StoreStats,
     SwapResult,
 )
+from .locks import Lock
 from .store import KV, open_kv
 
 from ._version import __version__
@@ -46,6 +48,8 @@ __all__ = [
     "KV",
     "KVError",
     "KeyScanPage",
+    "Lock",
+    "LockStatus",
     "Lookup",
     "RestoreSummary",
     "ScanPage",

@@ -2,20 +2,22 @@
 
 Locust runs every user as a greenlet on one OS thread. Work that takes more
 than a few milliseconds (clearing or restoring a million keys) calls
-:func:`pause` between chunks so the process's other greenlets keep running.
+:func:`pause` between chunks so the process's other greenlets keep running;
+a wait (a lock's tries) calls :func:`sleep`.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Callable
 from time import perf_counter
 from typing import Any, TypeVar
 
 _T = TypeVar("_T")
 
-__all__ = ["CHUNK", "greenlet_hub", "offload", "pause"]
+__all__ = ["CHUNK", "greenlet_hub", "offload", "pause", "sleep"]
 
 CHUNK = 10_000
 """Entries handled between two pauses: about a millisecond of work."""
@@ -79,3 +81,15 @@ def pause() -> None:
         _last_loop = perf_counter()
     else:
         gevent.sleep(0)
+
+
+def sleep(seconds: float) -> None:
+    """Wait ``seconds``; the other greenlets of this thread run meanwhile when it has a gevent hub.
+
+    ``time.sleep`` would block a hub that gevent did not monkey-patch in;
+    outside greenlets it is what runs.
+    """
+    if greenlet_hub() is not None:
+        sys.modules["gevent"].sleep(seconds)
+    else:
+        time.sleep(seconds)

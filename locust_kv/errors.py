@@ -8,7 +8,8 @@ belongs to one recovery group (``err.group``), which says what to do about it:
     KVError
     ├── transient: retry with backoff
     │   ├── BackupInProgressError, RestoreInProgressError
-    │   └── StoreUnavailableError, StoreTimeoutError
+    │   ├── StoreUnavailableError, StoreTimeoutError
+    │   └── LockTimeoutError
     ├── user error: fix the call or the data, then retry
     │   ├── KeyNotFoundError, InvalidKeyError, KeyTooLongError,
     │   │   InvalidCursorError, InvalidArgumentError
@@ -17,7 +18,9 @@ belongs to one recovery group (``err.group``), which says what to do about it:
     │   ├── BackupOptionsRequiredError, RestoreOptionsRequiredError,
     │   │   SnapshotBudgetExceededError, SnapshotNotFoundError,
     │   │   SnapshotReadError, SnapshotImportError, SnapshotMismatchError
-    │   └── StoreClosedError, DatabaseNotOpenError, ClaimLostError
+    │   ├── StoreClosedError, DatabaseNotOpenError
+    │   └── ClaimLostError
+    │       └── LockLostError
     ├── configuration: fix options, paths or permissions
     │   ├── InvalidBackendError, InvalidSerializationError,
     │   │   InvalidOptionsError, KVOptionsConflictError, ReadOnlyStoreError
@@ -86,6 +89,8 @@ __all__ = [
     "KeyListRebuildError",
     "KeyNotFoundError",
     "KeyTooLongError",
+    "LockLostError",
+    "LockTimeoutError",
     "MemoryBackendNotSharedError",
     "ReadOnlyStoreError",
     "RestoreInProgressError",
@@ -208,6 +213,13 @@ class StoreTimeoutError(KVError):
 
     group = ErrorGroup.TRANSIENT
     default_message = "the store's server did not answer in time"
+
+
+class LockTimeoutError(KVError):
+    """``lock`` could not take the named lock within its ``wait``: another holder kept it all along."""
+
+    group = ErrorGroup.TRANSIENT
+    default_message = "the lock was not acquired within the wait"
 
 
 # --------------------------------------------------------------------------
@@ -351,6 +363,19 @@ class ClaimLostError(KVError):
 
     group = ErrorGroup.USER
     default_message = "the claim is no longer held"
+
+
+class LockLostError(ClaimLostError):
+    """A held lock's lease ended before its holder released or renewed it.
+
+    It expired (the holder outlived ``ttl`` without renewing), another
+    holder took the lock over, or its key was removed (``clear``,
+    ``restore``, a delete). Raised on release (the end of the ``with``
+    block) and by ``renew_lock``; the work done under the lock may have
+    overlapped another holder's. A kind of ClaimLostError.
+    """
+
+    default_message = "the lock's lease ended before it was released"
 
 
 # --------------------------------------------------------------------------

@@ -15,6 +15,7 @@ __all__ = [
     "Entry",
     "GetOrSetResult",
     "KeyScanPage",
+    "LockStatus",
     "Lookup",
     "RestoreSummary",
     "ScanPage",
@@ -137,6 +138,22 @@ class Claim(NamedTuple):
     token: int
     owner: str
     expires_at: float
+
+
+class LockStatus(NamedTuple):
+    """What ``lock_status`` read of a named lock, at one moment.
+
+    ``held`` is True while a live lease holds the lock; then ``owner`` is
+    the holder's label, ``token`` its fencing token and ``expires_at`` the
+    lease's end in Unix seconds (the server's clock on redis). When the lock
+    is free the three are None.
+    """
+
+    name: str
+    held: bool
+    owner: str | None
+    token: int | None
+    expires_at: float | None
 
 
 class ClaimBatch(NamedTuple):

@@ -23,7 +23,7 @@ import math
 import os
 import weakref
 from collections.abc import Callable
-from time import perf_counter
+from time import monotonic, perf_counter
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from gevent.monkey import get_original
@@ -31,6 +31,8 @@ from gevent.monkey import get_original
 from .backends.base import MAX_BATCH, MAX_CLAIM_TTL_MS, MAX_KEY_BYTES, MAX_OWNER_BYTES
 from .errors import (
     ClaimLostError,
+    LockLostError,
+    LockTimeoutError,
     InvalidArgumentError,
     InvalidCursorError,
     InvalidKeyError,
@@ -47,6 +49,8 @@ from .errors import (
     UnknownError,
     ValueNumberRequiredError,
 )
+from ._cooperative import sleep
+from .locks import LOCK_PREFIX, LOCK_VALUE, Lock, check_wait, lock_key, poll_delays
 from .options import DEFAULT_BACKEND, DEFAULT_SERIALIZATION, StoreOptions, configure_backend
 from . import snapshot
 from .results import (
@@ -60,6 +64,7 @@ from .results import (
     Entry,
     GetOrSetResult,
     KeyScanPage,
+    LockStatus,
     Lookup,
     RestoreSummary,
     ScanPage,
@@ -453,6 +458,21 @@ class _ClosedBackend:
 
 # A Backend to the checker: it answers every attribute, by raising.
 _CLOSED: Final = cast("Backend", _ClosedBackend())
+
+def _lock_key_of(lock: object) -> str | None:
+    """The store key of a lock (a Lock, or a name), for the error's ``key`` attribute; None for anything else."""
+    if isinstance(lock, Lock):
+        return lock.key
+    return LOCK_PREFIX + lock if isinstance(lock, str) else None
+
+
+def _check_lock(lock: object, kv: KV) -> None:
+    """InvalidArgumentError unless ``lock`` is a Lock taken on ``kv``'s store."""
+    if not isinstance(lock, Lock):
+        raise InvalidArgumentError(f"expected a Lock returned by lock(), not {type(lock).__name__}")
+    if lock._kv._store is not kv._store:
+        raise InvalidArgumentError("the lock was taken on another store")
+
 
 def _key_of(claim: object) -> object:
     """The key of a Claim, for the error's ``key`` attribute; None for anything else."""
@@ -1179,6 +1199,158 @@ class KV:
         except BaseException as exc:
             raise self._failure(exc, "allocation_stats")  # noqa: B904
 
+    # -- named locks (leases on keys under LOCK_PREFIX; see locust_kv/locks.py) ----------
+
+    def lock(
+        self,
+        name: str,
+        ttl: float = 30.0,
+        owner: str | None = None,
+        wait: float | None = 30.0,
+        auto_renew: bool = False,
+    ) -> Lock:
+        """Take the named lock, waiting up to ``wait`` seconds; the held :class:`~locust_kv.locks.Lock`.
+
+        Use it as ``with kv.lock("report", ttl=10) as lock:``, which releases
+        the lock on exit. One holder at a time across every greenlet,
+        thread, process and host sharing the store. The lock is a lease of
+        ``ttl`` seconds on the key ``"locust_kv:lock:" + name``: it ends at
+        release, at ``expires_at`` unless renewed (a holder that died frees
+        it by then), when the key is removed (``clear``, ``restore``), and,
+        with the Locust plugin, when the user that took it stops. Its
+        ``token`` is a fencing token, larger for every later holder.
+
+        ``wait``: seconds to keep trying (``0``: one try; ``None``: as long as
+        it takes). Tries are two atomic steps (create the key if absent,
+        claim it), repeated after waits that double from 2 ms to 100 ms,
+        with jitter. ``auto_renew``: a background renewer extends the lease
+        every ``ttl / 3`` seconds until release (a daemon thread: a
+        greenlet under Locust's gevent patching); otherwise call
+        ``lock.renew()`` before ``expires_at``. ``owner`` labels the holder for people (the plugin
+        fills in the user by default).
+
+        Timed as one operation, waits included, with ``--kv-report``.
+
+        Raises LockTimeoutError (transient) when the lock was still held by
+        another when ``wait`` ran out; InvalidKeyError / KeyTooLongError for a
+        name that is not a non-empty str of at most 496 bytes of UTF-8;
+        InvalidArgumentError for a bad ttl, wait, owner or auto_renew;
+        ReadOnlyStoreError on a read-only handle.
+        """
+        try:
+            key = lock_key(name)
+            ttl_ms = _check_ttl(ttl)
+            limit = check_wait(wait)
+            if auto_renew is not False and auto_renew is not True:
+                raise InvalidArgumentError(f"auto_renew must be a bool, not {type(auto_renew).__name__}")
+            owner_bytes = self._owner(owner)
+            backend = self._backend
+            deadline = None if limit is None else monotonic() + limit
+            delays = poll_delays()
+            while True:
+                _pair(backend.get_or_set(key, LOCK_VALUE))
+                records = backend.claim_keys([key], ttl_ms, owner_bytes)
+                if type(records) is not list or len(records) != 1:
+                    raise UnexpectedStoreOutputError("backend returned a result outside its contract")
+                record = records[0]
+                if record is not None:
+                    break
+                delay = next(delays)
+                if deadline is not None:
+                    left = deadline - monotonic()
+                    if left <= 0:
+                        raise LockTimeoutError("the lock was not acquired within the wait")
+                    delay = min(delay, left)
+                sleep(delay)
+            # The Claim carries no value: the lock's key holds LOCK_VALUE, and a
+            # granted lease must never be lost to a value that fails to decode.
+            claim: Claim = _new(Claim, (key.decode(), None, record.token, owner_bytes.decode(), record.expires_ms / 1000))
+            hook = self._store.on_claim
+            if hook is not None:
+                hook([claim])
+            held = Lock(self, name, claim, ttl_ms / 1000)
+            if auto_renew:
+                held._start_renewer(functools.partial(KV.renew_lock, self, held))  # KV's own: not timed
+            return held
+        except BaseException as exc:
+            raise self._failure(exc, "lock", _lock_key_of(name))  # noqa: B904
+
+    def release_lock(self, lock: Lock) -> None:
+        """Release a held lock: end its lease and remove its key, in one atomic step. A second release does nothing.
+
+        Stops the lock's background renewer first. Raises LockLostError (a
+        kind of ClaimLostError) when the lease had already ended (expired,
+        taken over by another holder, its key removed): nothing was removed,
+        and the work done under the lock may have overlapped another
+        holder's. ``lock.released`` is True afterwards either way.
+        """
+        try:
+            _check_lock(lock, self)
+            if lock.released:
+                return
+            lock._ending = True
+            lock._stop_renewer()
+            done = False
+            if not lock.lost:
+                flags = self._backend.complete_claims([(encode_key(lock.key), lock.token)], True)
+                if type(flags) is not list or len(flags) != 1:
+                    raise UnexpectedStoreOutputError("backend returned a result outside its contract")
+                done = flags[0]
+            lock.released = True
+            hook = self._store.on_unclaim
+            if hook is not None:
+                hook([lock._claim])
+            if not done:
+                lock.lost = True
+                raise LockLostError("the lock's lease ended before it was released")
+        except BaseException as exc:
+            raise self._failure(exc, "release_lock", _lock_key_of(lock))  # noqa: B904
+
+    def renew_lock(self, lock: Lock, ttl: float | None = None) -> Lock:
+        """Extend a held lock's lease to now + ``ttl`` seconds (default: ``lock.ttl``), keeping its token; the Lock, updated.
+
+        A ``ttl`` given becomes the lock's ``ttl`` for later renewals.
+        Raises LockLostError when the lease had ended (or the lock was
+        released): the lock is not held any more, so take it again.
+        """
+        try:
+            _check_lock(lock, self)
+            ttl_ms = _check_ttl(lock.ttl if ttl is None else ttl)
+            if lock.released or lock.lost:
+                raise LockLostError("the lock is not held")
+            ends = self._backend.renew_claims([(encode_key(lock.key), lock.token)], ttl_ms)
+            if type(ends) is not list or len(ends) != 1:
+                raise UnexpectedStoreOutputError("backend returned a result outside its contract")
+            if ends[0] is None:
+                if not lock._ending:  # a release racing its own renewer is not a loss
+                    lock.lost = True
+                raise LockLostError("the lock's lease ended before it was renewed")
+            lock.expires_at = ends[0] / 1000
+            lock._claim = lock._claim._replace(expires_at=lock.expires_at)
+            lock.ttl = ttl_ms / 1000
+            return lock
+        except BaseException as exc:
+            raise self._failure(exc, "renew_lock", _lock_key_of(lock))  # noqa: B904
+
+    def lock_status(self, name: str) -> LockStatus:
+        """Whether the named lock is held, and by whom: ``(name, held, owner, token, expires_at)``, read atomically.
+
+        ``owner``, ``token`` and ``expires_at`` are None when it is free
+        (never taken, released, or its lease expired). Changes nothing;
+        works on a read-only handle. Raises InvalidKeyError / KeyTooLongError
+        for a bad name.
+        """
+        try:
+            lease = self._backend.read_lease(lock_key(name))
+            if lease is None:
+                return _new(LockStatus, (name, False, None, None, None))
+            if type(lease) is not tuple or len(lease) != 3:
+                raise UnexpectedStoreOutputError("backend returned a result outside its contract")
+            token, expires_ms, owner = lease
+            return _new(LockStatus, (name, True, owner.decode(errors="replace"), token, expires_ms / 1000))
+        except BaseException as exc:
+            raise self._failure(exc, "lock_status", _lock_key_of(name))  # noqa: B904
+
     def stats(self) -> StoreStats:
         """``(keys, bytes, claims, expired_claims, operations)`` of the store.
 
@@ -1312,6 +1484,10 @@ _OPERATIONS: Final = (
     "renew_claim",
     "renew_claims",
     "allocation_stats",
+    "lock",
+    "release_lock",
+    "renew_lock",
+    "lock_status",
     "stats",
 )
 """The operations a reporting store times, by name."""
@@ -1319,22 +1495,24 @@ _OPERATIONS: Final = (
 
 _TIMED_TEMPLATE = """
 def timed({parameters}):
-    store = self._store
-    operations = store.operations
-    operations[name] = operations.get(name, 0) + 1
-    start = perf_counter()
+    _store_ = self._store
+    _operations_ = _store_.operations
+    _operations_[_name_] = _operations_.get(_name_, 0) + 1
+    _start_ = _perf_counter_()
     try:
-        result = method({arguments})
-    except Exception as exc:
-        reporter = store.reporter
-        if reporter is not None:
-            reporter(name, perf_counter() - start, exc)
+        _result_ = _method_({arguments})
+    except Exception as _error_:
+        _reporter_ = _store_.reporter
+        if _reporter_ is not None:
+            _reporter_(_name_, _perf_counter_() - _start_, _error_)
         raise
-    reporter = store.reporter
-    if reporter is not None:
-        reporter(name, perf_counter() - start, None)
-    return result
+    _reporter_ = _store_.reporter
+    if _reporter_ is not None:
+        _reporter_(_name_, _perf_counter_() - _start_, None)
+    return _result_
 """
+# The template's own names are wrapped in underscores: a method's parameter
+# (``name`` of ``lock``, ``start``...) must never shadow them.
 
 
 def _timed(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
@@ -1344,7 +1522,7 @@ def _timed(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
     **kwargs``: forwarding those costs more than the memory backend's whole
     ``get`` on CPython 3.11, and this runs on every reported call.
     """
-    namespace: dict[str, Any] = {"method": method, "name": name, "perf_counter": perf_counter}
+    namespace: dict[str, Any] = {"_method_": method, "_name_": name, "_perf_counter_": perf_counter}
     parameters: list[str] = []
     arguments: list[str] = []
     starred = False

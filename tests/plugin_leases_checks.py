@@ -279,3 +279,37 @@ def test_release_of_a_lease_lost_meanwhile_is_harmless(env) -> None:  # type: ig
     assert not leases(env)._holder_of
     with pytest.raises(ClaimLostError):
         env.kv.release_claim(user.claim)
+
+
+# -- named locks follow the same rule -------------------------------------------------
+
+
+def test_a_lock_a_stopped_user_still_holds_is_released(env) -> None:  # type: ignore[no-untyped-def]
+    class Locker(Idle):
+        def on_start(self):
+            self.lock = self.environment.kv.lock("shared", ttl=TTL)  # taken, never released
+
+    user = start(Locker, env)
+    status = env.kv.lock_status("shared")
+    assert status.held and status.owner.startswith(f"{socket.gethostname()}:{os.getpid()}:Locker#")
+    user.stop(force=True)
+    settle_hub()
+    assert not env.kv.lock_status("shared").held
+    assert leases(env).released == 1
+    assert env.kv.lock("shared", ttl=TTL, wait=0).token > user.lock.token
+
+
+def test_a_user_killed_inside_a_with_block_releases_its_lock_on_the_way_out(env) -> None:  # type: ignore[no-untyped-def]
+    class Worker(Idle):
+        def on_start(self):
+            with self.environment.kv.lock("job", ttl=0.9, auto_renew=True) as self.lock:
+                gevent.sleep(60)  # killed here; the renewer (a greenlet: threading is patched) keeps it alive till then
+
+    user = start(Worker, env)
+    gevent.sleep(2.0)  # past its ttl: held only thanks to the renewer greenlet
+    assert env.kv.lock_status("job").token == user.lock.token
+    user.stop(force=True)
+    settle_hub()
+    assert user.lock.released and not user.lock.lost
+    assert not env.kv.lock_status("job").held
+    assert leases(env).released == 0  # the block's exit released it; nothing was left to the plugin

@@ -68,6 +68,8 @@ EXPECTED: dict[str, ErrorGroup] = {
     "StoreReadError": S,
     "StoreWriteError": S,
     "StoreFullError": S,
+    "LockTimeoutError": T,
+    "LockLostError": U,
 }
 
 # Backend-specific names and the backend-neutral family each belongs to, so
@@ -83,6 +85,7 @@ FAMILIES: dict[str, str] = {
     "DiskStoreFullError": "StoreFullError",
     "DiskStoreOpenError": "StoreOpenError",
     "MemoryBackendNotSharedError": "StoreNotSharedError",
+    "LockLostError": "ClaimLostError",
 }
 
 # The names of xk6-kv's Error Manual, which locust_kv keeps with the same meaning.
@@ -133,7 +136,7 @@ def test_errors_module_exports_every_name() -> None:
 
 def test_package_exports_are_sorted_and_public() -> None:
     public = {name for name in dir(locust_kv) if not name.startswith("_")} - {"annotations", "version", "PackageNotFoundError"}
-    modules = {"backends", "cli", "errors", "options", "plugin", "results", "serialization", "snapshot", "store"}
+    modules = {"backends", "cli", "errors", "locks", "options", "plugin", "results", "serialization", "snapshot", "store"}
     assert set(locust_kv.__all__) - {"__version__"} == public - modules
     assert locust_kv.__all__ == sorted(locust_kv.__all__)
 

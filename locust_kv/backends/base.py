@@ -314,6 +314,14 @@ class Backend(abc.ABC):
         """
 
     @abc.abstractmethod
+    def read_lease(self, key: bytes) -> tuple[int, int, bytes] | None:
+        """The live lease on ``key`` as ``(token, expires_ms, owner)``, or None when none is live, read atomically.
+
+        A lease whose end has passed is not live (None), even before another
+        claimer takes the key. Changes nothing.
+        """
+
+    @abc.abstractmethod
     def allocation_stats(self, prefix: bytes) -> tuple[int, int, int, int]:
         """``(total, claimable, claimed, expired)`` for the keys starting with ``prefix``, read atomically.
 

@@ -911,6 +911,15 @@ class MemoryBackend(Backend):
                     ends.append(None)
             return ends
 
+    def read_lease(self, key: bytes) -> tuple[int, int, bytes] | None:
+        """One dict lookup, under the lock (the leases' clock never goes back)."""
+        with self._lock:
+            leases = self._leases
+            lease = leases.records.get(key)
+            if lease is None or lease[1] <= leases.advance(self.clock()):
+                return None
+            return lease
+
     def allocation_stats(self, prefix: bytes) -> tuple[int, int, int, int]:
         """Six bisections: O(log n)."""
         with self._lock:

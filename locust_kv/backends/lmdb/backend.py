@@ -473,6 +473,10 @@ class DiskBackend(Engine, Backend):
     def renew_claims(self, refs: list[tuple[bytes, int]], ttl_ms: int) -> list[int | None]:
         return self._write(WRITE, claims.renew_claims, refs, ttl_ms, self.clock)
 
+    def read_lease(self, key: bytes) -> tuple[int, int, bytes] | None:
+        """One read transaction, one lookup."""
+        return self._read(READ, claims.read_lease, key, self.clock)
+
     def allocation_stats(self, prefix: bytes) -> tuple[int, int, int, int]:
         """One read transaction: O(log n + ended leases) without a prefix, O(k + leases of the range) with one.
 

@@ -21,7 +21,7 @@ from .sampling import sample
 if TYPE_CHECKING:
     from .layout import Txn, View
 
-__all__ = ["allocation_stats", "claim_keys", "claim_random", "complete_claims", "renew_claims", "stats"]
+__all__ = ["allocation_stats", "claim_keys", "claim_random", "complete_claims", "read_lease", "renew_claims", "stats"]
 
 
 def _grant(
@@ -143,6 +143,17 @@ def renew_claims(
         txn.put(END.pack(expires + OFFSET, token), key, True, True, False, view.ends)
         results.append(expires)
     return results
+
+
+def read_lease(txn: Txn, view: View, key: bytes, clock: Callable[[], int]) -> tuple[int, int, bytes] | None:
+    """``(token, expires_ms, owner)`` of the live lease on ``key``, or None: one lookup."""
+    record = txn.get(key, None, view.claims)
+    if record is None:
+        return None
+    token, expires = LEASE.unpack_from(record)
+    if expires <= clock():
+        return None
+    return token, expires, record[LEASE.size :]
 
 
 def _lease_counts(txn: Txn, view: View, prefix: bytes, now: int) -> Generator[None, None, tuple[int, int]]:

@@ -369,6 +369,14 @@ class RedisBackend(Backend):
     def renew_claims(self, refs: list[tuple[bytes, int]], ttl_ms: int) -> list[int | None]:
         return [ends or None for ends in self._end_claims(b"renew", ttl_ms, refs)]
 
+    def read_lease(self, key: bytes) -> tuple[int, int, bytes] | None:
+        """One script: an HGET of the lease, compared with the server's clock."""
+        reply = self._run("read_lease", [self._claims], [key], False)
+        if reply is None:
+            return None
+        token, ends, owner = reply
+        return int(token), int(ends), owner
+
     def allocation_stats(self, prefix: bytes) -> tuple[int, int, int, int]:
         """One script: O(log n) for the whole store (counts of ``claims:ends``); a prefix walks its leases (ZMSCORE)."""
         total, claimed, expired = self._run(

@@ -690,6 +690,17 @@ end
 return cmsgpack.pack(results)
 """
 
+# KEYS: claims. ARGV: key. Returns the live lease on the key as token, end
+# and owner (strings), or nil when it has none or it has ended. Reads only.
+READ_LEASE = """
+local lease = redis.call('HGET', KEYS[1], ARGV[1])
+if not lease then return false end
+local ends, token, owner = string.match(lease, '^(%d+):(%d+):(.*)$')
+local t = redis.call('TIME')
+if tonumber(ends) <= tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) then return false end
+return {token, ends, owner}
+"""
+
 # KEYS: index, claims:keys, claims:ends, claims:lapsed. ARGV: prefix,
 # ZRANGEBYLEX max of the prefix. Returns total, claimed, expired, counted
 # from the sorted sets in O(log n), and for a prefix, a filter of the
@@ -828,6 +839,7 @@ SCRIPTS: dict[str, str] = {
     "claim_random": CLAIM_RANDOM,
     "pop_random": POP_RANDOM,
     "end_claims": END_CLAIMS,
+    "read_lease": READ_LEASE,
     "allocation_stats": ALLOCATION_STATS,
     "stats": STATS,
     "random_keys": RANDOM_KEYS,

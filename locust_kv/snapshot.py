@@ -25,8 +25,10 @@ and figures catch any altered byte and any truncation. A reader refuses a
 version it does not know rather than guess.
 
 Restore streams the blocks into the backend's all-or-nothing ``replace_all``
-and holds each block back until the next one is read, so the trailer is
-verified before the last block is handed over: a damaged file fails the
+in slices of a few thousand entries (a block is read and checked whole, in
+steps with pauses between, before its first slice is handed over), and
+holds each slice back until the next one is read, so the trailer is
+verified before the last slice is handed over: a damaged file fails the
 restore before the store changes.
 
 Failures map to the catalogue by cause, the same way for every file this
@@ -58,6 +60,7 @@ import time
 import zlib
 from array import array
 from bisect import bisect_right
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from itertools import accumulate, chain, islice
@@ -122,13 +125,25 @@ _MAX_BLOCK_ENTRIES: Final = 1 << 20
 BLOCK_BYTES: Final = 4 << 20
 """A block's payload stops growing past this size (unless one entry is larger)."""
 
+STEP_ENTRIES: Final = 2_000
+"""Entries read and checked, or written, in one step of a restore or backup: about a millisecond of work.
+
+Steps are separated by :func:`~._cooperative.pause`, so a restore or backup
+never holds a greenlet hub for long (issue 14: 10 ms at most)."""
+
+STEP_BYTES: Final = 512 << 10
+"""Bytes read, hashed, sliced or written in one step (a step may hold one larger entry)."""
+
+_LENGTHS_STEP: Final = 65_536
+"""Entries' lengths summed and range-checked in one step (a fraction of a millisecond)."""
+
 BEST_EFFORT_WARNING: Final = (
     "concurrent writes were allowed: entries written while the backup ran may or may not be in it, "
     "so it is not a point-in-time copy"
 )
 
 Progress = Callable[[int], None]
-"""Called with the number of entries handled so far, after each block."""
+"""Called with the number of entries handled so far, after each batch written or slice restored."""
 
 _LITTLE_ENDIAN: Final = sys.byteorder == "little"
 
@@ -522,6 +537,35 @@ _NO_SIZE: Final = 1 << 62
 """The size taken for a snapshot read from a pipe: any block fits, truncation is found by reading."""
 
 
+def _hash_in_steps(digest: Any, data: bytes | memoryview) -> None:
+    """``digest.update(data)``, :data:`STEP_BYTES` at a time with :func:`pause` between."""
+    if len(data) <= STEP_BYTES:
+        digest.update(data)
+        return
+    with memoryview(data) as view:
+        for start in range(0, len(view), STEP_BYTES):
+            if start:
+                pause()
+            digest.update(view[start : start + STEP_BYTES])
+
+
+def _lengths_fit(lengths: array[int], payload_size: int) -> bool:
+    """Whether a block's (key, value) lengths sum to its payload size, every key 1 to MAX_KEY_BYTES long.
+
+    Checked in steps of :data:`_LENGTHS_STEP` entries with :func:`pause` between.
+    """
+    total = 0
+    for start in range(0, len(lengths), 2 * _LENGTHS_STEP):
+        if start:
+            pause()
+        piece = lengths[start : start + 2 * _LENGTHS_STEP]
+        key_lengths = piece[0::2]
+        if min(key_lengths) < 1 or max(key_lengths) > MAX_KEY_BYTES:
+            return False
+        total += sum(piece)
+    return total == payload_size
+
+
 class SnapshotReader:
     """Reads and verifies a snapshot file. Use as a context manager.
 
@@ -570,6 +614,21 @@ class SnapshotReader:
             raise self._refuse(f"truncated (file ends inside the {what})")
         return data
 
+    def _read_in_steps(self, size: int, what: str) -> bytes:
+        """As :meth:`_read`, :data:`STEP_BYTES` at a time with :func:`pause` between."""
+        if size <= STEP_BYTES:
+            return self._read(size, what)
+        pieces = []
+        left = size
+        while left:
+            piece = self._read_some(min(left, STEP_BYTES))
+            if not piece:
+                raise self._refuse(f"truncated (file ends inside the {what})")
+            pieces.append(piece)
+            left -= len(piece)
+            pause()
+        return b"".join(pieces)
+
     def _read_header(self) -> SnapshotInfo:
         head = self._read_some(_HEADER.size)
         if head[: len(MAGIC)] != MAGIC:
@@ -611,11 +670,18 @@ class SnapshotReader:
         )
 
     def blocks(self) -> Iterator[list[tuple[bytes, bytes]]]:
-        """Every block's entries in file order; verifies the trailer after the last block.
+        """Every entry in file order, a block's at a time in slices of at most :data:`STEP_ENTRIES` entries
+        and :data:`STEP_BYTES` payload bytes (one entry more, when it alone is larger); verifies the trailer
+        after the last slice.
 
         Raises SnapshotReadError as soon as something is wrong: a malformed
         block, keys out of order, more entries or bytes than the header says,
-        a truncated file, a digest mismatch, bytes after the trailer.
+        a truncated file, a digest mismatch, bytes after the trailer. Each
+        block is read and checked whole before its first slice is yielded,
+        so a damaged block is refused before any of its entries are handed
+        out, and refusals come in the same order whatever the slicing. The
+        work is done in steps of about a millisecond with :func:`pause`
+        between them, so a large block does not hold the greenlet hub.
         """
         info = self.info
         digest = hashlib.sha256()
@@ -631,33 +697,48 @@ class SnapshotReader:
                 raise self._refuse(f"bad block tag at byte {position}")
             if not 0 < count <= _MAX_BLOCK_ENTRIES or 8 * count + payload_size > self._size - position:
                 raise self._refuse(f"impossible block sizes at byte {position} (truncated or altered)")
-            raw_lengths = self._read(8 * count, "block")
-            payload = self._read(payload_size, "block")
+            raw_lengths = self._read_in_steps(8 * count, "block")
+            payload = self._read_in_steps(payload_size, "block")
             digest.update(tag_and_sizes)
-            digest.update(raw_lengths)
-            digest.update(payload)
+            _hash_in_steps(digest, raw_lengths)
 
             lengths = array("I")
             lengths.frombytes(raw_lengths)
+            del raw_lengths
             if not _LITTLE_ENDIAN:
                 lengths.byteswap()
-            key_lengths = lengths[0::2]
-            if sum(lengths) != payload_size or min(key_lengths) < 1 or max(key_lengths) > MAX_KEY_BYTES:
+            if not _lengths_fit(lengths, payload_size):
                 raise self._refuse(f"block at byte {position} has inconsistent lengths")
-            offsets = list(accumulate(lengths, initial=0))
-            parts = [payload[start:end] for start, end in zip(offsets, islice(offsets, 1, None))]
-            keys = parts[0::2]
-            if keys[0] <= last_key or not all(map(lt, keys, islice(keys, 1, None))):
-                raise self._refuse("keys are not in strictly ascending order")
-            last_key = keys[-1]
-            batch = list(zip(keys, parts[1::2]))
-            position += _BLOCK.size + len(raw_lengths) + payload_size
+            slices: deque[list[tuple[bytes, bytes]]] = deque()
+            view = memoryview(payload)
+            start = base = 0  # the slice's first entry, and where its payload starts
+            while start < count:
+                stop = min(start + STEP_ENTRIES, count)
+                offsets = list(accumulate(lengths[2 * start : 2 * stop], initial=base))
+                if offsets[-1] - base > STEP_BYTES and stop - start > 1:
+                    # offsets[2 * e] is where the slice's entry e ends: keep the entries that end within the bound.
+                    stop = start + max(1, (bisect_right(offsets, base + STEP_BYTES, 2) - 1) // 2)
+                    del offsets[2 * (stop - start) + 1 :]
+                end = offsets[-1]
+                _hash_in_steps(digest, view[base:end])
+                parts = [payload[a:b] for a, b in zip(offsets, islice(offsets, 1, None))]
+                keys = parts[0::2]
+                if keys[0] <= last_key or not all(map(lt, keys, islice(keys, 1, None))):
+                    raise self._refuse("keys are not in strictly ascending order")
+                last_key = keys[-1]
+                slices.append(list(zip(keys, parts[1::2])))
+                start, base = stop, end
+                pause()
+            view.release()
+            del payload
+            position += _BLOCK.size + 8 * count + payload_size
             entries += count
             data_bytes += payload_size
             if entries > info.entries or data_bytes > info.data_bytes:
                 # The header's figures were what restore checked its budget against.
                 raise self._refuse("it holds more entries or bytes than its header says")
-            yield batch
+            while slices:
+                yield slices.popleft()
 
         rest = self._read(_TRAILER.size - _BLOCK.size + _DIGEST_SIZE, "trailer")
         tail = tag_and_sizes + rest[: _TRAILER.size - _BLOCK.size]
@@ -688,7 +769,7 @@ def inspect(path: str | os.PathLike[str]) -> SnapshotInfo:
 
 
 def _held_back(blocks: Iterator[list[tuple[bytes, bytes]]], progress: Progress | None) -> Iterator[list[tuple[bytes, bytes]]]:
-    """The blocks, each yielded only once the next is read; the last only once the trailer is verified."""
+    """The slices of the blocks, each yielded only once the next is read; the last only once the trailer is verified."""
     pending: list[tuple[bytes, bytes]] | None = None
     done = 0
     for batch in blocks:
@@ -705,7 +786,11 @@ def _held_back(blocks: Iterator[list[tuple[bytes, bytes]]], progress: Progress |
 
 
 def _readable_entries(reader: SnapshotReader, serialization: str) -> Iterator[list[tuple[bytes, bytes]]]:
-    """The reader's blocks, each checked: keys UTF-8, values readable under ``serialization`` ('' or unknown: not checked)."""
+    """The reader's slices, each checked: keys UTF-8, values readable under ``serialization`` ('' or unknown: not checked).
+
+    Each slice's check is a step of its own (:func:`pause` after it): with
+    JSON values it costs about as much as reading the slice.
+    """
     if serialization == "json":
         check_value: Callable[[bytes], object] | None = orjson.loads
     elif serialization == "string":
@@ -726,6 +811,7 @@ def _readable_entries(reader: SnapshotReader, serialization: str) -> Iterator[li
                         f"it holds a value that is not {'a JSON document' if serialization == 'json' else 'UTF-8 text'},"
                         f" which a {serialization} store could not read back"
                     ) from None
+        pause()
         yield batch
 
 

@@ -69,7 +69,7 @@ from typing import IO, TYPE_CHECKING, Any, Final
 
 import orjson
 
-from ._cooperative import CHUNK, offload, pause
+from ._cooperative import offload, pause
 from ._version import __version__
 from .backends.base import MAX_KEY_BYTES
 from .errors import (
@@ -271,12 +271,27 @@ class SnapshotWriter:
 
     def add(self, batch: list[tuple[bytes, bytes]]) -> None:
         """Append ``batch`` (ascending keys, each after every key already added) as one or more blocks."""
+        for _ in self.add_in_steps(batch):
+            pass
+
+    def add_in_steps(self, batch: list[tuple[bytes, bytes]]) -> Iterator[None]:
+        """As :meth:`add`, yielding between steps of at most :data:`STEP_ENTRIES` entries and about
+        :data:`STEP_BYTES` bytes, so that the caller can pause between them; the blocks are the same.
+
+        Stopping before the end leaves the file with a partial block: only for a file being abandoned.
+        """
         if not batch:
             return
-        lengths = array("I", map(len, chain.from_iterable(batch)))
-        total = sum(lengths)
+        lengths = array("I")
+        total = 0
+        for start in range(0, len(batch), STEP_ENTRIES):
+            if start:
+                yield
+            piece = array("I", map(len, chain.from_iterable(batch[start : start + STEP_ENTRIES])))
+            total += sum(piece)
+            lengths.extend(piece)
         if total <= BLOCK_BYTES:
-            self._block(batch, lengths, total)
+            yield from self._block_in_steps(batch, lengths, total)
             return
         # Split so that no block's payload (which a reader holds whole) grows without bound.
         ends = list(accumulate(map(int.__add__, lengths[0::2], lengths[1::2])))
@@ -284,24 +299,39 @@ class SnapshotWriter:
         while start < len(batch):
             base = ends[start - 1] if start else 0
             stop = max(bisect_right(ends, base + BLOCK_BYTES), start + 1)
-            part = batch[start:stop]
-            self._block(part, lengths[2 * start : 2 * stop], ends[stop - 1] - base)
+            yield
+            yield from self._block_in_steps(batch[start:stop], lengths[2 * start : 2 * stop], ends[stop - 1] - base)
             start = stop
 
-    def _block(self, batch: list[tuple[bytes, bytes]], lengths: array[int], total: int) -> None:
-        pieces = (
-            _BLOCK.pack(_BLOCK_TAG, len(batch), total),
-            _lengths_bytes(lengths),
-            b"".join(chain.from_iterable(batch)),
-        )
-        write = self._out.write
-        update = self._digest.update
-        for piece in pieces:
-            update(piece)
-            write(piece)
-        self.entries += len(batch)
+    def _block_in_steps(self, batch: list[tuple[bytes, bytes]], lengths: array[int], total: int) -> Iterator[None]:
+        """Write one block: its header and lengths, then its payload a step at a time (yielding between)."""
+        count = len(batch)
+        raw_lengths = _lengths_bytes(lengths)
+        self._put(_BLOCK.pack(_BLOCK_TAG, count, total))
+        with memoryview(raw_lengths) as view:
+            for at in range(0, len(view), STEP_BYTES):
+                if at:
+                    yield
+                self._put(view[at : at + STEP_BYTES])
+        # Where each entry's payload ends, when the payload needs more than one step by its bytes.
+        ends = list(accumulate(map(int.__add__, lengths[0::2], lengths[1::2]))) if total > STEP_BYTES else None
+        start = 0
+        while start < count:
+            stop = min(start + STEP_ENTRIES, count)
+            if ends is not None:
+                base = ends[start - 1] if start else 0
+                stop = max(start + 1, min(stop, bisect_right(ends, base + STEP_BYTES)))
+            if start or len(raw_lengths) > STEP_BYTES:
+                yield
+            self._put(b"".join(chain.from_iterable(batch[start:stop])))
+            start = stop
+        self.entries += count
         self.data_bytes += total
-        self.file_bytes += sum(map(len, pieces))
+        self.file_bytes += _BLOCK.size + len(raw_lengths) + total
+
+    def _put(self, piece: bytes | memoryview) -> None:
+        self._digest.update(piece)
+        self._out.write(piece)
 
     def finish(self) -> int:
         """Write the trailer, patch the header's figures and flush; the file's size in bytes."""
@@ -450,7 +480,9 @@ class _AtomicFile:
             self._abort()
             raise map_os_error(error, "cannot write the temp file", self.temp_path, writing=True) from error
         try:
-            os.replace(self.temp_path, self.path)
+            # In the threadpool: replacing a large file frees its blocks within
+            # the call (60 ms for a 120 MB snapshot), which the hub would wait for.
+            offload(os.replace, self.temp_path, self.path)
         except OSError as error:
             self._abort()
             raise map_os_error(error, "cannot rename the temp file to", self.path, writing=True) from error
@@ -500,12 +532,16 @@ def write_snapshot(
 ) -> tuple[int, int]:
     """Write the entries of ``batches`` (ascending keys) atomically to ``path``; (entries, file bytes).
 
-    Pauses for other greenlets between batches. Raises as :func:`write_file`.
+    Pauses for other greenlets between batches, and within a batch between
+    steps of :data:`STEP_ENTRIES` entries (a batch is written as one block,
+    or several past :data:`BLOCK_BYTES`, all the same). Raises as
+    :func:`write_file`.
     """
     with _AtomicFile(path) as file:
         writer = SnapshotWriter(file, source_backend, serialization)
         for batch in batches:
-            writer.add(batch)
+            for _ in writer.add_in_steps(batch):
+                pause()
             if progress is not None:
                 progress(writer.entries)
             pause()
@@ -842,7 +878,8 @@ def backup(
             reader.close()
 
     def batches() -> Iterator[list[tuple[bytes, bytes]]]:
-        yield from reader.batches(CHUNK)
+        # Batches of a step each: the backend's reader takes about a millisecond to make one, as the writer to write it.
+        yield from reader.batches(STEP_ENTRIES)
         release()  # writers held back by a strict backup go on while the file is synced and renamed
 
     try:

@@ -25,8 +25,10 @@ and figures catch any altered byte and any truncation. A reader refuses a
 version it does not know rather than guess.
 
 Restore streams the blocks into the backend's all-or-nothing ``replace_all``
-and holds each block back until the next one is read, so the trailer is
-verified before the last block is handed over: a damaged file fails the
+in slices of a few thousand entries (a block is read and checked whole, in
+steps with pauses between, before its first slice is handed over), and
+holds each slice back until the next one is read, so the trailer is
+verified before the last slice is handed over: a damaged file fails the
 restore before the store changes.
 
 Failures map to the catalogue by cause, the same way for every file this
@@ -58,6 +60,7 @@ import time
 import zlib
 from array import array
 from bisect import bisect_right
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from itertools import accumulate, chain, islice
@@ -66,7 +69,7 @@ from typing import IO, TYPE_CHECKING, Any, Final
 
 import orjson
 
-from ._cooperative import CHUNK, offload, pause
+from ._cooperative import offload, pause
 from ._version import __version__
 from .backends.base import MAX_KEY_BYTES
 from .errors import (
@@ -122,13 +125,28 @@ _MAX_BLOCK_ENTRIES: Final = 1 << 20
 BLOCK_BYTES: Final = 4 << 20
 """A block's payload stops growing past this size (unless one entry is larger)."""
 
+STEP_ENTRIES: Final = 1_000
+"""Entries read and checked, or written, in one step of a restore or backup: about a millisecond of work.
+
+Steps are separated by :func:`~._cooperative.pause`, so a restore or backup
+never holds a greenlet hub for long (issue 14: 10 ms at most). A pause runs
+the hub's timers only once 5 ms have passed since it last did, so other
+greenlets can wait 5 ms plus one step: a step must stay well under 5 ms
+(1,000 entries: 1-1.5 ms to check, 2 ms for the disk backend to write)."""
+
+STEP_BYTES: Final = 512 << 10
+"""Bytes read, hashed, sliced or written in one step (a step may hold one larger entry)."""
+
+_LENGTHS_STEP: Final = 65_536
+"""Entries' lengths summed and range-checked in one step (a fraction of a millisecond)."""
+
 BEST_EFFORT_WARNING: Final = (
     "concurrent writes were allowed: entries written while the backup ran may or may not be in it, "
     "so it is not a point-in-time copy"
 )
 
 Progress = Callable[[int], None]
-"""Called with the number of entries handled so far, after each block."""
+"""Called with the number of entries handled so far, after each batch written or slice restored."""
 
 _LITTLE_ENDIAN: Final = sys.byteorder == "little"
 
@@ -256,12 +274,27 @@ class SnapshotWriter:
 
     def add(self, batch: list[tuple[bytes, bytes]]) -> None:
         """Append ``batch`` (ascending keys, each after every key already added) as one or more blocks."""
+        for _ in self.add_in_steps(batch):
+            pass
+
+    def add_in_steps(self, batch: list[tuple[bytes, bytes]]) -> Iterator[None]:
+        """As :meth:`add`, yielding between steps of at most :data:`STEP_ENTRIES` entries and about
+        :data:`STEP_BYTES` bytes, so that the caller can pause between them; the blocks are the same.
+
+        Stopping before the end leaves the file with a partial block: only for a file being abandoned.
+        """
         if not batch:
             return
-        lengths = array("I", map(len, chain.from_iterable(batch)))
-        total = sum(lengths)
+        lengths = array("I")
+        total = 0
+        for start in range(0, len(batch), STEP_ENTRIES):
+            if start:
+                yield
+            piece = array("I", map(len, chain.from_iterable(batch[start : start + STEP_ENTRIES])))
+            total += sum(piece)
+            lengths.extend(piece)
         if total <= BLOCK_BYTES:
-            self._block(batch, lengths, total)
+            yield from self._block_in_steps(batch, lengths, total)
             return
         # Split so that no block's payload (which a reader holds whole) grows without bound.
         ends = list(accumulate(map(int.__add__, lengths[0::2], lengths[1::2])))
@@ -269,24 +302,39 @@ class SnapshotWriter:
         while start < len(batch):
             base = ends[start - 1] if start else 0
             stop = max(bisect_right(ends, base + BLOCK_BYTES), start + 1)
-            part = batch[start:stop]
-            self._block(part, lengths[2 * start : 2 * stop], ends[stop - 1] - base)
+            yield
+            yield from self._block_in_steps(batch[start:stop], lengths[2 * start : 2 * stop], ends[stop - 1] - base)
             start = stop
 
-    def _block(self, batch: list[tuple[bytes, bytes]], lengths: array[int], total: int) -> None:
-        pieces = (
-            _BLOCK.pack(_BLOCK_TAG, len(batch), total),
-            _lengths_bytes(lengths),
-            b"".join(chain.from_iterable(batch)),
-        )
-        write = self._out.write
-        update = self._digest.update
-        for piece in pieces:
-            update(piece)
-            write(piece)
-        self.entries += len(batch)
+    def _block_in_steps(self, batch: list[tuple[bytes, bytes]], lengths: array[int], total: int) -> Iterator[None]:
+        """Write one block: its header and lengths, then its payload a step at a time (yielding between)."""
+        count = len(batch)
+        raw_lengths = _lengths_bytes(lengths)
+        self._put(_BLOCK.pack(_BLOCK_TAG, count, total))
+        with memoryview(raw_lengths) as view:
+            for at in range(0, len(view), STEP_BYTES):
+                if at:
+                    yield
+                self._put(view[at : at + STEP_BYTES])
+        # Where each entry's payload ends, when the payload needs more than one step by its bytes.
+        ends = list(accumulate(map(int.__add__, lengths[0::2], lengths[1::2]))) if total > STEP_BYTES else None
+        start = 0
+        while start < count:
+            stop = min(start + STEP_ENTRIES, count)
+            if ends is not None:
+                base = ends[start - 1] if start else 0
+                stop = max(start + 1, min(stop, bisect_right(ends, base + STEP_BYTES)))
+            if start or len(raw_lengths) > STEP_BYTES:
+                yield
+            self._put(b"".join(chain.from_iterable(batch[start:stop])))
+            start = stop
+        self.entries += count
         self.data_bytes += total
-        self.file_bytes += sum(map(len, pieces))
+        self.file_bytes += _BLOCK.size + len(raw_lengths) + total
+
+    def _put(self, piece: bytes | memoryview) -> None:
+        self._digest.update(piece)
+        self._out.write(piece)
 
     def finish(self) -> int:
         """Write the trailer, patch the header's figures and flush; the file's size in bytes."""
@@ -435,7 +483,9 @@ class _AtomicFile:
             self._abort()
             raise map_os_error(error, "cannot write the temp file", self.temp_path, writing=True) from error
         try:
-            os.replace(self.temp_path, self.path)
+            # In the threadpool: replacing a large file frees its blocks within
+            # the call (60 ms for a 120 MB snapshot), which the hub would wait for.
+            offload(os.replace, self.temp_path, self.path)
         except OSError as error:
             self._abort()
             raise map_os_error(error, "cannot rename the temp file to", self.path, writing=True) from error
@@ -485,12 +535,16 @@ def write_snapshot(
 ) -> tuple[int, int]:
     """Write the entries of ``batches`` (ascending keys) atomically to ``path``; (entries, file bytes).
 
-    Pauses for other greenlets between batches. Raises as :func:`write_file`.
+    Pauses for other greenlets between batches, and within a batch between
+    steps of :data:`STEP_ENTRIES` entries (a batch is written as one block,
+    or several past :data:`BLOCK_BYTES`, all the same). Raises as
+    :func:`write_file`.
     """
     with _AtomicFile(path) as file:
         writer = SnapshotWriter(file, source_backend, serialization)
         for batch in batches:
-            writer.add(batch)
+            for _ in writer.add_in_steps(batch):
+                pause()
             if progress is not None:
                 progress(writer.entries)
             pause()
@@ -520,6 +574,35 @@ class SnapshotInfo:
 
 _NO_SIZE: Final = 1 << 62
 """The size taken for a snapshot read from a pipe: any block fits, truncation is found by reading."""
+
+
+def _hash_in_steps(digest: Any, data: bytes | memoryview) -> None:
+    """``digest.update(data)``, :data:`STEP_BYTES` at a time with :func:`pause` between."""
+    if len(data) <= STEP_BYTES:
+        digest.update(data)
+        return
+    with memoryview(data) as view:
+        for start in range(0, len(view), STEP_BYTES):
+            if start:
+                pause()
+            digest.update(view[start : start + STEP_BYTES])
+
+
+def _lengths_fit(lengths: array[int], payload_size: int) -> bool:
+    """Whether a block's (key, value) lengths sum to its payload size, every key 1 to MAX_KEY_BYTES long.
+
+    Checked in steps of :data:`_LENGTHS_STEP` entries with :func:`pause` between.
+    """
+    total = 0
+    for start in range(0, len(lengths), 2 * _LENGTHS_STEP):
+        if start:
+            pause()
+        piece = lengths[start : start + 2 * _LENGTHS_STEP]
+        key_lengths = piece[0::2]
+        if min(key_lengths) < 1 or max(key_lengths) > MAX_KEY_BYTES:
+            return False
+        total += sum(piece)
+    return total == payload_size
 
 
 class SnapshotReader:
@@ -570,6 +653,21 @@ class SnapshotReader:
             raise self._refuse(f"truncated (file ends inside the {what})")
         return data
 
+    def _read_in_steps(self, size: int, what: str) -> bytes:
+        """As :meth:`_read`, :data:`STEP_BYTES` at a time with :func:`pause` between."""
+        if size <= STEP_BYTES:
+            return self._read(size, what)
+        pieces = []
+        left = size
+        while left:
+            piece = self._read_some(min(left, STEP_BYTES))
+            if not piece:
+                raise self._refuse(f"truncated (file ends inside the {what})")
+            pieces.append(piece)
+            left -= len(piece)
+            pause()
+        return b"".join(pieces)
+
     def _read_header(self) -> SnapshotInfo:
         head = self._read_some(_HEADER.size)
         if head[: len(MAGIC)] != MAGIC:
@@ -611,11 +709,18 @@ class SnapshotReader:
         )
 
     def blocks(self) -> Iterator[list[tuple[bytes, bytes]]]:
-        """Every block's entries in file order; verifies the trailer after the last block.
+        """Every entry in file order, a block's at a time in slices of at most :data:`STEP_ENTRIES` entries
+        and :data:`STEP_BYTES` payload bytes (one entry more, when it alone is larger); verifies the trailer
+        after the last slice.
 
         Raises SnapshotReadError as soon as something is wrong: a malformed
         block, keys out of order, more entries or bytes than the header says,
-        a truncated file, a digest mismatch, bytes after the trailer.
+        a truncated file, a digest mismatch, bytes after the trailer. Each
+        block is read and checked whole before its first slice is yielded,
+        so a damaged block is refused before any of its entries are handed
+        out, and refusals come in the same order whatever the slicing. The
+        work is done in steps of about a millisecond with :func:`pause`
+        between them, so a large block does not hold the greenlet hub.
         """
         info = self.info
         digest = hashlib.sha256()
@@ -631,33 +736,48 @@ class SnapshotReader:
                 raise self._refuse(f"bad block tag at byte {position}")
             if not 0 < count <= _MAX_BLOCK_ENTRIES or 8 * count + payload_size > self._size - position:
                 raise self._refuse(f"impossible block sizes at byte {position} (truncated or altered)")
-            raw_lengths = self._read(8 * count, "block")
-            payload = self._read(payload_size, "block")
+            raw_lengths = self._read_in_steps(8 * count, "block")
+            payload = self._read_in_steps(payload_size, "block")
             digest.update(tag_and_sizes)
-            digest.update(raw_lengths)
-            digest.update(payload)
+            _hash_in_steps(digest, raw_lengths)
 
             lengths = array("I")
             lengths.frombytes(raw_lengths)
+            del raw_lengths
             if not _LITTLE_ENDIAN:
                 lengths.byteswap()
-            key_lengths = lengths[0::2]
-            if sum(lengths) != payload_size or min(key_lengths) < 1 or max(key_lengths) > MAX_KEY_BYTES:
+            if not _lengths_fit(lengths, payload_size):
                 raise self._refuse(f"block at byte {position} has inconsistent lengths")
-            offsets = list(accumulate(lengths, initial=0))
-            parts = [payload[start:end] for start, end in zip(offsets, islice(offsets, 1, None))]
-            keys = parts[0::2]
-            if keys[0] <= last_key or not all(map(lt, keys, islice(keys, 1, None))):
-                raise self._refuse("keys are not in strictly ascending order")
-            last_key = keys[-1]
-            batch = list(zip(keys, parts[1::2]))
-            position += _BLOCK.size + len(raw_lengths) + payload_size
+            slices: deque[list[tuple[bytes, bytes]]] = deque()
+            view = memoryview(payload)
+            start = base = 0  # the slice's first entry, and where its payload starts
+            while start < count:
+                stop = min(start + STEP_ENTRIES, count)
+                offsets = list(accumulate(lengths[2 * start : 2 * stop], initial=base))
+                if offsets[-1] - base > STEP_BYTES and stop - start > 1:
+                    # offsets[2 * e] is where the slice's entry e ends: keep the entries that end within the bound.
+                    stop = start + max(1, (bisect_right(offsets, base + STEP_BYTES, 2) - 1) // 2)
+                    del offsets[2 * (stop - start) + 1 :]
+                end = offsets[-1]
+                _hash_in_steps(digest, view[base:end])
+                parts = [payload[a:b] for a, b in zip(offsets, islice(offsets, 1, None))]
+                keys = parts[0::2]
+                if keys[0] <= last_key or not all(map(lt, keys, islice(keys, 1, None))):
+                    raise self._refuse("keys are not in strictly ascending order")
+                last_key = keys[-1]
+                slices.append(list(zip(keys, parts[1::2])))
+                start, base = stop, end
+                pause()
+            view.release()
+            del payload
+            position += _BLOCK.size + 8 * count + payload_size
             entries += count
             data_bytes += payload_size
             if entries > info.entries or data_bytes > info.data_bytes:
                 # The header's figures were what restore checked its budget against.
                 raise self._refuse("it holds more entries or bytes than its header says")
-            yield batch
+            while slices:
+                yield slices.popleft()
 
         rest = self._read(_TRAILER.size - _BLOCK.size + _DIGEST_SIZE, "trailer")
         tail = tag_and_sizes + rest[: _TRAILER.size - _BLOCK.size]
@@ -688,7 +808,7 @@ def inspect(path: str | os.PathLike[str]) -> SnapshotInfo:
 
 
 def _held_back(blocks: Iterator[list[tuple[bytes, bytes]]], progress: Progress | None) -> Iterator[list[tuple[bytes, bytes]]]:
-    """The blocks, each yielded only once the next is read; the last only once the trailer is verified."""
+    """The slices of the blocks, each yielded only once the next is read; the last only once the trailer is verified."""
     pending: list[tuple[bytes, bytes]] | None = None
     done = 0
     for batch in blocks:
@@ -705,7 +825,11 @@ def _held_back(blocks: Iterator[list[tuple[bytes, bytes]]], progress: Progress |
 
 
 def _readable_entries(reader: SnapshotReader, serialization: str) -> Iterator[list[tuple[bytes, bytes]]]:
-    """The reader's blocks, each checked: keys UTF-8, values readable under ``serialization`` ('' or unknown: not checked)."""
+    """The reader's slices, each checked: keys UTF-8, values readable under ``serialization`` ('' or unknown: not checked).
+
+    Each slice's check is a step of its own (:func:`pause` after it): with
+    JSON values it costs about as much as reading the slice.
+    """
     if serialization == "json":
         check_value: Callable[[bytes], object] | None = orjson.loads
     elif serialization == "string":
@@ -726,6 +850,7 @@ def _readable_entries(reader: SnapshotReader, serialization: str) -> Iterator[li
                         f"it holds a value that is not {'a JSON document' if serialization == 'json' else 'UTF-8 text'},"
                         f" which a {serialization} store could not read back"
                     ) from None
+        pause()
         yield batch
 
 
@@ -756,7 +881,8 @@ def backup(
             reader.close()
 
     def batches() -> Iterator[list[tuple[bytes, bytes]]]:
-        yield from reader.batches(CHUNK)
+        # Batches of a step each: the backend's reader takes about a millisecond to make one, as the writer to write it.
+        yield from reader.batches(STEP_ENTRIES)
         release()  # writers held back by a strict backup go on while the file is synced and renamed
 
     try:

@@ -19,7 +19,7 @@ import pytest
 
 from locust_kv.backends import lmdb as disk
 from locust_kv.backends.lmdb import backend as disk_backend
-from locust_kv.backends.lmdb import errors, layout
+from locust_kv.backends.lmdb import engine, errors, layout
 from locust_kv.backends.lmdb import leases as lease_records
 from locust_kv.backends.base import ClaimRecord
 from locust_kv.backends.lmdb.backend import DiskBackend
@@ -332,6 +332,34 @@ def test_delete_prefix_runs_in_short_steps(tmp_path: Path, monkeypatch: pytest.M
     assert [store.random_key(b"") for _ in range(5)] != [None] * 5  # the index followed
     store.rebuild_key_list()
     assert store.count(b"q", b"r") == 10
+    store.close()
+
+
+def test_counts_and_offsets_of_large_ranges_pause_in_one_snapshot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A count or an offset walks the range (LMDB keeps no counts), pausing between steps of 16,384 keys.
+
+    A writer adds keys inside the range at each pause: the answer is still of the snapshot the call started with.
+    """
+    store = _open(tmp_path / "s.lmdb")
+    _fill(store, 60_000, b"p")
+    pauses: list[int] = []
+
+    def writer_at_each_pause() -> None:
+        pauses.append(len(pauses))
+        store.set(b"p3%04d-new" % len(pauses), b"x")  # where the walk has not been yet
+
+    monkeypatch.setattr(engine, "pause", writer_at_each_pause)
+    before = store.scan_keys(b"p00010", b"p59990", 0, 0)[0]  # no offset: one read, no pause
+    assert len(before) == 59_980 and pauses == []
+    assert store.count(b"p00010", b"p59990") == 59_980
+    assert len(pauses) >= 2
+    before = store.scan_keys(b"p00010", b"p59990", 0, 0)[0]
+    assert store.scan_keys(b"p00010", b"p59990", 50_000, 3) == (before[50_000:50_003], True)
+    assert len(pauses) >= 4
+    before = store.scan_keys(b"p", None, 0, 0)[0]
+    assert store.scan(b"p", None, len(before) - 1, 0) == ([(before[-1], b"v" + before[-1])], False)
+    assert len(pauses) >= 6
+    assert store.scan_keys(b"p", b"q", len(before) + 10, 0) == ([], False)  # past the end
     store.close()
 
 

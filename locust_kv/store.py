@@ -1396,22 +1396,25 @@ _OPERATIONS: Final = (
 
 _TIMED_TEMPLATE = """
 def timed({parameters}):
-    store = self._store
-    operations = store.operations
-    operations[name] = operations.get(name, 0) + 1
-    start = perf_counter()
+    _store = self._store
+    _operations = _store.operations
+    _operations[name] = _operations.get(name, 0) + 1
+    _started = perf_counter()
     try:
-        result = method({arguments})
-    except Exception as exc:
-        reporter = store.reporter
-        if reporter is not None:
-            reporter(name, perf_counter() - start, exc)
+        _result = method({arguments})
+    except Exception as _exc:
+        _reporter = _store.reporter
+        if _reporter is not None:
+            _reporter(name, perf_counter() - _started, _exc)
         raise
-    reporter = store.reporter
-    if reporter is not None:
-        reporter(name, perf_counter() - start, None)
-    return result
+    _reporter = _store.reporter
+    if _reporter is not None:
+        _reporter(name, perf_counter() - _started, None)
+    return _result
 """
+_TIMED_NAMES: Final = frozenset({"method", "name", "perf_counter"})
+"""Names the template reads besides its own ``_``-prefixed locals: no parameter of a timed method may take one
+(``scan(start=...)`` once met a local ``start``, the clock reading, and passed a float on)."""
 
 
 def _timed(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
@@ -1426,6 +1429,8 @@ def _timed(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
     arguments: list[str] = []
     starred = False
     for index, parameter in enumerate(inspect.signature(method).parameters.values()):
+        if parameter.name in _TIMED_NAMES or parameter.name.startswith("_"):
+            raise TypeError(f"{name}'s parameter {parameter.name!r} would shadow a name of the timing wrapper")
         if parameter.kind is parameter.VAR_POSITIONAL:
             parameters.append(f"*{parameter.name}")
             arguments.append(f"*{parameter.name}")

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from locust_kv import KV, Entry, KeyScanPage, ScanPage
 from locust_kv.errors import InvalidArgumentError, InvalidCursorError
+from locust_kv.store import set_reporter
 
 KEYS = [f"u:{i:02d}" for i in range(20)] + ["a", "t", "u", "u;", "v", "é", "\U0010ffff"]
 
@@ -269,6 +270,32 @@ def test_subclasses_count_by_their_value(kv: KV) -> None:
     assert kv.list_keys(start=Lying("u:18"), end=Lying("u:19")) == ["u:18"]
     assert kv.list_keys("u:", offset=Big(18)) == ["u:18", "u:19"]
     assert kv.count(start=Lying("v")) == 3
+
+
+def test_a_reporting_store_passes_the_bounds_on(kv: KV) -> None:
+    """The Locust plugin times every call through generated wrappers: they must pass each keyword as given."""
+    _fill(kv, KEYS)
+    plain = {
+        "scan": kv.scan("u:", 2, start="u:05", end="u:09", offset=1),
+        "scan_keys": kv.scan_keys("u:", 2, start="u:05", end="u:09", offset=1),
+        "list": kv.list("u:", 2, start="u:05", end="u:09", offset=1),
+        "list_keys": kv.list_keys("u:", 2, start="u:05", end="u:09", offset=1),
+        "count": kv.count("u:", start="u:05", end="u:09"),
+    }
+    reported: list[str] = []
+    set_reporter(kv, lambda name, seconds, error: reported.append(name))
+    try:
+        timed = {
+            "scan": kv.scan("u:", 2, start="u:05", end="u:09", offset=1),
+            "scan_keys": kv.scan_keys("u:", 2, start="u:05", end="u:09", offset=1),
+            "list": kv.list("u:", 2, start="u:05", end="u:09", offset=1),
+            "list_keys": kv.list_keys("u:", 2, start="u:05", end="u:09", offset=1),
+            "count": kv.count("u:", start="u:05", end="u:09"),
+        }
+    finally:
+        set_reporter(kv, None)
+    assert timed == plain and reported == list(plain)
+    assert plain["list_keys"] == ["u:06", "u:07"] and plain["count"] == 4
 
 
 # -- under writers ----------------------------------------------------------------------

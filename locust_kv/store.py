@@ -164,9 +164,7 @@ def _key_range(prefix: object, start: object, end: object) -> tuple[bytes, bytes
     low = _encode_prefix(prefix)
     high = prefix_end(low)
     if start is not None:
-        first = _encode_bound(start, "start")
-        if first > low:
-            low = first
+        low = max(low, _encode_bound(start, "start"))
     if end is not None:
         last = _encode_bound(end, "end")
         if not last:
@@ -180,8 +178,7 @@ def _resume(low: bytes, cursor: object) -> bytes:
     """``low``, moved strictly past the key a cursor names (``""``: the first page)."""
     if isinstance(cursor, str) and not str.__len__(cursor):  # str.__len__: a subclass counts by its characters
         return low
-    after = decode_cursor(cursor) + b"\x00"
-    return after if after > low else low
+    return max(low, decode_cursor(cursor) + b"\x00")
 
 
 def _pair(result: Any) -> tuple[Any, Any]:

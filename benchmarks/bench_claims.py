@@ -155,6 +155,9 @@ class BackendClaims(Impl):
     def __init__(self, kv_impl: KVClaims) -> None:
         self.label = kv_impl.label.replace("locust_kv ", "") + " backend alone"
         self.b = kv_impl.kv._backend
+        from locust_kv.backends.base import prefix_end
+
+        self.prefix_end = prefix_end
 
     def op(self, name: str) -> Any:
         return getattr(self, name)
@@ -176,10 +179,12 @@ class BackendClaims(Impl):
         return self.b.delete_many([k.encode() for k in keys])
 
     def count(self, prefix: str) -> int:
-        return self.b.count(prefix.encode())
+        raw = prefix.encode()
+        return self.b.count(raw, self.prefix_end(raw))
 
     def scan_keys(self, prefix: str, limit: int, cursor: bytes) -> Any:
-        return self.b.scan_keys(prefix.encode(), cursor, limit)
+        raw = prefix.encode()  # the range the front-end makes of a prefix and a cursor
+        return self.b.scan_keys(max(raw, cursor), self.prefix_end(raw), 0, limit)
 
     def random_keys(self, prefix: str, count: int) -> Any:
         return self.b.random_keys(prefix.encode(), count, True)

@@ -573,7 +573,7 @@ class BackendAlone(Impl):
     value = VALUE_BYTES
     prefix = PREFIX.encode()
     scan_prefix = SCAN_PREFIX.encode()
-    scan_order = "start-before-limit"  # Backend.scan(prefix, start, limit)
+    scan_order = "start-before-limit"  # Backend.scan(low, high, offset, limit), given as (prefix, start, limit)
 
     def __init__(self, label: str, kv: Any) -> None:
         self.label = label
@@ -594,6 +594,11 @@ class BackendAlone(Impl):
             return partial(b.random_key, b"")
         if name == "random_key_prefix":
             return b.random_key
+        if name == "scan":  # the range the front-end makes of a prefix and a cursor
+            from locust_kv.backends.base import prefix_end
+
+            end = prefix_end(self.scan_prefix)
+            return lambda prefix, start, limit: b.scan(max(prefix, start), end, 0, limit)
         return getattr(b, "delete" if name == "delete_if_exists" else name)
 
 

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 from gevent.monkey import get_original
 
-from .backends.base import MAX_BATCH, MAX_CLAIM_TTL_MS, MAX_KEY_BYTES, MAX_OWNER_BYTES
+from .backends.base import MAX_BATCH, MAX_CLAIM_TTL_MS, MAX_KEY_BYTES, MAX_OWNER_BYTES, prefix_end
 from .errors import (
     ClaimLostError,
     LockLostError,
@@ -137,6 +137,53 @@ def _check_limit(limit: object) -> int:
         raise InvalidArgumentError(f"limit must be an int, not {type(limit).__name__}")
     # int.__int__: the plain value of an int subclass, whatever its own methods do.
     return min(int.__int__(limit), MAX_SCAN_LIMIT)
+
+
+def _check_offset(offset: object) -> int:
+    """How many keys of a range a page skips: an int >= 0, clamped as a limit is."""
+    if type(offset) is not int and (not isinstance(offset, int) or isinstance(offset, bool)):
+        raise InvalidArgumentError(f"offset must be an int, not {type(offset).__name__}")
+    value = int.__int__(offset)
+    if value < 0:
+        raise InvalidArgumentError("offset must be 0 or more")
+    return min(value, MAX_SCAN_LIMIT)
+
+
+def _encode_bound(bound: object, what: str) -> bytes:
+    if not isinstance(bound, str):
+        raise InvalidArgumentError(f"{what} must be str or None, not {type(bound).__name__}")
+    try:
+        return str.encode(bound)  # not bound.encode(): a subclass may override it
+    except UnicodeEncodeError:
+        raise InvalidArgumentError(f"{what} is not encodable as UTF-8") from None
+
+
+def _key_range(prefix: object, start: object, end: object) -> tuple[bytes, bytes | None]:
+    """The byte range ``[low, high)`` of the keys that start with ``prefix`` and lie in ``[start, end)``.
+
+    ``high`` None: no upper bound. ``start`` and ``end`` are str or None (no
+    bound); ``end=""`` is refused, since no key sorts before it and other
+    stores read it as "no end". A range may come out empty or inverted
+    (``high`` <= ``low``): it then holds no key, which every backend answers.
+    """
+    low = _encode_prefix(prefix)
+    high = prefix_end(low)
+    if start is not None:
+        low = max(low, _encode_bound(start, "start"))
+    if end is not None:
+        last = _encode_bound(end, "end")
+        if not last:
+            raise InvalidArgumentError('end must be a non-empty str, or None for no end ("" would match no key)')
+        if high is None or last < high:
+            high = last
+    return low, high
+
+
+def _resume(low: bytes, cursor: object) -> bytes:
+    """``low``, moved strictly past the key a cursor names (``""``: the first page)."""
+    if isinstance(cursor, str) and not str.__len__(cursor):  # str.__len__: a subclass counts by its characters
+        return low
+    return max(low, decode_cursor(cursor) + b"\x00")
 
 
 def _pair(result: Any) -> tuple[Any, Any]:
@@ -743,31 +790,44 @@ class KV:
         except BaseException as exc:
             raise self._failure(exc, "size")  # noqa: B904
 
-    def scan(self, prefix: str = "", limit: int = 0, cursor: str = "") -> ScanPage:
-        """One page of the keys starting with ``prefix``, ascending by UTF-8 bytes.
+    def scan(
+        self,
+        prefix: str = "",
+        limit: int = 0,
+        cursor: str = "",
+        *,
+        start: str | None = None,
+        end: str | None = None,
+        offset: int = 0,
+    ) -> ScanPage:
+        """One page of the keys starting with ``prefix`` and in ``[start, end)``, ascending by UTF-8 bytes.
 
-        ``limit`` <= 0 returns every remaining entry. ``cursor`` is ``""`` for
-        the first page, then the cursor of the previous page: the scan resumes
-        strictly after that page's last key. The last page has cursor ``""``
-        and ``done`` True. Each page is its own atomic read: under concurrent
-        writes, a paged scan returns no key twice and skips no key that existed,
-        unchanged, for the whole scan.
+        ``start`` is inclusive, ``end`` exclusive, both compared by UTF-8
+        bytes; None means no bound (``end=""`` is refused). An empty or
+        inverted range is simply empty. ``offset`` skips that many keys of
+        the range before the page, counted from where the page starts: the
+        range's first key, or the key after the cursor's. ``limit`` <= 0
+        returns every remaining entry. ``cursor`` is ``""`` for the first
+        page, then the cursor of the previous page: the scan resumes strictly
+        after that page's last key (pass the same prefix and range again, and
+        ``offset`` 0 unless more keys are to be skipped). The last page has
+        cursor ``""`` and ``done`` True. Each page is its own atomic read:
+        under concurrent writes, a paged scan returns no key twice and skips
+        no key that existed, unchanged, for the whole scan.
 
         Raises InvalidCursorError for a cursor this method did not return, and
-        InvalidArgumentError for a prefix or limit of the wrong type.
+        InvalidArgumentError for a prefix, bound, offset or limit of the wrong
+        type or value.
         """
         try:
-            return self._scan(prefix, limit, cursor)
+            return self._scan(prefix, limit, cursor, start, end, offset)
         except BaseException as exc:
             raise self._failure(exc, "scan")  # noqa: B904
 
-    def _scan(self, prefix: str, limit: int, cursor: str) -> ScanPage:
-        raw_prefix = _encode_prefix(prefix)
+    def _scan(self, prefix: str, limit: int, cursor: str, start: str | None, end: str | None, offset: int) -> ScanPage:
+        low, high = _key_range(prefix, start, end)
         limit = _check_limit(limit)
-        if type(cursor) is not str and isinstance(cursor, str):
-            cursor = str.__str__(cursor)  # a subclass counts by its characters, whatever its methods do
-        start = decode_cursor(cursor) + b"\x00" if type(cursor) is not str or cursor != "" else b""
-        rows, more = _pair(self._backend.scan(raw_prefix, start, limit))
+        rows, more = _pair(self._backend.scan(_resume(low, cursor), high, _check_offset(offset), limit))
         loads = self._loads
         try:
             entries = [_new(Entry, (k.decode(), loads(v))) for k, v in rows]
@@ -779,10 +839,12 @@ class KV:
             return ScanPage(entries, encode_cursor(rows[-1][0]), False)
         return ScanPage(entries, "", True)
 
-    def list(self, prefix: str = "", limit: int = 0) -> builtins.list[Entry]:
-        """The first ``limit`` entries (all when <= 0) whose key starts with ``prefix``, ascending."""
+    def list(
+        self, prefix: str = "", limit: int = 0, *, start: str | None = None, end: str | None = None, offset: int = 0
+    ) -> builtins.list[Entry]:
+        """The first ``limit`` entries (all when <= 0) after ``offset``, of the keys starting with ``prefix`` in ``[start, end)``, ascending."""
         try:
-            return self._scan(prefix, limit, "").entries
+            return self._scan(prefix, limit, "", start, end, offset).entries
         except BaseException as exc:
             raise self._failure(exc, "list")  # noqa: B904
 
@@ -892,29 +954,36 @@ class KV:
 
     # -- prefixes ---------------------------------------------------------------
 
-    def count(self, prefix: str = "") -> int:
-        """The number of keys starting with ``prefix`` (all keys for ``""``).
+    def count(self, prefix: str = "", *, start: str | None = None, end: str | None = None) -> int:
+        """The number of keys starting with ``prefix`` and in ``[start, end)`` (all keys by default); the range as ``scan``'s.
 
-        O(log n) on memory and redis; on disk, O(1) without a prefix and a
-        walk of the matching keys with one (see docs/disk-backend.md).
+        O(log n) on memory and redis; on disk, O(1) for the whole store and a
+        walk of the matching keys otherwise (see docs/disk-backend.md).
         """
         try:
-            count = self._backend.count(_encode_prefix(prefix))
+            count = self._backend.count(*_key_range(prefix, start, end))
             if type(count) is not int or count < 0:
                 raise UnexpectedStoreOutputError("backend returned a count that is not a count")
             return count
         except BaseException as exc:
             raise self._failure(exc, "count")  # noqa: B904
 
-    def scan_keys(self, prefix: str = "", limit: int = 0, cursor: str = "") -> KeyScanPage:
-        """As ``scan``, keys only: ``(keys, cursor, done)``, with the same cursors."""
+    def scan_keys(
+        self,
+        prefix: str = "",
+        limit: int = 0,
+        cursor: str = "",
+        *,
+        start: str | None = None,
+        end: str | None = None,
+        offset: int = 0,
+    ) -> KeyScanPage:
+        """As ``scan``, keys only: ``(keys, cursor, done)``, with the same range, offset and cursors."""
         try:
-            raw_prefix = _encode_prefix(prefix)
+            low, high = _key_range(prefix, start, end)
             limit = _check_limit(limit)
-            if type(cursor) is not str and isinstance(cursor, str):
-                cursor = str.__str__(cursor)
-            start = decode_cursor(cursor) + b"\x00" if type(cursor) is not str or cursor != "" else b""
-            keys, more = _pair(self._backend.scan_keys(raw_prefix, start, limit))
+            skip = _check_offset(offset)
+            keys, more = _pair(self._backend.scan_keys(_resume(low, cursor), high, skip, limit))
             names = _decode_keys(keys)
             if more and keys:
                 return KeyScanPage(names, encode_cursor(keys[-1]), False)
@@ -922,10 +991,15 @@ class KV:
         except BaseException as exc:
             raise self._failure(exc, "scan_keys")  # noqa: B904
 
-    def list_keys(self, prefix: str = "", limit: int = 0) -> builtins.list[str]:
-        """The first ``limit`` keys (all when <= 0) starting with ``prefix``, ascending."""
+    def list_keys(
+        self, prefix: str = "", limit: int = 0, *, start: str | None = None, end: str | None = None, offset: int = 0
+    ) -> builtins.list[str]:
+        """The first ``limit`` keys (all when <= 0) after ``offset``, of those starting with ``prefix`` in ``[start, end)``, ascending."""
         try:
-            keys, _ = _pair(self._backend.scan_keys(_encode_prefix(prefix), b"", _check_limit(limit)))
+            low, high = _key_range(prefix, start, end)
+            limit = _check_limit(limit)
+            skip = _check_offset(offset)
+            keys, _ = _pair(self._backend.scan_keys(low, high, skip, limit))
             return _decode_keys(keys)
         except BaseException as exc:
             raise self._failure(exc, "list_keys")  # noqa: B904
@@ -1527,6 +1601,8 @@ def _timed(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
     arguments: list[str] = []
     starred = False
     for index, parameter in enumerate(inspect.signature(method).parameters.values()):
+        if parameter.name.startswith("_"):
+            raise TypeError(f"{name}'s parameter {parameter.name!r} would shadow a name of the timing wrapper")
         if parameter.kind is parameter.VAR_POSITIONAL:
             parameters.append(f"*{parameter.name}")
             arguments.append(f"*{parameter.name}")

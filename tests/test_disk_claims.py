@@ -19,7 +19,7 @@ import pytest
 
 from locust_kv.backends import lmdb as disk
 from locust_kv.backends.lmdb import backend as disk_backend
-from locust_kv.backends.lmdb import errors, layout
+from locust_kv.backends.lmdb import engine, errors, layout
 from locust_kv.backends.lmdb import leases as lease_records
 from locust_kv.backends.base import ClaimRecord
 from locust_kv.backends.lmdb.backend import DiskBackend
@@ -88,7 +88,7 @@ def test_release_complete_renew_check_the_token_and_the_end(store: DiskBackend) 
     assert e is not None
     assert store.complete_claims([(e.key, e.token)], True) == [True]
     assert store.get(e.key) is None
-    assert store.count(b"") == 3
+    assert store.count(b"", None) == 3
     assert e.key not in [store.random_key(b"") for _ in range(200)]
     assert store.allocation_stats(b"") == (3, 3, 0, 2)  # c and d still carry ended leases
 
@@ -132,7 +132,7 @@ def test_pop_random_skips_live_leases_and_takes_expired_ones(store: DiskBackend)
     now[0] += 50  # keys[90:95] expired
     popped = store.pop_random(b"k", 1_000)
     assert sorted(popped) == [(key, b"v" + key) for key in keys[90:]]
-    assert store.count(b"") == 90
+    assert store.count(b"", None) == 90
     assert store.stats()["claims"] == 90 and store.stats()["expired_claims"] == 0
     assert store.pop_random(b"k", 1) == []
 
@@ -307,15 +307,15 @@ def test_batches_counts_and_scans(store: DiskBackend) -> None:
     _fill(store, 100, b"b:")
     store.set_many([(b"c", b"1"), (b"c", b"2")])
     assert store.get_many([b"c", b"a:00003", b"zz"]) == [b"2", b"va:00003", None]
-    assert store.count(b"") == 1_101 and store.count(b"a:") == 1_000 and store.count(b"b:0005") == 10
-    assert store.count(b"\xff") == 0
+    assert store.count(b"", None) == 1_101 and store.count(b"a:", b"a;") == 1_000 and store.count(b"b:0005", b"b:0006") == 10
+    assert store.count(b"\xff", None) == 0
     assert store.delete_many([b"c", b"c", b"zz", b"b:00000"]) == 2
-    assert store.scan_keys(b"b:", b"b:00098", 0) == ([b"b:00098", b"b:00099"], False)
-    assert store.scan_keys(b"a:", b"", 2) == ([b"a:00000", b"a:00001"], True)
+    assert store.scan_keys(b"b:00098", b"b;", 0, 0) == ([b"b:00098", b"b:00099"], False)
+    assert store.scan_keys(b"a:", b"a;", 0, 2) == ([b"a:00000", b"a:00001"], True)
     assert store.delete_prefix(b"a:", 300) == (300, False)
     assert store.delete_prefix(b"a:", 0) == (700, True)
     assert store.delete_prefix(b"a:", 0) == (0, True)
-    assert store.count(b"") == 99
+    assert store.count(b"", None) == 99
     assert store.delete_prefix(b"b:", 99) == (99, True)
     assert store.size() == 0
 
@@ -325,13 +325,41 @@ def test_delete_prefix_runs_in_short_steps(tmp_path: Path, monkeypatch: pytest.M
     _fill(store, 50_000, b"p")
     _fill(store, 10, b"q")
     steps = []
-    monkeypatch.setattr(disk_backend, "pause", lambda: steps.append(store.count(b"p")))
+    monkeypatch.setattr(disk_backend, "pause", lambda: steps.append(store.count(b"p", b"q")))
     assert store.delete_prefix(b"p", 0) == (50_000, True)
     assert len(steps) >= 2 and steps == sorted(steps, reverse=True)
-    assert store.count(b"") == 10
+    assert store.count(b"", None) == 10
     assert [store.random_key(b"") for _ in range(5)] != [None] * 5  # the index followed
     store.rebuild_key_list()
-    assert store.count(b"q") == 10
+    assert store.count(b"q", b"r") == 10
+    store.close()
+
+
+def test_counts_and_offsets_of_large_ranges_pause_in_one_snapshot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A count or an offset walks the range (LMDB keeps no counts), pausing between steps of 16,384 keys.
+
+    A writer adds keys inside the range at each pause: the answer is still of the snapshot the call started with.
+    """
+    store = _open(tmp_path / "s.lmdb")
+    _fill(store, 60_000, b"p")
+    pauses: list[int] = []
+
+    def writer_at_each_pause() -> None:
+        pauses.append(len(pauses))
+        store.set(b"p3%04d-new" % len(pauses), b"x")  # where the walk has not been yet
+
+    monkeypatch.setattr(engine, "pause", writer_at_each_pause)
+    before = store.scan_keys(b"p00010", b"p59990", 0, 0)[0]  # no offset: one read, no pause
+    assert len(before) == 59_980 and pauses == []
+    assert store.count(b"p00010", b"p59990") == 59_980
+    assert len(pauses) >= 2
+    before = store.scan_keys(b"p00010", b"p59990", 0, 0)[0]
+    assert store.scan_keys(b"p00010", b"p59990", 50_000, 3) == (before[50_000:50_003], True)
+    assert len(pauses) >= 4
+    before = store.scan_keys(b"p", None, 0, 0)[0]
+    assert store.scan(b"p", None, len(before) - 1, 0) == ([(before[-1], b"v" + before[-1])], False)
+    assert len(pauses) >= 6
+    assert store.scan_keys(b"p", b"q", len(before) + 10, 0) == ([], False)  # past the end
     store.close()
 
 
@@ -356,7 +384,7 @@ def test_compare_and_detailed(store: DiskBackend) -> None:
     assert store.compare_and_delete_detailed(b"k", b"1") == (False, b"2")
     assert store.compare_and_delete_detailed(b"k", b"2") == (True, b"2")
     assert store.compare_and_delete_detailed(b"k", b"2") == (False, None)
-    assert store.count(b"") == 0
+    assert store.count(b"", None) == 0
 
 
 def test_set_many_is_all_or_nothing_when_the_store_is_full(tmp_path: Path) -> None:
@@ -365,9 +393,9 @@ def test_set_many_is_all_or_nothing_when_the_store_is_full(tmp_path: Path) -> No
     big = [(b"k%06d" % i, b"x" * 1_000) for i in range(2_000)]  # 2 MB into a 1 MiB map
     with pytest.raises(DiskStoreFullError):
         store.set_many(big)
-    assert store.count(b"") == 1 and store.get_many([b"before", b"k000000"]) == [b"1", None]
+    assert store.count(b"", None) == 1 and store.get_many([b"before", b"k000000"]) == [b"1", None]
     store.set_many(big[:100])  # a batch that fits still goes in
-    assert store.count(b"k") == 100
+    assert store.count(b"k", b"l") == 100
     store.close()
 
 
@@ -389,7 +417,7 @@ def test_a_store_made_before_claims_opens_and_claims(tmp_path: Path) -> None:
         assert txn.get(layout.CLAIMS_DB) is None
     env.close()
     store = _open(path)
-    assert store.count(b"") == 20 and store.stats()["claims"] == 0
+    assert store.count(b"", None) == 20 and store.stats()["claims"] == 0
     granted = store.claim_keys(keys[:3], LONG, b"a")
     assert [r.token for r in granted if r] == [1, 2, 3]
     assert store.delete(keys[0]) and store.stats()["claims"] == 2
@@ -443,7 +471,7 @@ def test_processes_popping_take_every_key_exactly_once(tmp_path: Path) -> None:
     wait_all_ok([fork_call(_pop_until_empty, store, out) for out in outs])
     popped = [bytes.fromhex(key) for out in outs for key in json.loads(out.read_text())]
     assert sorted(popped) == keys[100:]
-    assert sorted(store.scan_keys(b"pool:", b"", 0)[0]) == sorted(held)
+    assert sorted(store.scan_keys(b"pool:", b"pool;", 0, 0)[0]) == sorted(held)
     store.close()
 
 

@@ -95,6 +95,8 @@ def test_a_million_keys_never_freeze_the_hub(tmp_path: Path) -> None:
         return result
 
     assert timed("random_key walking 1M keys", kv.random_key).startswith("user:")
+    assert timed("count of a 900k-key range", lambda: kv.count(start="user:0050000", end="user:0950000")) == 900_000
+    assert timed("list_keys at offset 900,000", lambda: kv.list_keys("user:", 2, offset=900_000)) == ["user:0900000", "user:0900001"]
     timed("rebuild_key_list on 1M keys", kv.rebuild_key_list)
     assert kv._backend._view.indexed and kv.size() == MILLION
     timed("clear of 1M keys", kv.clear)

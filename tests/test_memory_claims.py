@@ -17,7 +17,7 @@ import pytest
 from gevent.monkey import get_original
 
 from locust_kv.backends import memory
-from locust_kv.backends.base import ClaimRecord
+from locust_kv.backends.base import ClaimRecord, prefix_end
 from locust_kv.errors import BackupInProgressError, RestoreInProgressError
 
 _start_new_thread = get_original("_thread", "start_new_thread")
@@ -52,7 +52,7 @@ def seed(b: memory.MemoryBackend, n: int, prefix: bytes = b"acct:") -> list[byte
 
 
 def data_bytes(b: memory.MemoryBackend) -> int:
-    rows, _ = b.scan(b"", b"", 0)
+    rows, _ = b.scan(b"", None, 0, 0)
     return sum(len(k) + len(v) for k, v in rows)
 
 
@@ -73,9 +73,9 @@ def test_claim_keys_grants_free_existing_keys_with_growing_tokens(b, clock) -> N
 def test_claims_do_not_change_the_data(b, clock) -> None:
     keys = seed(b, 4)
     b.claim_keys(keys[:2], 500, b"me")
-    assert b.size() == 4 and b.count(b"acct:") == 4
+    assert b.size() == 4 and b.count(b"acct:", b"acct;") == 4
     assert b.get(keys[0]) == b"v" + keys[0]
-    assert b.scan_keys(b"", b"", 0) == (keys, False)
+    assert b.scan_keys(b"", None, 0, 0) == (keys, False)
     b.set(keys[0], b"new")  # writes keep the lease
     assert b.claim_keys([keys[0]], 500, b"x") == [None]
     assert b.stats()["bytes"] == data_bytes(b)
@@ -260,7 +260,7 @@ def test_new_writers_are_refused_during_a_strict_backup_and_a_restore(b, write) 
     write(b)  # allowed again
     # reads are never refused
     reader = b.begin_backup(allow_concurrent_writes=False)
-    assert b.allocation_stats(b"") and b.count(b"") >= 0 and b.stats()["keys"] >= 0
+    assert b.allocation_stats(b"") and b.count(b"", None) >= 0 and b.stats()["keys"] >= 0
     b.get_many([b"acct:0000"])
     b.random_keys(b"", 2, True)
     reader.close()
@@ -281,7 +281,9 @@ def test_detailed_compare_and_swap_and_delete(b) -> None:
 
 def test_count_by_prefix(b) -> None:
     b.set_many([(k, b"") for k in (b"a", b"ab", b"abc", b"b", b"\xff", b"\xff\xff", b"\xff\x00")])
-    assert [b.count(p) for p in (b"", b"a", b"ab", b"abcd", b"b", b"c", b"\xff", b"\xff\xff")] == [7, 3, 2, 0, 1, 0, 3, 1]
+    prefixes = (b"", b"a", b"ab", b"abcd", b"b", b"c", b"\xff", b"\xff\xff")
+    assert [b.count(p, prefix_end(p)) for p in prefixes] == [7, 3, 2, 0, 1, 0, 3, 1]
+    assert [b.count(b"ab", b"b"), b.count(b"b", b"ab"), b.count(b"b", b"b"), b.count(b"\xff", None)] == [2, 0, 0, 3]
 
 
 def test_get_set_delete_many(b) -> None:
@@ -291,15 +293,15 @@ def test_get_set_delete_many(b) -> None:
     assert b.delete_many([b"a", b"x", b"a"]) == 1
     assert b.size() == 1 and b.random_key(b"") == b"b"
     b.rebuild_key_list()
-    assert b.scan_keys(b"", b"", 0) == ([b"b"], False)
+    assert b.scan_keys(b"", None, 0, 0) == ([b"b"], False)
 
 
 def test_scan_keys_pages(b) -> None:
     keys = seed(b, 5)
     seed(b, 2, prefix=b"b:")
-    assert b.scan_keys(b"acct:", b"", 2) == (keys[:2], True)
-    assert b.scan_keys(b"acct:", keys[1] + b"\x00", 2) == (keys[2:4], True)
-    assert b.scan_keys(b"acct:", keys[3] + b"\x00", 2) == (keys[4:], False)
+    assert b.scan_keys(b"acct:", b"acct;", 0, 2) == (keys[:2], True)
+    assert b.scan_keys(keys[1] + b"\x00", b"acct;", 0, 2) == (keys[2:4], True)
+    assert b.scan_keys(keys[3] + b"\x00", b"acct;", 0, 2) == (keys[4:], False)
 
 
 def test_random_keys(b) -> None:
@@ -331,7 +333,7 @@ def test_delete_prefix_lets_other_greenlets_run_between_slices(b) -> None:
 
     def ticker() -> None:
         while not done:
-            ticks.append(b.count(b"p:"))
+            ticks.append(b.count(b"p:", b"p;"))
             gevent.sleep(0)
 
     def deleter() -> None:
@@ -516,7 +518,7 @@ def test_every_entry_is_consumed_exactly_once_by_pops_and_completed_claims(b) ->
                 got = [r.key for r in records]
             with guard:
                 consumed.extend(got)
-            if not got and b.count(b"acct:") == 0:
+            if not got and b.count(b"acct:", b"acct;") == 0:
                 return
             if index < 50:  # a greenlet (the threads are 100 and up)
                 gevent.sleep(0)

@@ -46,7 +46,7 @@ def _check_index(backend: MemoryBackend) -> set[bytes]:
     if keys:  # the positional index (dropped by bulk appends) is rebuilt right
         middle = sorted(keys)[len(keys) // 2]
         assert index.order.bisect_left(middle) == len(keys) // 2 and index.order[len(keys) // 2] == middle
-    assert backend.size() == len(keys) == backend.count(b"")
+    assert backend.size() == len(keys) == backend.count(b"", None)
     if index.tracked:
         assert len(index.slots) == len(keys) and set(index.slots) == keys
         for slot, key in enumerate(index.slots):
@@ -55,7 +55,7 @@ def _check_index(backend: MemoryBackend) -> set[bytes]:
     assert backend._bytes == sum(len(k) + len(v) for data in backend._shards for k, v in data.items())
     if keys:
         assert all(backend.random_key(b"") in keys for _ in range(200))
-        scanned, more = backend.scan_keys(b"", b"", 0)
+        scanned, more = backend.scan_keys(b"", None, 0, 0)
         assert scanned == sorted(keys) and not more
     return keys
 
@@ -227,7 +227,7 @@ def test_delete_prefix_lets_other_greenlets_run_and_keeps_the_index_exact() -> N
     writer.stop()
     assert complete and deleted > 0 and ticks >= 5
     # Whatever is left under the prefix, the writer wrote meanwhile (delete_prefix is atomic per slice only).
-    assert all(writer.writes.get(key) == "during" for key in backend.scan_keys(b"k:00", b"", 0)[0])
+    assert all(writer.writes.get(key) == "during" for key in backend.scan_keys(b"k:00", b"k:01", 0, 0)[0])
     _check_index(backend)
 
 

@@ -44,6 +44,7 @@ from .conftest import BACKENDS, store_options
 
 KEYS = st.text(alphabet="ab:é", min_size=1, max_size=4)
 PREFIXES = st.text(alphabet="ab:é", max_size=2)
+BOUNDS = st.none() | st.text(alphabet="ab:é", min_size=1, max_size=3)
 SCALARS = st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=5)
 VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3), max_leaves=6)
 DELTAS = st.integers(-5, 5) | st.integers(-(2**64), 2**64)
@@ -318,6 +319,27 @@ class StoreMachine(RuleBasedStateMachine):
             cursor = page.cursor
         assert seen == expected
         assert self.kv.list_keys(prefix, limit) == (expected[:limit] if limit > 0 else expected)
+
+    @rule(prefix=PREFIXES, start=BOUNDS, end=BOUNDS, offset=st.integers(0, 3), limit=st.integers(-1, 4))
+    def scan_range(self, prefix: str, start: str | None, end: str | None, offset: int, limit: int) -> None:
+        low = None if start is None else start.encode()
+        high = None if end is None else end.encode()
+        expected = [
+            k
+            for k in sorted(self.model, key=str.encode)
+            if k.startswith(prefix) and (low is None or k.encode() >= low) and (high is None or k.encode() < high)
+        ]
+        assert self.kv.count(prefix, start=start, end=end) == len(expected)
+        seen: list[Entry] = []
+        page = self.kv.scan(prefix, limit, start=start, end=end, offset=offset)
+        while True:
+            if limit > 0:
+                assert len(page.entries) <= limit
+            seen.extend(page.entries)
+            if page.done:
+                break
+            page = self.kv.scan(prefix, limit, page.cursor, start=start, end=end)
+        assert seen == [Entry(k, self.expect(k)) for k in expected[offset:]]
 
     @rule(prefix=PREFIXES, count=COUNTS, unique=st.booleans())
     def random_keys(self, prefix: str, count: int, unique: bool) -> None:

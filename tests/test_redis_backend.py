@@ -376,7 +376,7 @@ def test_every_byte_survives_scan_backup_and_restore(redis_kv: KV, tmp_path: Pat
     rows = {f"k:{i:03d}:é\x00🙂".encode(): bytes(range(i, 256)) + bytes(range(i)) for i in range(256)}
     rows[b"k:empty"] = b""
     backend.replace_all(iter([sorted(rows.items())]))
-    assert dict(backend.scan(b"k:", b"", 0)[0]) == rows
+    assert dict(backend.scan(b"k:", b"k;", 0, 0)[0]) == rows
     reader = backend.begin_backup(False)
     assert dict(row for page in reader.batches(100) for row in page) == rows
     reader.close()

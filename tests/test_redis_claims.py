@@ -152,7 +152,7 @@ def test_release_complete_and_renew_act_on_live_leases_only(backend: RedisBacken
     assert backend.complete_claims([refs[1]], False) == [True]
     assert backend.complete_claims([refs[2], refs[3]], True) == [True, True]
     assert backend.get(keys[1]) == b"v" + keys[1] and backend.get(keys[2]) is None
-    assert backend.count(b"k:") == 2
+    assert backend.count(b"k:", b"k;") == 2
     assert lease_records(backend, server) == (0, 0)
 
 
@@ -349,15 +349,15 @@ def test_processes_popping_take_every_free_entry_exactly_once(kv: KV, tmp_path: 
 def test_batches_larger_than_a_script_slice(backend: RedisBackend) -> None:
     items = [(b"b:%06d" % i, b"%d" % i) for i in range(4_321)]
     backend.set_many(items + [(b"b:000000", b"last")])
-    assert backend.count(b"b:") == 4_321 and backend.count(b"") == 4_321 and backend.count(b"b:0001") == 100
+    assert backend.count(b"b:", b"b;") == 4_321 and backend.count(b"", None) == 4_321 and backend.count(b"b:0001", b"b:0002") == 100
     values = backend.get_many([k for k, _ in items] + [b"absent"])
     assert values[0] == b"last" and values[1:-1] == [v for _, v in items[1:]] and values[-1] is None
     assert backend.get_many([b"absent", b"b:000001"]) == [None, b"1"]
     backend.set(b"b:empty", b"")
     assert backend.get_many([b"b:empty"]) == [b""]
-    keys, more = backend.scan_keys(b"b:", b"b:000100", 1_500)
+    keys, more = backend.scan_keys(b"b:000100", b"b;", 0, 1_500)
     assert keys == [k for k, _ in items[100:1_600]] and more
-    assert backend.scan_keys(b"b:0043", b"", 0) == ([k for k, _ in items[4_300:]], False)
+    assert backend.scan_keys(b"b:0043", b"b:0044", 0, 0) == ([k for k, _ in items[4_300:]], False)
     assert backend.delete_prefix(b"b:", 2_500) == (2_500, False)
     assert backend.delete_prefix(b"b:", 0) == (1_822, True)
     assert backend.delete_prefix(b"b:", 0) == (0, True)

@@ -240,11 +240,14 @@ class Backend(abc.ABC):
         """The number of keys."""
 
     @abc.abstractmethod
-    def scan(self, prefix: bytes, start: bytes, limit: int) -> tuple[list[tuple[bytes, bytes]], bool]:
-        """Entries whose key starts with ``prefix`` and is >= ``start``, ascending.
+    def scan(self, low: bytes, high: bytes | None, offset: int, limit: int) -> tuple[list[tuple[bytes, bytes]], bool]:
+        """Entries whose key is in the byte range ``[low, high)``, ascending, the first ``offset`` of them skipped.
 
-        At most ``limit`` entries (all of them when ``limit`` <= 0). The flag
-        says whether another matching key follows the last one returned.
+        ``high`` None: no upper bound. An empty range (``high`` <= ``low``)
+        holds nothing. ``offset`` >= 0. At most ``limit`` entries (all of them
+        when ``limit`` <= 0). The flag says whether another key of the range
+        follows the last one returned. The front-end turns a prefix, the
+        ``start``/``end`` bounds and a cursor into the one range.
         """
 
     @abc.abstractmethod
@@ -341,8 +344,8 @@ class Backend(abc.ABC):
         """As :meth:`compare_and_delete`; also the value stored before the call (None when absent)."""
 
     @abc.abstractmethod
-    def count(self, prefix: bytes) -> int:
-        """The number of keys starting with ``prefix``: O(log n) or better where the engine keeps counts (the backend says its cost)."""
+    def count(self, low: bytes, high: bytes | None) -> int:
+        """The number of keys in ``[low, high)`` (as :meth:`scan`): O(log n) or better where the engine keeps counts (the backend says its cost)."""
 
     @abc.abstractmethod
     def random_keys(self, prefix: bytes, count: int, unique: bool) -> list[bytes]:
@@ -381,9 +384,9 @@ class Backend(abc.ABC):
         after the last step.
         """
 
-    def scan_keys(self, prefix: bytes, start: bytes, limit: int) -> tuple[list[bytes], bool]:
+    def scan_keys(self, low: bytes, high: bytes | None, offset: int, limit: int) -> tuple[list[bytes], bool]:
         """As :meth:`scan`, keys only."""
-        rows, more = self.scan(prefix, start, limit)
+        rows, more = self.scan(low, high, offset, limit)
         return [key for key, _ in rows], more
 
     @abc.abstractmethod

@@ -484,14 +484,12 @@ class MemoryBackend(Backend):
     def size(self) -> int:
         return len(self._index.order)
 
-    def count(self, prefix: bytes) -> int:
+    def count(self, low: bytes, high: bytes | None) -> int:
         """Two bisections of the sorted keys: O(log n)."""
         with self._lock:
             order = self._index.order
-            if not prefix:
-                return len(order)
-            lo, hi = _bounds(order, prefix)
-            return hi - lo
+            last = len(order) if high is None else order.bisect_left(high)
+            return max(last - order.bisect_left(low), 0) if low else last
 
     def stats(self) -> dict[str, int]:
         """O(1) (the leases that ended since the last lease operation are first moved aside)."""
@@ -505,18 +503,26 @@ class MemoryBackend(Backend):
                 "expired_claims": len(leases.expired),
             }
 
-    def scan(self, prefix: bytes, start: bytes, limit: int) -> tuple[list[tuple[bytes, bytes]], bool]:
+    def scan(self, low: bytes, high: bytes | None, offset: int, limit: int) -> tuple[list[tuple[bytes, bytes]], bool]:
         with self._lock:
-            page, more = self._scan_keys_locked(prefix, start, limit)
+            page, more = self._scan_keys_locked(low, high, offset, limit)
             shards = self._shards
             return [(k, shards[hash(k) % _SHARDS][k]) for k in page], more
 
-    def scan_keys(self, prefix: bytes, start: bytes, limit: int) -> tuple[list[bytes], bool]:
+    def scan_keys(self, low: bytes, high: bytes | None, offset: int, limit: int) -> tuple[list[bytes], bool]:
         with self._lock:
-            return self._scan_keys_locked(prefix, start, limit)
+            return self._scan_keys_locked(low, high, offset, limit)
 
-    def _scan_keys_locked(self, prefix: bytes, start: bytes, limit: int) -> tuple[list[bytes], bool]:
-        keys = self._index.order.irange(max(prefix, start), prefix_end(prefix), (True, False))
+    def _scan_keys_locked(self, low: bytes, high: bytes | None, offset: int, limit: int) -> tuple[list[bytes], bool]:
+        """O(log n + k) for a page of k keys, whatever the offset: SortedList's positional index skips it."""
+        order = self._index.order
+        if offset > 0:
+            first = order.bisect_left(low) + offset
+            last = len(order) if high is None else order.bisect_left(high)
+            if 0 < limit < last - first:
+                return list(order.islice(first, first + limit)), True
+            return (list(order.islice(first, last)) if first < last else []), False
+        keys = order.irange(low, high, (True, False))
         if limit > 0:
             page = list(islice(keys, min(limit, _MAX_PAGE) + 1))
             more = len(page) > limit

@@ -427,8 +427,12 @@ class DiskBackend(Engine, Backend):
         self._reclaim_stale_readers()  # the dropped pages are reusable only past every reader
         self._write(DELETE, clear_in, self._track_keys)
 
-    def scan(self, prefix: bytes, start: bytes, limit: int) -> tuple[list[tuple[bytes, bytes]], bool]:
-        return self._read(SCAN, scan_in, prefix, start, limit)
+    def scan(self, low: bytes, high: bytes | None, offset: int, limit: int) -> tuple[list[tuple[bytes, bytes]], bool]:
+        """One read transaction. An offset is a cursor walk, O(offset), pausing as :meth:`count` does."""
+        if offset > 0:
+            rows: tuple[list[tuple[bytes, bytes]], bool] = self._read_in_steps(SCAN, ranges.scan_after_steps, low, high, offset, limit, scan_in)
+            return rows
+        return self._read(SCAN, scan_in, low, high, limit)
 
     def begin_backup(self, allow_concurrent_writes: bool) -> BackupReader:
         """A point-in-time reader in both modes: one LMDB read transaction; writers go on."""
@@ -490,16 +494,16 @@ class DiskBackend(Engine, Backend):
     def compare_and_delete_detailed(self, key: bytes, old: bytes) -> tuple[bool, bytes | None]:
         return self._write(DELETE, compare_and_delete_detailed, key, old)
 
-    def count(self, prefix: bytes) -> int:
-        """The number of keys with ``prefix``, of one snapshot.
+    def count(self, low: bytes, high: bytes | None) -> int:
+        """The number of keys in ``[low, high)``, of one snapshot.
 
-        Without a prefix, the database's entry count: O(1). With one, a
-        cursor walk of the range, O(k) for k matching keys (about 20 ms for
+        For the whole store, the database's entry count: O(1). Otherwise a
+        cursor walk of the range, O(k) for k keys in it (about 20 ms for
         100,000): LMDB's B-tree keeps no counts. The walk pauses every
         16,384 keys in the same read transaction (``_read_in_steps``), so
         other greenlets run.
         """
-        return self._read_in_steps(SIZE, ranges.count_range_in, prefix)
+        return self._read_in_steps(SIZE, ranges.count_between_in, low, high)
 
     def random_keys(self, prefix: bytes, count: int, unique: bool) -> list[bytes]:
         """In one read transaction; see :func:`~locust_kv.backends.lmdb.sampling.random_keys` for the costs."""
@@ -537,8 +541,12 @@ class DiskBackend(Engine, Backend):
                 return removed, empty
             pause()
 
-    def scan_keys(self, prefix: bytes, start: bytes, limit: int) -> tuple[list[bytes], bool]:
-        return self._read(SCAN, ranges.scan_keys, prefix, start, limit)
+    def scan_keys(self, low: bytes, high: bytes | None, offset: int, limit: int) -> tuple[list[bytes], bool]:
+        """As :meth:`scan`."""
+        if offset > 0:
+            keys: tuple[list[bytes], bool] = self._read_in_steps(SCAN, ranges.scan_after_steps, low, high, offset, limit, ranges.scan_keys)
+            return keys
+        return self._read(SCAN, ranges.scan_keys, low, high, limit)
 
     # -- markers: records of the main database, outside the generations ----------
 

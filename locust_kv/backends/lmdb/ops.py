@@ -12,7 +12,7 @@ from __future__ import annotations
 from time import perf_counter
 from typing import TYPE_CHECKING
 
-from ..base import apply_increment, prefix_end
+from ..base import apply_increment
 from . import layout
 from .index import index_add, index_remove
 from .layout import NONE, VALID, put_index_status
@@ -167,16 +167,14 @@ def clear_counted(txn: Txn, view: View, track_keys: bool) -> int:
     return removed
 
 
-def scan_in(txn: Txn, view: View, prefix: bytes, start: bytes, limit: int) -> tuple[list[tuple[bytes, bytes]], bool]:
+def scan_in(txn: Txn, view: View, low: bytes, high: bytes | None, limit: int) -> tuple[list[tuple[bytes, bytes]], bool]:
     cursor = txn.cursor(view.data)
-    if not cursor.set_range(max(prefix, start)):
+    if (high is not None and low >= high) or not cursor.set_range(low):
         return [], False
-    end = prefix_end(prefix)
     wanted = limit + 1 if limit > 0 else -1
     rows: list[tuple[bytes, bytes]] = []
     for row in cursor.iternext():
-        key = row[0]
-        if (key >= end) if end is not None else (prefix and not key.startswith(prefix)):
+        if high is not None and row[0] >= high:
             break
         rows.append(row)
         if len(rows) == wanted:

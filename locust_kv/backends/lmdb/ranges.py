@@ -1,4 +1,4 @@
-"""Reading key ranges: the keys with a prefix, counted or listed, in doubling steps.
+"""Reading key ranges: the keys with a prefix or in ``[low, high)``, counted or listed, in doubling steps.
 
 Functions of a transaction and a database; none writes. A count is a
 generator that yields between steps, for the engine's ``_read_in_steps``
@@ -22,7 +22,21 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-__all__ = ["SMALL_RANGE", "RangeReader", "all_steps", "count_range_in", "count_range_steps", "matching", "range_end_test", "range_keys", "range_keys_from", "scan_keys"]
+__all__ = [
+    "SMALL_RANGE",
+    "RangeReader",
+    "all_steps",
+    "count_between_in",
+    "count_between_steps",
+    "count_range_steps",
+    "matching",
+    "nth_key_steps",
+    "range_end_test",
+    "range_keys",
+    "range_keys_from",
+    "scan_after_steps",
+    "scan_keys",
+]
 
 SMALL_RANGE: Final = 64
 """A prefix range this small is read whole, never sampled by slots."""
@@ -108,35 +122,85 @@ def range_keys_from(cursor: lmdb.Cursor[bytes], prefix: bytes, limit: int) -> li
         step = min(step * 2, STEP_MAX)
 
 
-def count_range_in(txn: Txn, view: View, prefix: bytes) -> Generator[None, None, int]:
-    """The keys of the data with ``prefix``, in steps (see :func:`count_range_steps`)."""
-    return count_range_steps(txn, view.data, prefix)
+def count_between_in(txn: Txn, view: View, low: bytes, high: bytes | None) -> Generator[None, None, int]:
+    """The keys of the data in ``[low, high)``, in steps (see :func:`count_between_steps`)."""
+    return count_between_steps(txn, view.data, low, high)
 
 
 def count_range_steps(txn: Txn, db: Db, prefix: bytes) -> Generator[None, None, int]:
-    """How many keys of ``db`` start with ``prefix``, yielding after each :data:`COUNT_STEP` keys read.
+    """How many keys of ``db`` start with ``prefix``, in steps (see :func:`count_between_steps`).
 
-    The entry count without a prefix (O(1)), else a cursor walk (O(k)): LMDB's
-    B-tree keeps no counts. Run by the engine's ``_read_in_steps``, which
-    lets other greenlets run at each yield, in the same transaction.
+    Keys are UTF-8, so a prefix with no :func:`prefix_end` is empty, and
+    ``[prefix, prefix_end(prefix))`` is exactly the keys with the prefix.
     """
-    if not prefix:
+    return count_between_steps(txn, db, prefix, prefix_end(prefix))
+
+
+def count_between_steps(txn: Txn, db: Db, low: bytes, high: bytes | None) -> Generator[None, None, int]:
+    """How many keys of ``db`` are in ``[low, high)`` (``high`` None: no end), yielding after each :data:`COUNT_STEP` keys read.
+
+    The entry count for the whole database (O(1)), else a cursor walk
+    (O(k)): LMDB's B-tree keeps no counts. Run by the engine's
+    ``_read_in_steps``, which lets other greenlets run at each yield, in
+    the same transaction.
+    """
+    if not low and high is None:
         return int(txn.stat(db)["entries"])
     cursor = txn.cursor(db)
-    if not cursor.set_range(prefix):
+    if not cursor.set_range(low):
         return 0
     found = cursor.iternext(keys=True, values=False)
     total = 0
     step = SMALL_RANGE + 1
     while True:
         got = list(islice(found, step))
-        count = matching(got, prefix)
+        count = len(got) if high is None else bisect_left(got, high)
         total += count
         if count < len(got) or len(got) < step:
             return total
         if step == COUNT_STEP:
             yield
         step = min(step * 2, COUNT_STEP)
+
+
+def nth_key_steps(txn: Txn, db: Db, low: bytes, high: bytes | None, n: int) -> Generator[None, None, bytes | None]:
+    """The key of ``db`` with ``n`` keys of ``[low, high)`` before it, or None when the range holds ``n`` keys or fewer.
+
+    A cursor walk of ``n`` keys (LMDB's B-tree keeps no ranks), yielding
+    after each :data:`COUNT_STEP` keys read, as :func:`count_between_steps`.
+    """
+    cursor = txn.cursor(db)
+    if not cursor.set_range(low):
+        return None
+    found = cursor.iternext(keys=True, values=False)
+    passed = 0
+    step = SMALL_RANGE + 1
+    while True:
+        got = list(islice(found, step))
+        inside = len(got) if high is None else bisect_left(got, high)
+        if n - passed < inside:
+            return got[n - passed]
+        if inside < len(got) or len(got) < step:
+            return None
+        passed += inside
+        if step == COUNT_STEP:
+            yield
+        step = min(step * 2, COUNT_STEP)
+
+
+def scan_after_steps(
+    txn: Txn, view: View, low: bytes, high: bytes | None, offset: int, limit: int, page: Callable[..., T]
+) -> Generator[None, None, T]:
+    """``page(txn, view, first, high, limit)`` where ``first`` is the key ``offset`` keys into ``[low, high)``.
+
+    The skip walks in steps (:func:`nth_key_steps`); the page is read in the
+    same transaction, so it is of the same snapshot. When the range holds
+    ``offset`` keys or fewer, the page is of the empty range ``[low, low)``.
+    """
+    first = yield from nth_key_steps(txn, view.data, low, high, offset)
+    if first is None:
+        return page(txn, view, low, low, limit)
+    return page(txn, view, first, high, limit)
 
 
 def all_steps(steps: Generator[None, None, T]) -> T:
@@ -149,14 +213,23 @@ def all_steps(steps: Generator[None, None, T]) -> T:
             return result
 
 
-def scan_keys(txn: Txn, view: View, prefix: bytes, start: bytes, limit: int) -> tuple[list[bytes], bool]:
-    """Up to ``limit`` keys with ``prefix`` from ``start``, and whether more follow."""
+def scan_keys(txn: Txn, view: View, low: bytes, high: bytes | None, limit: int) -> tuple[list[bytes], bool]:
+    """Up to ``limit`` keys of ``[low, high)``, and whether more follow."""
     cursor = txn.cursor(view.data)
-    if not cursor.set_range(max(prefix, start)):
+    if (high is not None and low >= high) or not cursor.set_range(low):
         return [], False
+    found = cursor.iternext(keys=True, values=False)
     wanted = limit + 1 if limit > 0 else -1
-    keys = range_keys_from(cursor, prefix, wanted)
-    if len(keys) == wanted:
-        keys.pop()
-        return keys, True
-    return keys, False
+    keys: list[bytes] = []
+    step = SMALL_RANGE + 1
+    while True:
+        ask = step if wanted <= 0 else min(step, wanted - len(keys))
+        got = list(islice(found, ask))
+        inside = len(got) if high is None else bisect_left(got, high)
+        keys += got if inside == len(got) else got[:inside]
+        if len(keys) == wanted:
+            keys.pop()
+            return keys, True
+        if inside < len(got) or len(got) < ask:
+            return keys, False
+        step = min(step * 2, STEP_MAX)

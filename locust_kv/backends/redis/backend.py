@@ -305,19 +305,10 @@ class RedisBackend(Backend):
     def size(self) -> int:
         return int(self._read("ZCARD", self._index))
 
-    def scan(self, prefix: bytes, start: bytes, limit: int) -> tuple[list[tuple[bytes, bytes]], bool]:
-        low = max(prefix, start)
-        end = prefix_end(prefix)
+    def scan(self, low: bytes, high: bytes | None, offset: int, limit: int) -> tuple[list[tuple[bytes, bytes]], bool]:
+        """One script: ZRANGEBYLEX with LIMIT and HMGET, O(log n + k); with an offset by rank, still O(log n + k)."""
         count = min(limit, 1 << 62) + 1 if limit > 0 else 0  # the script's LIMIT is a signed 64-bit count
-        keys, values = _unpack(
-            self._run(
-                "scan",
-                [self._data, self._index],
-                [b"[" + low if low else b"-", b"+" if end is None else b"(" + end, count],
-                False,
-            ),
-            2,
-        )
+        keys, values = _unpack(self._run("scan", [self._data, self._index], [*_lex_range(low, high), count, offset], False), 2)
         rows = list(zip(keys, values))
         if 0 < limit < len(rows):
             rows.pop()
@@ -395,11 +386,11 @@ class RedisBackend(Backend):
         reply = self._run("compare_and_delete_detailed", self._leased, [key, old], True)
         return bool(reply[0]), reply[1] if len(reply) > 1 else None
 
-    def count(self, prefix: bytes) -> int:
+    def count(self, low: bytes, high: bytes | None) -> int:
         """ZLEXCOUNT on the index, O(log n) (ZCARD for the whole store)."""
-        if not prefix:
+        if not low and high is None:
             return self.size()
-        return int(self._read("ZLEXCOUNT", self._index, b"[" + prefix, _bounds(prefix)[1]))
+        return int(self._read("ZLEXCOUNT", self._index, *_lex_range(low, high)))
 
     def random_keys(self, prefix: bytes, count: int, unique: bool) -> list[bytes]:
         """One script: a ZRANGE by rank per draw, O(count x log n); the prefix's keys read once when they are few."""
@@ -437,19 +428,10 @@ class RedisBackend(Backend):
                 return deleted, False
             pause()
 
-    def scan_keys(self, prefix: bytes, start: bytes, limit: int) -> tuple[list[bytes], bool]:
-        low = max(prefix, start)
-        end = prefix_end(prefix)
+    def scan_keys(self, low: bytes, high: bytes | None, offset: int, limit: int) -> tuple[list[bytes], bool]:
+        """As :meth:`scan`, without the HMGET."""
         count = min(limit, 1 << 62) + 1 if limit > 0 else 0
-        (keys,) = _unpack(
-            self._run(
-                "scan_keys",
-                [self._index],
-                [b"[" + low if low else b"-", b"+" if end is None else b"(" + end, count],
-                False,
-            ),
-            1,
-        )
+        (keys,) = _unpack(self._run("scan_keys", [self._index], [*_lex_range(low, high), count, offset], False), 1)
         if 0 < limit < len(keys):
             keys.pop()
             return keys, True
@@ -557,6 +539,11 @@ class RedisBackend(Backend):
 
     def close(self) -> None:
         self._pool.disconnect()
+
+
+def _lex_range(low: bytes, high: bytes | None) -> list[bytes]:
+    """ZRANGEBYLEX's min and max for the keys in ``[low, high)``."""
+    return [b"[" + low if low else b"-", b"+" if high is None else b"(" + high]
 
 
 def _bounds(prefix: bytes) -> list[bytes]:

@@ -301,14 +301,30 @@ local function values_of(hash, keys)
 end
 """
 
-# KEYS: data, index. ARGV: ZRANGEBYLEX min and max, count (0: all).
-SCAN = _VALUES_OF + """
-local keys
-if ARGV[3] == '0' then
-  keys = redis.call('ZRANGEBYLEX', KEYS[2], ARGV[1], ARGV[2])
-else
-  keys = redis.call('ZRANGEBYLEX', KEYS[2], ARGV[1], ARGV[2], 'LIMIT', 0, ARGV[3])
+# The keys of a page of a range: ZRANGEBYLEX min and max, count (0: all),
+# offset. ZRANGEBYLEX's own LIMIT walks the members it skips, O(offset), so
+# an offset goes by rank instead: ZLEXCOUNT finds the range's first rank and
+# size, ZRANGE reads the page by rank, O(log n + count) whatever the offset.
+_RANGE_PAGE = """
+local function range_page(index, min, max, count, offset)
+  if offset == '0' then
+    if count == '0' then return redis.call('ZRANGEBYLEX', index, min, max) end
+    return redis.call('ZRANGEBYLEX', index, min, max, 'LIMIT', 0, count)
+  end
+  local inside = redis.call('ZLEXCOUNT', index, min, max)
+  local skip = tonumber(offset)
+  if skip >= inside then return {} end
+  local stop, wanted = inside, tonumber(count)
+  if wanted > 0 and skip + wanted < inside then stop = skip + wanted end
+  local first = 0
+  if min ~= '-' then first = redis.call('ZLEXCOUNT', index, '-', '(' .. string.sub(min, 2)) end
+  return redis.call('ZRANGE', index, first + skip, first + stop - 1)
 end
+"""
+
+# KEYS: data, index. ARGV: ZRANGEBYLEX min and max, count (0: all), offset.
+SCAN = _VALUES_OF + _RANGE_PAGE + """
+local keys = range_page(KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
 if #keys == 0 then return cmsgpack.pack({}, {}) end
 return cmsgpack.pack(keys, values_of(KEYS[1], keys))
 """
@@ -811,15 +827,9 @@ local rest = redis.call('ZRANGEBYLEX', KEYS[2], ARGV[1], ARGV[2], 'LIMIT', 0, 1)
 return {#keys, #rest}
 """
 
-# KEYS: index. ARGV: ZRANGEBYLEX min and max, count (0: all).
-SCAN_KEYS = """
-local keys
-if ARGV[3] == '0' then
-  keys = redis.call('ZRANGEBYLEX', KEYS[1], ARGV[1], ARGV[2])
-else
-  keys = redis.call('ZRANGEBYLEX', KEYS[1], ARGV[1], ARGV[2], 'LIMIT', 0, ARGV[3])
-end
-return cmsgpack.pack(keys)
+# KEYS: index. ARGV: ZRANGEBYLEX min and max, count (0: all), offset.
+SCAN_KEYS = _RANGE_PAGE + """
+return cmsgpack.pack(range_page(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4]))
 """
 
 SCRIPTS: dict[str, str] = {

@@ -19,6 +19,7 @@ belongs to one recovery group (``err.group``), which says what to do about it:
     │   │   SnapshotBudgetExceededError, SnapshotNotFoundError,
     │   │   SnapshotReadError, SnapshotImportError, SnapshotMismatchError
     │   ├── StoreClosedError, DatabaseNotOpenError
+    │   ├── QuotaExceededError
     │   └── ClaimLostError
     │       └── LockLostError
     ├── configuration: fix options, paths or permissions
@@ -92,6 +93,7 @@ __all__ = [
     "LockLostError",
     "LockTimeoutError",
     "MemoryBackendNotSharedError",
+    "QuotaExceededError",
     "ReadOnlyStoreError",
     "RestoreInProgressError",
     "RestoreOptionsRequiredError",
@@ -350,6 +352,18 @@ class DatabaseNotOpenError(KVError):
 
     group = ErrorGroup.USER
     default_message = "the store is not open"
+
+
+class QuotaExceededError(KVError):
+    """A write would take the store past the ``max_keys`` or ``max_bytes`` its handle was opened with.
+
+    Checked in the same atomic step as the write, which changed nothing.
+    Deletes, pops and claims are never refused. The message names the limit,
+    never the key, so a runaway locustfile makes one failure row.
+    """
+
+    group = ErrorGroup.USER
+    default_message = "the store's quota is reached; nothing was written"
 
 
 class ClaimLostError(KVError):

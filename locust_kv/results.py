@@ -186,10 +186,14 @@ class AllocationStats(NamedTuple):
 class StoreStats(NamedTuple):
     """Result of ``stats()``.
 
-    ``keys``, ``bytes`` (what the data takes in the backend; see
-    docs), ``claims`` (live leases) and ``expired_claims`` describe the
-    whole store; ``operations`` counts this process's calls per operation
-    on the store, since it was opened, over every handle.
+    ``keys``, ``bytes`` (the data as the ``max_bytes`` quota measures it:
+    key plus value bytes on memory and redis, the pages of the entries'
+    database on disk; see docs/quotas.md), ``claims`` (live leases) and
+    ``expired_claims`` describe the whole store; ``operations`` counts this
+    process's calls per operation on the store, since it was opened, over
+    every handle. ``max_keys`` and ``max_bytes`` are the quota this handle
+    enforces, None when it has none: ``keys`` and ``bytes`` are the usage
+    against them.
     """
 
     keys: int
@@ -197,3 +201,5 @@ class StoreStats(NamedTuple):
     claims: int
     expired_claims: int
     operations: dict[str, int]
+    max_keys: int | None = None
+    max_bytes: int | None = None

@@ -34,6 +34,7 @@ from .errors import (
     LockLostError,
     LockTimeoutError,
     InvalidArgumentError,
+    QuotaExceededError,
     InvalidCursorError,
     InvalidKeyError,
     InvalidOptionsError,
@@ -436,6 +437,26 @@ def _register(identity: object, store: _Store) -> _Store:
 def _describe(options: StoreOptions) -> str:
     described = dict(options.spec.describe(), serialization=options.serialization)
     return ", ".join(f"{k}={v!r}" for k, v in described.items())
+
+
+def _check_restore_quota(backend: Backend, path: str | os.PathLike[str]) -> None:
+    """QuotaExceededError, before anything is read into the store, for a snapshot whose header passes the quota.
+
+    Only for a regular file (a pipe's header cannot be read twice); the
+    backends check the loaded data again before the switch, whatever the source.
+    """
+    max_keys, max_bytes = backend.max_keys, backend.max_bytes
+    if (max_keys is None and max_bytes is None) or not os.path.isfile(path):
+        return
+    with snapshot.SnapshotReader(path) as reader:
+        info = reader.info
+    if max_keys is not None and info.entries > max_keys:
+        raise QuotaExceededError(f"the snapshot holds {info.entries} entries, past the store's max_keys={max_keys}; nothing was restored")
+    # Key+value bytes: on disk the pages take at least as much, so this refuses nothing that would fit.
+    if max_bytes is not None and info.data_bytes > max_bytes:
+        raise QuotaExceededError(
+            f"the snapshot holds {info.data_bytes} key+value bytes, past the store's max_bytes={max_bytes}; nothing was restored"
+        )
 
 
 def _release(store: _Store) -> None:
@@ -1426,7 +1447,12 @@ class KV:
             raise self._failure(exc, "lock_status", _lock_key_of(name))  # noqa: B904
 
     def stats(self) -> StoreStats:
-        """``(keys, bytes, claims, expired_claims, operations)`` of the store.
+        """``(keys, bytes, claims, expired_claims, operations, max_keys, max_bytes)`` of the store.
+
+        ``keys`` and ``bytes`` are the usage the quota counts (``bytes``: key
+        plus value bytes on memory and redis, the pages of the entries'
+        database on disk); ``max_keys`` and ``max_bytes`` the quota this
+        handle was opened with, None when it has none.
 
         ``operations`` counts this process's calls per operation, over every
         handle, while the store reports its timings (with the Locust plugin,
@@ -1434,10 +1460,14 @@ class KV:
         plain handles pay nothing for counting.
         """
         try:
+            backend = self._store.backend
             raw = self._backend.stats()
             return _new(
                 StoreStats,
-                (raw["keys"], raw["bytes"], raw["claims"], raw["expired_claims"], dict(self._store.operations)),
+                (
+                    raw["keys"], raw["bytes"], raw["claims"], raw["expired_claims"], dict(self._store.operations),
+                    backend.max_keys, backend.max_bytes,
+                ),
             )
         except BaseException as exc:
             raise self._failure(exc, "stats")  # noqa: B904
@@ -1490,10 +1520,15 @@ class KV:
         truncated, altered, foreign or unknown-version file),
         SnapshotBudgetExceededError, SnapshotIOError, and
         BackupInProgressError or RestoreInProgressError while another backup
-        or restore runs.
+        or restore runs. QuotaExceededError when the snapshot holds more
+        entries than the handle's ``max_keys`` or more key+value bytes than
+        its ``max_bytes`` (checked against the header first; the backend
+        checks the data it loaded again before the switch, so a disk store
+        whose pages would pass ``max_bytes`` is refused too): nothing changed.
         """
         try:
             path = snapshot.check_restore_options(file_name, max_entries, max_bytes)
+            _check_restore_quota(self._store.backend, path)
             return snapshot.restore(
                 self._backend, path, max_entries, max_bytes, serialization=self._store.serializer.name
             )

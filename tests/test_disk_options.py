@@ -116,6 +116,8 @@ def test_options_are_described_as_plain_values(tmp_path: Path) -> None:
             "map_size": (1 << 20) + os.sysconf("SC_PAGE_SIZE"),  # whole pages
             "max_map_size": None,
             "max_readers": 126,
+            "max_keys": None,
+            "max_bytes": None,
             "serialization": "json",
         }
         kv.set("k", [1])

@@ -36,6 +36,7 @@ EXPECTED: dict[str, ErrorGroup] = {
     "SnapshotMismatchError": U,
     "StoreClosedError": U,
     "DatabaseNotOpenError": U,
+    "QuotaExceededError": U,
     "ClaimLostError": U,
     "InvalidBackendError": C,
     "InvalidSerializationError": C,

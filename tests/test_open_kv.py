@@ -55,7 +55,9 @@ def test_memory_stores_are_told_apart_by_name() -> None:
     with open_kv(backend="memory", name="a") as a, open_kv(backend="memory", name="b", serialization="string") as b:
         a.set("k", 1)
         assert not b.exists("k")
-        assert a.options == {"backend": "memory", "name": "a", "track_keys": True, "serialization": "json"}
+        assert a.options == {
+            "backend": "memory", "name": "a", "track_keys": True, "max_keys": None, "max_bytes": None, "serialization": "json",
+        }
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "Memory", "Redis", "", None, 1])

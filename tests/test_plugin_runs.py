@@ -141,6 +141,25 @@ def test_kv_error_in_a_task_without_reporting_is_a_locust_exception(tmp_path: Pa
         assert [row for row in csv.DictReader(f) if row["Type"] == "KV"] == []
 
 
+@requires_disk
+def test_a_runaway_locustfile_stops_at_max_keys_with_one_stable_error(tmp_path: Path) -> None:
+    """Two processes writing a key per request against --kv-max-keys 20: exactly 20 keys, one failure text, exit 1."""
+    store = tmp_path / "quota.lmdb"
+    result = run_locust(
+        "runaway.py", *HEADLESS, "--processes", "2", "--kv-path", str(store), "--kv-max-keys", "20",
+        "--csv", str(tmp_path / "run"), cwd=tmp_path,
+    )
+    # A KV error a task lets through is an exception of the task: --exit-code-on-error (1) by Locust's rules.
+    assert result.returncode == 1, describe(result)
+    with open(tmp_path / "run_exceptions.csv", newline="") as f:
+        messages = {row["Message"] for row in csv.DictReader(f)}
+    assert messages == {
+        "QuotaExceededError: the write would take the store past its quota of max_keys=20 keys; nothing was written"
+    }, describe(result)
+    with open_kv(backend="disk", path=store) as kv:
+        assert kv.size() == 20 and kv.count("request:") == 20
+
+
 def _assert_one_line(result, name: str) -> None:  # type: ignore[no-untyped-def]
     assert result.returncode == 1, describe(result)
     lines = result.lines_with("locust_kv: the test did not start")
@@ -158,6 +177,7 @@ def _assert_one_line(result, name: str) -> None:  # type: ignore[no-untyped-def]
         (["--kv-backend", "memory", "--kv-path", "store.lmdb"], "InvalidOptionsError"),
         (["--kv-backend", "memory", "--kv-restore-max-entries", "5"], "InvalidOptionsError"),
         (["--kv-backend", "memory", "--kv-restore-max-bytes", "lots"], "InvalidOptionsError"),
+        (["--kv-backend", "memory", "--kv-max-keys", "-3"], "InvalidOptionsError"),
         (["--kv-backend", "memory", "--kv-restore-from", "missing.snapshot"], "SnapshotNotFoundError"),
         pytest.param(["--kv-path", "."], "DiskPathError", marks=requires_disk),
         pytest.param(["--kv-path", "not-lmdb.txt"], "DiskStoreOpenError", marks=requires_disk),

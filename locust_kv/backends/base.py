@@ -35,8 +35,11 @@ __all__ = [
     "MAX_CLAIM_TTL_MS",
     "MAX_OWNER_BYTES",
     "Scope",
+    "MAX_QUOTA",
     "apply_increment",
+    "check_quota",
     "prefix_end",
+    "quota_message",
     "reject_unknown",
 ]
 
@@ -133,6 +136,30 @@ def prefix_end(prefix: bytes) -> bytes | None:
     return stripped[:-1] + bytes((stripped[-1] + 1,))
 
 
+MAX_QUOTA: Final = 2**53
+"""The largest ``max_keys`` or ``max_bytes``: the largest integer a Lua number (a redis script's) holds exactly."""
+
+
+def check_quota(name: str, value: object) -> int | None:
+    """A store's ``max_keys`` or ``max_bytes`` option: None (no limit) for None or 0, else an int in ``[1, MAX_QUOTA]``.
+
+    Raises InvalidOptionsError for anything else (bools, floats, negatives included).
+    """
+    if value is None:
+        return None
+    if type(value) is not int:
+        raise InvalidOptionsError(f"{name} must be an int (0 or None: no limit), not {type(value).__name__}")
+    if not 0 <= value <= MAX_QUOTA:
+        raise InvalidOptionsError(f"{name} must be between 1 and {MAX_QUOTA} (0 or None: no limit)")
+    return value or None
+
+
+def quota_message(what: str, limit: int) -> str:
+    """QuotaExceededError's text: the limit, never the key (Locust groups failures by it)."""
+    unit = "keys" if what == "max_keys" else "bytes"
+    return f"the write would take the store past its quota of {what}={limit} {unit}; nothing was written"
+
+
 def reject_unknown(kind: str, options: dict[str, Any]) -> None:
     """Raise InvalidOptionsError naming the options a backend does not know."""
     if options:
@@ -194,6 +221,14 @@ class Backend(abc.ABC):
 
     location: str = ""
     """Where the data lives, for people: a path, or a description."""
+
+    max_keys: int | None = None
+    """This handle's quota of entries, None for none. Writes that would pass it
+    raise QuotaExceededError, checked inside their own atomic step; removing
+    keys and leases is never refused (docs/quotas.md)."""
+
+    max_bytes: int | None = None
+    """This handle's quota of data, measured as ``stats()["bytes"]``, None for none."""
 
     @abc.abstractmethod
     def get(self, key: bytes) -> bytes | None:
@@ -393,9 +428,9 @@ class Backend(abc.ABC):
     def stats(self) -> dict[str, int]:
         """Counters of the whole store, read atomically where the backend can.
 
-        ``keys``: the number of keys; ``bytes``: the bytes the data takes in
-        the engine (memory: keys plus values; disk: pages in use times page
-        size; redis: ``MEMORY USAGE`` of the store's data); ``claims``: live
+        ``keys``: the number of keys; ``bytes``: the data, as ``max_bytes``
+        measures it (memory and redis: keys plus values; disk: the pages of
+        the live entries' database times the page size); ``claims``: live
         leases; ``expired_claims``: leases past their end on keys that
         still exist.
         """

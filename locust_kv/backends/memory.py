@@ -35,8 +35,18 @@ from gevent.monkey import get_original
 from sortedcontainers import SortedList
 
 from .._cooperative import CHUNK, pause
-from ..errors import BackupInProgressError, InvalidOptionsError, KVError, RestoreInProgressError
-from .base import Backend, BackupReader, ClaimRecord, Scope, apply_increment, prefix_end, reject_unknown
+from ..errors import BackupInProgressError, InvalidOptionsError, KVError, QuotaExceededError, RestoreInProgressError
+from .base import (
+    Backend,
+    BackupReader,
+    ClaimRecord,
+    Scope,
+    apply_increment,
+    check_quota,
+    prefix_end,
+    quota_message,
+    reject_unknown,
+)
 
 __all__ = ["SCOPE", "MemoryBackend", "MemorySpec", "configure"]
 
@@ -298,8 +308,14 @@ class MemoryBackend(Backend):
     kind = "memory"
     scope = SCOPE
 
-    def __init__(self, track_keys: bool = True, name: str = "default") -> None:
+    def __init__(
+        self, track_keys: bool = True, name: str = "default", max_keys: int | None = None, max_bytes: int | None = None
+    ) -> None:
         self.location = f"memory store {name!r} of this process"
+        self.max_keys = max_keys
+        self.max_bytes = max_bytes
+        # Whether writes that add data check the quota (in their critical section, before they write).
+        self._quota = max_keys is not None or max_bytes is not None
         self._lock = _allocate_lock()
         self._track_keys = track_keys
         # The values, in shards chosen by the key's (cached) hash, so that no
@@ -319,6 +335,13 @@ class MemoryBackend(Backend):
         self._backup_running = False
         self._markers: dict[bytes, bytes] = {}
 
+    def _check_quota(self, new_keys: int, grown: int) -> None:
+        """Under the lock, before a write that adds ``new_keys`` keys and ``grown`` key+value bytes: QuotaExceededError if it would pass the quota."""
+        if new_keys > 0 and self.max_keys is not None and len(self._index.order) + new_keys > self.max_keys:
+            raise QuotaExceededError(quota_message("max_keys", self.max_keys))
+        if grown > 0 and self.max_bytes is not None and self._bytes + grown > self.max_bytes:
+            raise QuotaExceededError(quota_message("max_bytes", self.max_bytes))
+
     # -- single-key operations --------------------------------------------
 
     def get(self, key: bytes) -> bytes | None:
@@ -334,9 +357,13 @@ class MemoryBackend(Backend):
             data = self._shards[hash(key) % _SHARDS]
             previous = data.get(key)
             if previous is None:
+                if self._quota:
+                    self._check_quota(1, len(key) + len(value))
                 self._index.add(key)
                 self._bytes += len(key) + len(value)
             else:
+                if self._quota:
+                    self._check_quota(0, len(value) - len(previous))
                 self._bytes += len(value) - len(previous)
             data[key] = value
 
@@ -360,6 +387,11 @@ class MemoryBackend(Backend):
             data = self._shards[hash(key) % _SHARDS]
             current = data.get(key)
             value, encoded = apply_increment(current, delta)
+            if self._quota:
+                if current is None:
+                    self._check_quota(1, len(key) + len(encoded))
+                else:
+                    self._check_quota(0, len(encoded) - len(current))
             if current is None:
                 self._index.add(key)
                 self._bytes += len(key) + len(encoded)
@@ -376,6 +408,8 @@ class MemoryBackend(Backend):
             current = data.get(key)
             if current is not None:
                 return current, True
+            if self._quota:
+                self._check_quota(1, len(key) + len(value))
             self._index.add(key)
             self._bytes += len(key) + len(value)
             data[key] = value
@@ -387,6 +421,11 @@ class MemoryBackend(Backend):
                 raise self._writers_refused()
             data = self._shards[hash(key) % _SHARDS]
             previous = data.get(key)
+            if self._quota:
+                if previous is None:
+                    self._check_quota(1, len(key) + len(value))
+                else:
+                    self._check_quota(0, len(value) - len(previous))
             if previous is None:
                 self._index.add(key)
                 self._bytes += len(key) + len(value)
@@ -406,6 +445,11 @@ class MemoryBackend(Backend):
             current = data.get(key)
             if current != old:
                 return False, current
+            if self._quota:
+                if current is None:
+                    self._check_quota(1, len(key) + len(new))
+                else:
+                    self._check_quota(0, len(new) - len(current))
             if current is None:
                 self._index.add(key)
                 self._bytes += len(key) + len(new)
@@ -444,6 +488,8 @@ class MemoryBackend(Backend):
         with self._lock:
             if self._writers_refused is not None:
                 raise self._writers_refused()
+            if self._quota:
+                self._check_quota(*_growth(self._shards, items))
             added, grown = _put_rows(self._shards, items)
             self._index.extend(added)
             self._bytes += grown
@@ -976,6 +1022,12 @@ class MemoryBackend(Backend):
                     size += grown
                     index.extend(added)
                     pause()
+            if self._quota:
+                # Built aside: refusing here leaves the live data as it was (the finally frees what was built).
+                if self.max_keys is not None and len(index.order) > self.max_keys:
+                    raise QuotaExceededError(f"the snapshot holds more entries than the store's max_keys={self.max_keys}; nothing was restored")
+                if self.max_bytes is not None and size > self.max_bytes:
+                    raise QuotaExceededError(f"the snapshot holds more key+value bytes than the store's max_bytes={self.max_bytes}; nothing was restored")
             with self._lock:
                 leases = _Leases(self._leases.seen)
                 old = self._shards, self._index, self._leases
@@ -1068,6 +1120,21 @@ def _put_rows(shards: list[dict[bytes, bytes]], rows: list[tuple[bytes, bytes]])
             grown += len(value) - len(previous)
         data[key] = value
     return added, grown
+
+
+def _growth(shards: list[dict[bytes, bytes]], rows: list[tuple[bytes, bytes]]) -> tuple[int, int]:
+    """The keys ``rows`` would add and the key+value bytes they would add (a key given twice: its last value), writing nothing."""
+    final = dict(rows)
+    new_keys = 0
+    grown = 0
+    for key, value in final.items():
+        previous = shards[hash(key) % _SHARDS].get(key)
+        if previous is None:
+            new_keys += 1
+            grown += len(key) + len(value)
+        else:
+            grown += len(value) - len(previous)
+    return new_keys, grown
 
 
 def _new_shards() -> list[dict[bytes, bytes]]:
@@ -1180,6 +1247,8 @@ class MemorySpec:
 
     track_keys: bool = True
     name: str = "default"
+    max_keys: int | None = None
+    max_bytes: int | None = None
     kind: str = "memory"
     scope: Scope = SCOPE
 
@@ -1188,19 +1257,31 @@ class MemorySpec:
         return ("memory", self.name)
 
     def describe(self) -> dict[str, object]:
-        return {"backend": "memory", "name": self.name, "track_keys": self.track_keys}
+        return {
+            "backend": "memory", "name": self.name, "track_keys": self.track_keys,
+            "max_keys": self.max_keys, "max_bytes": self.max_bytes,
+        }  # fmt: skip
 
     def create(self) -> MemoryBackend:
-        return MemoryBackend(track_keys=self.track_keys, name=self.name)
+        return MemoryBackend(track_keys=self.track_keys, name=self.name, max_keys=self.max_keys, max_bytes=self.max_bytes)
 
 
-def configure(*, track_keys: object = True, name: object = "default", **options: object) -> MemorySpec:
+def configure(
+    *,
+    track_keys: object = True,
+    name: object = "default",
+    max_keys: object = None,
+    max_bytes: object = None,
+    **options: object,
+) -> MemorySpec:
     """The memory backend's spec.
 
     Options:
         track_keys: keep the dense key list that makes ``random_key()``
             without a prefix O(1); without it, sampling is O(log n).
         name: tells memory stores of one process apart (default ``"default"``).
+        max_keys, max_bytes: the quota (None or 0: none): a write that would
+            store more keys, or more key+value bytes, raises QuotaExceededError.
 
     Raises InvalidOptionsError for unknown options (``path`` included: a
     memory store has no file) and values of the wrong type.
@@ -1210,4 +1291,9 @@ def configure(*, track_keys: object = True, name: object = "default", **options:
         raise InvalidOptionsError(f"track_keys must be a bool, not {type(track_keys).__name__}")
     if not isinstance(name, str) or not name:
         raise InvalidOptionsError("name must be a non-empty str")
-    return MemorySpec(track_keys=track_keys, name=name)
+    return MemorySpec(
+        track_keys=track_keys,
+        name=name,
+        max_keys=check_quota("max_keys", max_keys),
+        max_bytes=check_quota("max_bytes", max_bytes),
+    )

@@ -15,8 +15,9 @@ What each field does:
   serialization): the store opened when Locust started; a field that names
   another store is refused with KVOptionsConflictError (a field that names
   the same store differently, a relative path of the absolute one, passes);
-- the restore options: they acted once, when Locust started; a change is
-  refused with KVOptionsConflictError;
+- the quota (``kv_max_keys``, ``kv_max_bytes``) and the restore options:
+  they acted once, when Locust started (every process opened the store with
+  the quota); a change is refused with KVOptionsConflictError;
 - ``kv_clear``: applied when the test starts (see
   ``Attachment.on_test_start``); refused while a test runs;
 - ``kv_report``: applied when the test starts; a change is refused while a
@@ -51,8 +52,8 @@ __all__ = ["STORE_FIELDS", "STARTUP_FIELDS", "check", "fields_of", "fixed_change
 STORE_FIELDS: Final = ("backend", "path", "redis_url", "namespace", "serialization")
 """Options of the store itself: it is open, they cannot change while Locust runs."""
 
-STARTUP_FIELDS: Final = ("restore_from", "restore_max_entries", "restore_max_bytes")
-"""Options that acted once, when Locust started."""
+STARTUP_FIELDS: Final = ("max_keys", "max_bytes", "restore_from", "restore_max_entries", "restore_max_bytes")
+"""Options that acted once, when Locust started: the quota the store was opened with, and the restore."""
 
 _DISK_DEFAULT_PATH: Final = ".locust-kv.lmdb"
 
@@ -154,7 +155,8 @@ def _conflict_message(attachment: Attachment, wanted: Settings, changed: list[st
     return (
         f"the start form asks for {asked}, but the store opened when Locust started{opened} and these options "
         "cannot change while Locust runs: --kv-backend, --kv-path, --kv-redis-url, --kv-namespace and "
-        "--kv-serialization name the open store, and the --kv-restore-* options acted once, at start-up. "
+        "--kv-serialization name the open store, --kv-max-keys and --kv-max-bytes are the quota it was opened with, "
+        "and the --kv-restore-* options acted once, at start-up. "
         "Put the fields back, or restart Locust with the new values"
     )
 

@@ -73,6 +73,8 @@ OPTIONS: Final[tuple[Option, ...]] = (
     Option("redis_url", str, None, "<url>", "Redis server of the redis backend: redis://[[user]:password@]host[:port][/db], rediss:// for TLS. Default: redis://127.0.0.1:6379/0. Use an address every host of the run reaches. Never logged nor shown. Only with the redis backend.", secret=True),
     Option("namespace", str, None, "<name>", 'Namespace of the store on the Redis server (several stores can share one server). Default: "default". Only with the redis backend.'),
     Option("serialization", str, DEFAULT_SERIALIZATION, "<name>", 'Value encoding: "json" or "string". Default: json.'),
+    Option("max_keys", int, 0, "<n>", "Quota: refuse, with QuotaExceededError, a write that would store more keys than this; deletes, pops and claims always work. Every process of the run enforces it (0: no limit)."),
+    Option("max_bytes", int, 0, "<n>", "Quota: refuse, with QuotaExceededError, a write that would store more data than this: key+value bytes (memory, redis), the pages of the entries' database (disk). 0: no limit."),
     Option("restore_from", str, None, "<snapshot>", "Snapshot to restore once, before any user starts (on the master or standalone process)."),
     Option("restore_max_entries", int, 0, "<n>", "Refuse a snapshot with more entries than this (0: no cap)."),
     Option("restore_max_bytes", int, 0, "<n>", "Refuse a snapshot with more key+value bytes than this (0: no cap)."),
@@ -101,6 +103,8 @@ class Settings:
     redis_url: str | None = field(default=None, repr=False)
     namespace: str | None = None
     serialization: str = DEFAULT_SERIALIZATION
+    max_keys: int = 0
+    max_bytes: int = 0
     restore_from: str | None = None
     restore_max_entries: int = 0
     restore_max_bytes: int = 0
@@ -132,6 +136,10 @@ class Settings:
             value = getattr(self, field_name)
             if value is not None:
                 options[backend_option] = value
+        # The quota is an option of every backend; 0 (no limit) is left out, as open_kv's default.
+        for quota in ("max_keys", "max_bytes"):
+            if getattr(self, quota):
+                options[quota] = getattr(self, quota)
         return options
 
     def replace(self, **changes: Any) -> Settings:

@@ -225,12 +225,20 @@ def _base_path(web_ui: WebUI) -> str:
 
 
 def summary_of(kv: KV, reporting: bool) -> dict[str, Any]:
-    """What the KV tab and the browser show about the store (the location never holds a password)."""
+    """What the KV tab and the browser show about the store (the location never holds a password).
+
+    ``keys`` and ``bytes`` are the usage the quota counts, ``max_keys`` and
+    ``max_bytes`` the quota (None: none), from one ``stats()``.
+    """
+    stats = KV.stats(kv)  # KV's own method: the plugin's reads are never reported
     return {
         "backend": kv.backend,
         "location": kv.location,
         "serialization": kv.serialization,
-        "keys": KV.size(kv),
+        "keys": stats.keys,
+        "bytes": stats.bytes,
+        "max_keys": stats.max_keys,
+        "max_bytes": stats.max_bytes,
         "size_bytes": _bytes_on_disk(kv.location) if os.path.exists(kv.location) else None,
         "reporting": reporting,
     }
@@ -242,11 +250,26 @@ def _store_rows(summary: dict[str, Any], browser_url: str) -> list[dict[str, Any
         {"field": "Backend", "value": summary["backend"]},
         {"field": "Location", "value": summary["location"]},
         {"field": "Serialization", "value": summary["serialization"]},
-        {"field": "Keys", "value": summary["keys"]},
+        {"field": "Keys", "value": _keys_used(summary["keys"], summary["max_keys"])},
+        {"field": "Data (what --kv-max-bytes counts)", "value": _bytes_used(summary["bytes"], summary["max_bytes"])},
         {"field": "Size on disk", "value": "not a local file" if size is None else _human_bytes(size)},
         {"field": "Operations reported (--kv-report)", "value": "yes" if summary["reporting"] else "no"},
         {"field": "Key browser", "value": browser_url},
     ]
+
+
+def _keys_used(keys: int, max_keys: int | None) -> int | str:
+    """The key count, against the quota when there is one: ``"95 of 100 (95%, --kv-max-keys)"``."""
+    if max_keys is None:
+        return keys
+    return f"{keys} of {max_keys} ({100 * keys / max_keys:.0f}%, --kv-max-keys)"
+
+
+def _bytes_used(size: int, max_bytes: int | None) -> str:
+    """The data's measure, against the quota when there is one."""
+    if max_bytes is None:
+        return _human_bytes(size)
+    return f"{_human_bytes(size)} of {_human_bytes(max_bytes)} ({100 * size / max_bytes:.0f}%, --kv-max-bytes)"
 
 
 MASK: Final = "•••••• (masked: --kv-mask-prefix)"

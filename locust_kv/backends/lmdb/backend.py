@@ -57,7 +57,7 @@ from . import claims, generations, ranges, sampling
 from .engine import Engine
 from .errors import DELETE, EXISTS, INDEX, READ, REBUILD, SCAN, SIZE, WRITE
 from .index import WALK, random_slot, rebuild_slice, start_rebuild, take_over_rebuild
-from .layout import BUILDING, MARKER_PREFIX, PAGE_SIZE, STATE_KEY
+from .layout import BUILDING, MARKER_PREFIX, PAGE_SIZE, STATE_KEY, data_pages
 from .ops import (
     clear_counted,
     clear_in,
@@ -447,7 +447,8 @@ class DiskBackend(Engine, Backend):
         return self._read(SIZE, self._stats_in)
 
     def _stats_in(self, txn: Txn, view: View) -> dict[str, int]:
-        return claims.stats(txn, view, self.clock, self._pages_in_use(txn), PAGE_SIZE)
+        # bytes: the pages of the live entries' database, the measure of max_bytes.
+        return claims.stats(txn, view, self.clock, data_pages(txn.stat(view.data)), PAGE_SIZE)
 
     # -- claims (leases), batches and prefixes ---------------------------------------------------
 

@@ -42,7 +42,15 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol, TypeVar
 import lmdb
 
 from ..._cooperative import pause
-from ...errors import BucketNotFoundError, DiskStoreFullError, DiskStoreOpenError, RestoreInProgressError, StoreClosedError
+from ...errors import (
+    BucketNotFoundError,
+    DiskStoreFullError,
+    DiskStoreOpenError,
+    QuotaExceededError,
+    RestoreInProgressError,
+    StoreClosedError,
+)
+from ..base import quota_message
 from . import forks, growth
 from .errors import DELETE, NO_SPACE, OPEN, Family, map_lmdb_error, os_error
 from .layout import (
@@ -59,6 +67,7 @@ from .layout import (
     VALID,
     State,
     View,
+    data_pages,
 )
 from .locks import RESIZE_LOCK, RESTORE_LOCK, SPARE_BYTES, SideFile, allocate_lock
 from .spec import MIN_MAP_SIZE
@@ -66,6 +75,7 @@ from .threads import GREENLETS, ThreadMode, TransactionMode
 
 if TYPE_CHECKING:
     from lmdb import _Database as Db
+    from lmdb import _StatDict as StatDict
 
     from .layout import Generation, Txn
     from .spec import DiskSpec
@@ -150,6 +160,10 @@ class Engine:
         self._inline = True  # self._mode.inline, read by every fast path
         self._map_size = 0
         self._at_limit = False  # the map cannot grow any more: writes that add data keep the reserve free
+        self.max_keys = spec.max_keys
+        self.max_bytes = spec.max_bytes
+        # This handle's quota: its writes that add data leave the fast paths for _run, which checks it.
+        self._quota = spec.max_keys is not None or spec.max_bytes is not None
         self._resizes = 0
         self._dbs: tuple[Generation, ...] = ()
         self._claims: tuple[Db, Db] | None = None  # the leases' databases (by key, by end), shared by both generations
@@ -331,7 +345,7 @@ class Engine:
 
     def _adopt(self, raw: bytes | None) -> View:
         """The view of the state record ``raw``, which becomes the one the fast paths compare with."""
-        view = self._view = View(raw, State.decode(raw), self._dbs, self._at_limit, self._claims)
+        view = self._view = View(raw, State.decode(raw), self._dbs, self._at_limit or self._quota, self._claims)
         self._verified_txn = -1
         return view
 
@@ -340,7 +354,7 @@ class Engine:
         self._at_limit = at_limit
         view = self._view
         if view.state is not None:
-            self._view = View(view.raw, view.state, self._dbs, at_limit, self._claims)
+            self._view = View(view.raw, view.state, self._dbs, at_limit or self._quota, self._claims)
             self._verified_txn = -1
 
     def _check_writable(self, txn: Txn, raw: bytes | None) -> View:
@@ -463,11 +477,20 @@ class Engine:
         pages in use would exceed the map less its reserve (and it grew
         them): the reserve stays free for deletes, clear and the end of a
         restore, which never need to grow the map to succeed.
+
+        With a quota (``max_keys``, ``max_bytes``), a ``checked`` write that
+        ``adds`` data (every such write of a quota handle comes here: its
+        view's ``fillable`` keeps it off the fast paths) is refused with
+        QuotaExceededError, in its own transaction, which is aborted, if it
+        grew the live entries past ``max_keys`` or the pages of their
+        database past ``max_bytes`` (see :meth:`_check_quota`).
         """
         failure: lmdb.Error | None
+        measure_first = False  # a quota write measures before its step only after a step ended past the quota
         for attempt in range(ATTEMPTS):
             resizes = self._resizes
             guard = write and adds and self._at_limit
+            quota = checked and adds and self._quota
             lock = self._mode.lock
             if lock is not None:
                 lock.acquire()
@@ -486,7 +509,13 @@ class Engine:
                         elif raw != view.raw:
                             view = self._adopt(raw)
                         before = self._pages_in_use(txn) if guard else 0
+                        counted = txn.stat(view.data) if quota and measure_first else None
                         result = op(txn, view, *args)
+                        if quota and self._past_quota(txn, view, counted):
+                            # Past the quota after the step, and unknown whether the step grew it (a store
+                            # opened with a quota below its data): run it again, measured before and after.
+                            measure_first = True
+                            continue
                         if guard:
                             after = self._pages_in_use(txn)
                             if after > before and after > growth.fill_limit_pages(self._map_size):
@@ -511,6 +540,35 @@ class Engine:
             else:
                 self._recover(family, failure, attempt, resizes)
         raise family.error(f"{family.what}: the map was resized too many times in a row")
+
+    def _past_quota(self, txn: Txn, view: View, before: StatDict | None) -> bool:
+        """After a write's step, in its transaction: QuotaExceededError if it took the entries past the quota.
+
+        Keys are the entries; bytes are the pages of the entries' database
+        times the page size (what ``stats()["bytes"]`` shows). A step that
+        did not grow a measure is never refused by it (an overwrite at the
+        limit, a claim), so a store opened with a quota below its data still
+        takes every write that does not add to it. ``before`` is the entries'
+        database's ``stat`` before the step; None on a first try (one
+        ``stat``, about 2.5 us, saved on every write within the quota): then a
+        step that ends past the quota answers True, and the caller aborts it
+        and runs it again with ``before`` measured. False: within the quota.
+        """
+        after = txn.stat(view.data)
+        max_keys = self.max_keys
+        max_bytes = self.max_bytes
+        keys_over = max_keys is not None and after["entries"] > max_keys
+        pages = data_pages(after)
+        bytes_over = max_bytes is not None and pages * PAGE_SIZE > max_bytes
+        if not (keys_over or bytes_over):
+            return False
+        if before is None:
+            return True
+        if keys_over and after["entries"] > before["entries"]:
+            raise QuotaExceededError(quota_message("max_keys", max_keys))  # type: ignore[arg-type]
+        if bytes_over and pages > data_pages(before):
+            raise QuotaExceededError(quota_message("max_bytes", max_bytes))  # type: ignore[arg-type]
+        return False
 
     def _pages_in_use(self, txn: Txn) -> int:
         """Pages of every database of the store as this transaction sees them (free pages excluded)."""

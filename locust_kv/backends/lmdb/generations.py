@@ -27,10 +27,17 @@ from typing import TYPE_CHECKING, Final
 import lmdb
 
 from ..._cooperative import pause
-from ...errors import BackupInProgressError, DiskStoreFullError, DiskStoreScanError, KVError, RestoreInProgressError
+from ...errors import (
+    BackupInProgressError,
+    DiskStoreFullError,
+    DiskStoreScanError,
+    KVError,
+    QuotaExceededError,
+    RestoreInProgressError,
+)
 from ..base import BackupReader
 from .errors import SCAN, WRITE, map_lmdb_error
-from .layout import NONE, STATE_KEY, VALID, State, put_state
+from .layout import NONE, PAGE_SIZE, STATE_KEY, VALID, State, data_pages, put_state
 from .locks import BACKUP_LOCK, RESTORE_LOCK
 
 if TYPE_CHECKING:
@@ -215,7 +222,7 @@ def replace_all(engine: Engine, batches: Iterator[list[tuple[bytes, bytes]]]) ->
                 rows = batch[start : start + RESTORE_ROWS]
                 engine._write_unchecked(WRITE, restore_rows, owner, staging, track_keys, rows)
                 pause()
-        return engine._write_unchecked(WRITE, finish_restore, owner, staging, track_keys)
+        return engine._write_unchecked(WRITE, finish_restore, owner, staging, track_keys, engine.max_keys, engine.max_bytes)
     except BaseException:
         if staging is not None and os.getpid() == owner:
             try:
@@ -287,8 +294,19 @@ def restore_rows(
             count += 1
 
 
-def finish_restore(txn: Txn, view: View, owner: int, staging: int, track_keys: bool) -> int:
+def finish_restore(
+    txn: Txn, view: View, owner: int, staging: int, track_keys: bool, max_keys: int | None = None, max_bytes: int | None = None
+) -> int:
     state = _check_restorer(view, owner)
+    if max_keys is not None or max_bytes is not None:
+        # The restoring handle's quota, on the loaded generation: refused, it is abandoned (the live data kept).
+        loaded = txn.stat(view.generations[staging][0])
+        if max_keys is not None and loaded["entries"] > max_keys:
+            raise QuotaExceededError(f"the snapshot holds more entries than the store's max_keys={max_keys}; nothing was restored")
+        if max_bytes is not None and data_pages(loaded) * PAGE_SIZE > max_bytes:
+            raise QuotaExceededError(
+                f"the snapshot's entries take more pages than the store's max_bytes={max_bytes}; nothing was restored"
+            )
     _drop_generation(txn, view, state.generation)
     for db in (view.claims, view.ends):  # the leases were on the keys the flip replaces
         txn.drop(db, delete=False)

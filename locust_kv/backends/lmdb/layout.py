@@ -30,6 +30,7 @@ from ...errors import BucketNotFoundError
 if TYPE_CHECKING:
     import lmdb
     from lmdb import _Database as Db
+    from lmdb import _StatDict as StatDict
 
     Txn = lmdb.Transaction[bytes]
     """A transaction of the store (values as bytes)."""
@@ -55,6 +56,7 @@ __all__ = [
     "VALID",
     "State",
     "View",
+    "data_pages",
     "put_index_status",
     "put_state",
 ]
@@ -122,6 +124,11 @@ class State:
     def maintained(self) -> bool:
         """Whether writers keep the index up to date (valid, or being built)."""
         return self.index == VALID or self.index.startswith(BUILDING)
+
+
+def data_pages(stat: StatDict) -> int:
+    """The pages of one database, from its ``txn.stat``: with the page size, the measure of a disk store's ``max_bytes``."""
+    return stat["branch_pages"] + stat["leaf_pages"] + stat["overflow_pages"]
 
 
 def put_state(txn: Txn, state: State) -> State:

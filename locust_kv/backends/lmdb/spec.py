@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from ...errors import DiskPathError, InvalidOptionsError
-from ..base import Scope, reject_unknown
+from ..base import Scope, check_quota, reject_unknown
 from ..filesystems import check_local
 
 if TYPE_CHECKING:
@@ -48,6 +48,8 @@ class DiskSpec:
     map_size: int = DEFAULT_MAP_SIZE
     max_map_size: int | None = None
     max_readers: int = DEFAULT_MAX_READERS
+    max_keys: int | None = None
+    max_bytes: int | None = None
     kind: str = "disk"
     scope: Scope = SCOPE
 
@@ -65,6 +67,8 @@ class DiskSpec:
             "map_size": self.map_size,
             "max_map_size": self.max_map_size,
             "max_readers": self.max_readers,
+            "max_keys": self.max_keys,
+            "max_bytes": self.max_bytes,
         }
 
     def create(self) -> DiskBackend:
@@ -82,6 +86,8 @@ def configure(
     map_size: object = DEFAULT_MAP_SIZE,
     max_map_size: object = None,
     max_readers: object = DEFAULT_MAX_READERS,
+    max_keys: object = None,
+    max_bytes: object = None,
     **options: object,
 ) -> DiskSpec:
     """The disk backend's spec: validate the options and resolve the path.
@@ -105,6 +111,9 @@ def configure(
         max_map_size: the largest the map may grow to; None: the disk's free space.
         max_readers: LMDB reader slots, shared by every process (only the
             first process to open the store sets it).
+        max_keys, max_bytes: this handle's quota (None or 0: none): a write
+            that would store more entries, or make the entries' database
+            take more than ``max_bytes`` of pages, raises QuotaExceededError.
 
     Creates the path's missing directories. Raises DiskPathError for a path
     that is a directory or whose directory cannot be created,
@@ -123,6 +132,7 @@ def configure(
         raise InvalidOptionsError(f"max_map_size ({cap}) must be at least map_size ({size})")
     if type(max_readers) is not int or not 1 <= max_readers <= 65_536:
         raise InvalidOptionsError("max_readers must be an int between 1 and 65536")
+    quota_keys, quota_bytes = check_quota("max_keys", max_keys), check_quota("max_bytes", max_bytes)
     resolved = _resolve_path(path)
     check_local(resolved)
     return DiskSpec(
@@ -133,6 +143,8 @@ def configure(
         map_size=size,
         max_map_size=cap,
         max_readers=max_readers,
+        max_keys=quota_keys,
+        max_bytes=quota_bytes,
     )
 
 

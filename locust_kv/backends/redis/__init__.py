@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from redis.connection import parse_url
 
 from ...errors import InvalidOptionsError
-from ..base import Scope, reject_unknown
+from ..base import Scope, check_quota, reject_unknown
 from .backend import RedisBackend
 
 __all__ = ["DEFAULT_URL", "SCOPE", "RedisBackend", "RedisSpec", "configure"]
@@ -44,6 +44,8 @@ class RedisSpec:
     connect_timeout: float = 5.0
     lease_timeout: float = 30.0
     max_connections: int = 64
+    max_keys: int | None = None
+    max_bytes: int | None = None
     kind: str = "redis"
     scope: Scope = SCOPE
 
@@ -65,6 +67,8 @@ class RedisSpec:
             "connect_timeout": self.connect_timeout,
             "lease_timeout": self.lease_timeout,
             "max_connections": self.max_connections,
+            "max_keys": self.max_keys,
+            "max_bytes": self.max_bytes,
         }
 
     def create(self) -> RedisBackend:
@@ -81,6 +85,8 @@ def configure(
     connect_timeout: object = 5.0,
     lease_timeout: object = 30.0,
     max_connections: object = 64,
+    max_keys: object = None,
+    max_bytes: object = None,
     **options: object,
 ) -> RedisSpec:
     """The redis backend's spec: validate the options; no I/O.
@@ -102,6 +108,9 @@ def configure(
             held one blocks others for at most this long.
         max_connections: connections of this process's pool; callers beyond
             it wait for a free one.
+        max_keys, max_bytes: this handle's quota on the namespace (None or
+            0: none), checked inside each write's script: a write that would
+            store more keys, or more key+value bytes, raises QuotaExceededError.
 
     Raises InvalidOptionsError for unknown options, values of the wrong type
     and a URL that does not parse (its text is not repeated, as it may hold a
@@ -129,6 +138,8 @@ def configure(
         connect_timeout=_seconds("connect_timeout", connect_timeout),
         lease_timeout=_seconds("lease_timeout", lease_timeout),
         max_connections=max_connections,
+        max_keys=check_quota("max_keys", max_keys),
+        max_bytes=check_quota("max_bytes", max_bytes),
     )
 
 

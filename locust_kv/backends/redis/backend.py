@@ -139,7 +139,15 @@ class RedisBackend(Backend):
         self._copies = [prefix + b"backup:cursor", prefix + b"backup:old", prefix + b"backup:oldindex", prefix + b"backup:new"]
         self._gated = [self._data, self._index, self._restore, self._backup, *self._copies]
         self._leases = [self._claims, self._claim_keys, self._claim_ends, self._claim_lapsed]
-        self._leased = [*self._gated, *self._leases, prefix + b"claimtoken"]
+        # The data's key+value bytes, kept by every writing script; it is their last key.
+        self._bytes = prefix + b"bytes"
+        self._staging_bytes = prefix + b"staging:bytes"
+        self._writing = [*self._gated, self._bytes]
+        self._leased = [*self._gated, *self._leases, prefix + b"claimtoken", self._bytes]
+        # This handle's quota, passed to every script that adds data as its last two arguments (0: none).
+        self.max_keys = spec.max_keys
+        self.max_bytes = spec.max_bytes
+        self._limits = [spec.max_keys or 0, spec.max_bytes or 0]
         # The URL was validated by configure(). A blocking pool: a thousand
         # greenlets share at most max_connections sockets, waiting their turn
         # (cooperatively under gevent) instead of opening one each.
@@ -272,7 +280,7 @@ class RedisBackend(Backend):
         return bool(self._read("HEXISTS", self._data, key))
 
     def set(self, key: bytes, value: bytes) -> None:
-        self._run("set", self._gated, [key, value], True)
+        self._run("set", self._writing, [key, value, *self._limits], True)
 
     def delete(self, key: bytes) -> bool:
         return bool(self._run("delete", self._leased, [key], True))
@@ -280,19 +288,19 @@ class RedisBackend(Backend):
     def increment_by(self, key: bytes, delta: int) -> int:
         if not -_DELTA_CAP <= delta <= _DELTA_CAP:
             delta = _DELTA_CAP if delta > 0 else -_DELTA_CAP
-        return int(self._run("increment_by", self._gated, [key, b"%d" % delta], True))
+        return int(self._run("increment_by", self._writing, [key, b"%d" % delta, *self._limits], True))
 
     def get_or_set(self, key: bytes, value: bytes) -> tuple[bytes, bool]:
-        reply = self._run("get_or_set", self._gated, [key, value], True)
+        reply = self._run("get_or_set", self._writing, [key, value, *self._limits], True)
         return (reply[1], True) if reply[0] else (value, False)
 
     def swap(self, key: bytes, value: bytes) -> bytes | None:
-        reply = self._run("swap", self._gated, [key, value], True)
+        reply = self._run("swap", self._writing, [key, value, *self._limits], True)
         return reply[1] if reply[0] else None
 
     def compare_and_swap(self, key: bytes, old: bytes | None, new: bytes) -> bool:
-        args = [key, new, b"0", b""] if old is None else [key, new, b"1", old]
-        return bool(self._run("compare_and_swap", self._gated, args, True))
+        args = [key, new, b"0", b"", *self._limits] if old is None else [key, new, b"1", old, *self._limits]
+        return bool(self._run("compare_and_swap", self._writing, args, True))
 
     def compare_and_delete(self, key: bytes, old: bytes) -> bool:
         return bool(self._run("compare_and_delete", self._leased, [key, old], True))
@@ -300,7 +308,12 @@ class RedisBackend(Backend):
     # -- whole-store operations ----------------------------------------------------------
 
     def clear(self) -> None:
-        self._run("clear", [*self._gated, *self._leases, self._staging_data, self._staging_index], [], True)
+        self._run(
+            "clear",
+            [*self._gated, *self._leases, self._staging_data, self._staging_index, self._staging_bytes, self._bytes],
+            [],
+            True,
+        )
 
     def size(self) -> int:
         return int(self._read("ZCARD", self._index))
@@ -378,8 +391,8 @@ class RedisBackend(Backend):
     # -- more single-call operations ----------------------------------------------------
 
     def compare_and_swap_detailed(self, key: bytes, old: bytes | None, new: bytes) -> tuple[bool, bytes | None]:
-        args = [key, new, b"0", b""] if old is None else [key, new, b"1", old]
-        reply = self._run("compare_and_swap_detailed", self._gated, args, True)
+        args = [key, new, b"0", b"", *self._limits] if old is None else [key, new, b"1", old, *self._limits]
+        reply = self._run("compare_and_swap_detailed", self._writing, args, True)
         return bool(reply[0]), reply[1] if len(reply) > 1 else None
 
     def compare_and_delete_detailed(self, key: bytes, old: bytes) -> tuple[bool, bytes | None]:
@@ -409,7 +422,7 @@ class RedisBackend(Backend):
         return [value if value is not False else None for value in values]
 
     def set_many(self, items: list[tuple[bytes, bytes]]) -> None:
-        self._run("set_many", self._gated, [_packb([part for item in items for part in item])], True)
+        self._run("set_many", self._writing, [_packb([part for item in items for part in item]), *self._limits], True)
 
     def delete_many(self, keys: list[bytes]) -> int:
         return int(self._run("delete_many", self._leased, [_packb(keys)], True))
@@ -438,9 +451,11 @@ class RedisBackend(Backend):
         return keys, False
 
     def stats(self) -> dict[str, int]:
-        """One script. ``bytes`` is ``MEMORY USAGE`` of the data hash with the server's default SAMPLES (5):
-        an estimate from a sample of its fields, not counting the key index."""
-        keys, size, claims, expired = self._run("stats", [self._data, self._index, self._claim_ends, self._claim_lapsed], [], False)
+        """One script. ``bytes`` is the data's key+value bytes, the counter every writing script keeps
+        (computed once, O(n), for a namespace that predates it): what ``max_bytes`` limits."""
+        keys, size, claims, expired = self._run(
+            "stats", [self._data, self._index, self._claim_ends, self._claim_lapsed, self._bytes], [], False
+        )
         return {"keys": int(keys), "bytes": int(size), "claims": int(claims), "expired_claims": int(expired)}
 
     def rebuild_key_list(self) -> None:
@@ -512,8 +527,8 @@ class RedisBackend(Backend):
         """
         token = secrets.token_hex(16)
         lease_ms = self._lease_ms
-        staging = [self._restore, self._staging_data, self._staging_index]
-        self._run("restore_begin", [self._restore, self._backup, self._staging_data, self._staging_index], [token, lease_ms], True)
+        staging = [self._restore, self._staging_data, self._staging_index, self._staging_bytes]
+        self._run("restore_begin", [self._restore, self._backup, *staging[1:]], [token, lease_ms], True)
         try:
             for batch in batches:
                 pause()  # reading and verifying the batch was work too
@@ -525,8 +540,11 @@ class RedisBackend(Backend):
             return int(
                 self._run(
                     "restore_finish",
-                    [self._restore, self._data, self._index, self._staging_data, self._staging_index, *self._leases],
-                    [token],
+                    [
+                        self._restore, self._data, self._index, self._staging_data, self._staging_index, *self._leases,
+                        self._staging_bytes, self._bytes,
+                    ],
+                    [token, *self._limits],
                     True,
                 )
             )

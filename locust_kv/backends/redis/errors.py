@@ -22,6 +22,7 @@ from redis import exceptions as rx
 from ...errors import (
     BackupInProgressError,
     KVError,
+    QuotaExceededError,
     RestoreInProgressError,
     StoreFullError,
     StoreOpenError,
@@ -94,6 +95,7 @@ SCRIPT_CODES: Final[dict[str, type[KVError] | None]] = {
     "LKV_BACKUP": BackupInProgressError,
     "LKV_PARSE": ValueParseError,
     "LKV_RANGE": ValueParseError,
+    "LKV_QUOTA": QuotaExceededError,
     "LKV_LEASE": BY_OPERATION,  # a backup or restore outlived its lease; it stops, changing nothing
 }
 """The first word of a script's error reply -> catalogued class (or BY_OPERATION)."""

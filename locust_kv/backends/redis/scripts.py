@@ -24,6 +24,21 @@ Keys of the writing scripts, in this order:
 13. ``claimtoken``: the fencing counter (INCRBY); never dropped, so a token
     never repeats.
 
+Every writing script also takes ``bytes`` as its *last* key (``KEYS[#KEYS]``):
+the key+value bytes of ``data``, kept exact by every script that changes
+``data`` while it exists. A namespace made before the counter has none:
+writers leave it absent, and the first script that needs it (a quota check,
+``stats``) computes it once from the data, O(n) in one script (about a second
+per million keys), then every writer keeps it. ``clear`` sets it to 0; a
+restore counts its staging data in ``staging:bytes`` and renames that into
+place at the switch.
+
+Quotas: the scripts that add data take the handle's ``max_keys`` and
+``max_bytes`` as their last two arguments ('0': none) and refuse, before they
+change anything, a write that would take ``ZCARD index`` past ``max_keys`` or
+the counter past ``max_bytes`` (``LKV_QUOTA``). Deletes, pops and claims
+never check them.
+
 A sweep moves the leases whose end has passed from ``claims:keys`` and
 ``claims:ends`` to ``claims:lapsed``, so that right after one, the leases of
 a prefix in ``claims:keys`` are exactly its live leases, found by rank in
@@ -46,7 +61,8 @@ yet first preserves what the key held when the backup began (copy on
 write), so the backup reads one point in time while writers go on.
 
 Failures the caller must name are error replies whose first word is a code
-(``LKV_RESTORE``, ``LKV_BACKUP``, ``LKV_PARSE``, ``LKV_RANGE``, ``LKV_LEASE``);
+(``LKV_RESTORE``, ``LKV_BACKUP``, ``LKV_PARSE``, ``LKV_RANGE``, ``LKV_LEASE``,
+``LKV_QUOTA``);
 the rest is the message. ``errors.py`` maps them.
 
 This module is over 500 lines: it is Lua source, one script per atomic
@@ -56,6 +72,23 @@ operation, kept beside the key layout they all share.
 from __future__ import annotations
 
 __all__ = ["SCRIPTS"]
+
+# The byte counter (KEYS: data, index, ..., the counter last), computed once for a namespace that predates it.
+_BYTES_FUNCTIONS = """
+local function stored_bytes()
+  local n = redis.call('GET', KEYS[#KEYS])
+  if n then return tonumber(n) end
+  local total, rank = 0, 0
+  while true do
+    local keys = redis.call('ZRANGE', KEYS[2], rank, rank + 999)
+    if #keys == 0 then break end
+    for i = 1, #keys do total = total + #keys[i] + redis.call('HSTRLEN', KEYS[1], keys[i]) end
+    rank = rank + #keys
+  end
+  redis.call('SET', KEYS[#KEYS], total)
+  return total
+end
+"""
 
 # Writers refuse to run during a restore; while a backup runs they preserve.
 # Top-level code, so the gate's ``return`` ends the script. Lua compares
@@ -86,13 +119,43 @@ local function preserve(key, current)
     redis.call('SADD', KEYS[8], key)
   end
 end
+
+local BYTES = KEYS[#KEYS]
+""" + _BYTES_FUNCTIONS + """
+-- Add delta to the byte counter, if the store has one yet (else the first stored_bytes() counts the data).
+local function account(delta)
+  if delta ~= 0 and redis.call('EXISTS', BYTES) == 1 then redis.call('INCRBY', BYTES, delta) end
+end
+-- The error text when adding new_keys keys and grown key+value bytes would pass the quota (the last two
+-- arguments, '0': none), else nil. Checked before the script changes anything.
+local function over_quota(new_keys, grown)
+  local max_keys, max_bytes = ARGV[#ARGV - 1], ARGV[#ARGV]
+  if new_keys > 0 and max_keys ~= '0' and redis.call('ZCARD', KEYS[2]) + new_keys > tonumber(max_keys) then
+    return 'LKV_QUOTA the write would take the store past its quota of max_keys=' .. max_keys .. ' keys; nothing was written'
+  end
+  if grown > 0 and max_bytes ~= '0' and stored_bytes() + grown > tonumber(max_bytes) then
+    return 'LKV_QUOTA the write would take the store past its quota of max_bytes=' .. max_bytes .. ' bytes; nothing was written'
+  end
+  return nil
+end
+-- The bytes a value stored at key adds: its own if the key exists, else the key's and its own.
+local function growth(key, value)
+  local old = redis.call('HSTRLEN', KEYS[1], key)
+  if old > 0 or redis.call('HEXISTS', KEYS[1], key) == 1 then return 0, #value - old end
+  return 1, #key + #value
+end
 """
 
+# ARGV: key, value, max_keys, max_bytes (as every script that adds data: the quota last).
 SET = _GATE + """
+local new_keys, grown = growth(ARGV[1], ARGV[2])
+local refused = over_quota(new_keys, grown)
+if refused then return redis.error_reply(refused) end
 preserve(ARGV[1], nil)
 if redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) == 1 then
   redis.call('ZADD', KEYS[2], 0, ARGV[1])
 end
+account(grown)
 return 1
 """
 
@@ -125,6 +188,7 @@ preserve(ARGV[1], current)
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 unlease(ARGV[1])
+account(-(#ARGV[1] + #current))
 return 1
 """
 
@@ -133,16 +197,23 @@ local current = redis.call('HGET', KEYS[1], ARGV[1])
 if current then
   return {1, current}
 end
+local refused = over_quota(1, #ARGV[1] + #ARGV[2])
+if refused then return redis.error_reply(refused) end
 preserve(ARGV[1], current)
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[2], 0, ARGV[1])
+account(#ARGV[1] + #ARGV[2])
 return {0}
 """
 
 SWAP = _GATE + """
 local current = redis.call('HGET', KEYS[1], ARGV[1])
+local grown = current and #ARGV[2] - #current or #ARGV[1] + #ARGV[2]
+local refused = over_quota(current and 0 or 1, grown)
+if refused then return redis.error_reply(refused) end
 preserve(ARGV[1], current)
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+account(grown)
 if not current then
   redis.call('ZADD', KEYS[2], 0, ARGV[1])
   return {0}
@@ -151,21 +222,27 @@ return {1, current}
 """
 
 # ARGV: key, new value, '1' when an old value is given (else: only if absent),
-# old value. ANSWER is replaced: the plain form answers 1 or 0, the detailed
+# old value, max_keys, max_bytes. ANSWER is replaced: the plain form answers 1 or 0, the detailed
 # one also the value before the call.
 _COMPARE_AND_SWAP = """
 local current = redis.call('HGET', KEYS[1], ARGV[1])
 ANSWER
 if ARGV[3] == '0' then
   if current then return answer(0) end
+  local refused = over_quota(1, #ARGV[1] + #ARGV[2])
+  if refused then return redis.error_reply(refused) end
   preserve(ARGV[1], current)
   redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
   redis.call('ZADD', KEYS[2], 0, ARGV[1])
+  account(#ARGV[1] + #ARGV[2])
   return answer(1)
 end
 if current ~= ARGV[4] then return answer(0) end
+local refused = over_quota(0, #ARGV[2] - #current)
+if refused then return redis.error_reply(refused) end
 preserve(ARGV[1], current)
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+account(#ARGV[2] - #current)
 return answer(1)
 """
 
@@ -178,6 +255,7 @@ preserve(ARGV[1], current)
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 unlease(ARGV[1])
+account(-(#ARGV[1] + #current))
 return answer(1)
 """
 
@@ -190,15 +268,16 @@ COMPARE_AND_DELETE = _GATE + _UNLEASE + _COMPARE_AND_DELETE.replace("ANSWER", _P
 COMPARE_AND_DELETE_DETAILED = _GATE + _UNLEASE + _COMPARE_AND_DELETE.replace("ANSWER", _DETAILED)
 
 # KEYS 9-12 are the leases (dropped: clear ends every lease; the token
-# counter stays, so tokens never repeat), 13 and 14 the staging hash and
-# index of a restore. The gate proves no restore runs, so staging keys left
+# counter stays, so tokens never repeat), 13 to 15 the staging hash, index
+# and byte counter of a restore, 16 the byte counter (set to 0). The gate proves no restore runs, so staging keys left
 # there belong to a restorer that died. Preserving a whole store would copy
 # it, so clear waits for a backup to end.
 CLEAR = _GATE + """
 if redis.call('EXISTS', KEYS[4]) == 1 then
   return redis.error_reply('LKV_BACKUP a backup is in progress; clear when it completes')
 end
-redis.call('UNLINK', KEYS[1], KEYS[2], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[12], KEYS[13], KEYS[14])
+redis.call('UNLINK', KEYS[1], KEYS[2], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[12], KEYS[13], KEYS[14], KEYS[15])
+redis.call('SET', BYTES, 0)
 return 1
 """
 
@@ -278,8 +357,12 @@ if compare(result, limit) > 0 then
   return redis.error_reply('LKV_RANGE increment result is outside signed 64-bit range; nothing was written')
 end
 result = result_sign .. result
+local grown = current and #result - #current or #ARGV[1] + #result
+local refused = over_quota(current and 0 or 1, grown)
+if refused then return redis.error_reply(refused) end
 preserve(ARGV[1], current)
 redis.call('HSET', KEYS[1], ARGV[1], result)
+account(grown)
 if not current then
   redis.call('ZADD', KEYS[2], 0, ARGV[1])
 end
@@ -401,7 +484,7 @@ end
 return 0
 """
 
-# -- restore. KEYS: restore, backup, staging data, staging index.
+# -- restore. KEYS: restore, backup, staging data, staging index, staging bytes.
 # ARGV: lease token, lease milliseconds. Staging keys left by a restorer
 # that died go first.
 RESTORE_BEGIN = """
@@ -411,12 +494,13 @@ end
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return redis.error_reply('LKV_RESTORE a restore is in progress; retry when it completes')
 end
-redis.call('UNLINK', KEYS[3], KEYS[4])
+redis.call('UNLINK', KEYS[3], KEYS[4], KEYS[5])
 return 1
 """
 
-# KEYS: restore, staging data, staging index. ARGV: token, lease
-# milliseconds, then the rows (at most 1000) as one MessagePack array
+# KEYS: restore, staging data, staging index, staging bytes (the rows'
+# key+value bytes: a snapshot's keys are distinct, its reader checks they
+# strictly ascend). ARGV: token, lease milliseconds, then the rows (at most 1000) as one MessagePack array
 # key, value, key, value... (one argument: redis-py encodes each argument in
 # Python, a few microseconds apiece). Renews the lease.
 RESTORE_LOAD = """
@@ -431,32 +515,47 @@ for i = 1, #fields, 2 do
   members[#members + 1] = 0
   members[#members + 1] = fields[i]
 end
+local size = 0
+for i = 1, #fields do size = size + #fields[i] end
 redis.call('HSET', KEYS[2], unpack(fields))
 redis.call('ZADD', KEYS[3], unpack(members))
+redis.call('INCRBY', KEYS[4], size)
 return 1
 """
 
 # KEYS: restore, data, index, staging data, staging index, claims,
-# claims:keys, claims:ends, claims:lapsed. ARGV: token. The flip: the old data and every
-# lease are unlinked (freed by the server in the background) and the staging
-# keys renamed into place, in one script.
+# claims:keys, claims:ends, claims:lapsed, staging bytes, bytes. ARGV:
+# token, max_keys, max_bytes. The flip: the old data and every lease are
+# unlinked (freed by the server in the background) and the staging keys
+# renamed into place, in one script; refused first (LKV_QUOTA, the live
+# data untouched) when the loaded data passes the restorer's quota.
 RESTORE_FINISH = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return redis.error_reply('LKV_LEASE the restore lease expired before the restore finished (raise lease_timeout); nothing was restored')
+end
+if ARGV[2] ~= '0' and redis.call('ZCARD', KEYS[5]) > tonumber(ARGV[2]) then
+  return redis.error_reply('LKV_QUOTA the snapshot holds more entries than the store quota max_keys=' .. ARGV[2] .. '; nothing was restored')
+end
+if ARGV[3] ~= '0' and tonumber(redis.call('GET', KEYS[10]) or '0') > tonumber(ARGV[3]) then
+  return redis.error_reply('LKV_QUOTA the snapshot holds more key+value bytes than the store quota max_bytes=' .. ARGV[3] .. '; nothing was restored')
 end
 redis.call('UNLINK', KEYS[2], KEYS[3], KEYS[6], KEYS[7], KEYS[8], KEYS[9])
 if redis.call('EXISTS', KEYS[4]) == 1 then
   redis.call('RENAME', KEYS[4], KEYS[2])
   redis.call('RENAME', KEYS[5], KEYS[3])
+  redis.call('RENAME', KEYS[10], KEYS[11])
+else
+  redis.call('UNLINK', KEYS[10])
+  redis.call('SET', KEYS[11], 0)
 end
 redis.call('DEL', KEYS[1])
 return redis.call('ZCARD', KEYS[3])
 """
 
-# KEYS: restore, staging data, staging index. ARGV: token.
+# KEYS: restore, staging data, staging index, staging bytes. ARGV: token.
 RESTORE_ABORT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('UNLINK', KEYS[2], KEYS[3])
+  redis.call('UNLINK', KEYS[2], KEYS[3], KEYS[4])
   redis.call('DEL', KEYS[1])
 end
 return 1
@@ -660,13 +759,18 @@ sweep(now, 64)
 local keys = pick(ARGV[1], ARGV[2], tonumber(ARGV[3]), now)
 if #keys == 0 then return cmsgpack.pack({}, {}) end
 local values = values_of(KEYS[1], keys)
-for i = 1, #keys do preserve(keys[i], values[i]) end
+local freed = 0
+for i = 1, #keys do
+  preserve(keys[i], values[i])
+  freed = freed + #keys[i] + #values[i]
+end
 for i = 1, #keys, 1000 do
   local part = {unpack(keys, i, math.min(i + 999, #keys))}
   redis.call('HDEL', KEYS[1], unpack(part))
   redis.call('ZREM', KEYS[2], unpack(part))
 end
 unlease_all(keys)
+account(-freed)
 return cmsgpack.pack(keys, values)
 """
 
@@ -696,6 +800,7 @@ for i = 1, #refs, 2 do
       unlease(key)
       if action == 'delete' then
         preserve(key, nil)
+        account(-(#key + redis.call('HSTRLEN', KEYS[1], key)))
         redis.call('HDEL', KEYS[1], key)
         redis.call('ZREM', KEYS[2], key)
       end
@@ -741,15 +846,15 @@ end
 return {redis.call('ZLEXCOUNT', KEYS[1], low, ARGV[2]), unswept - mine, mine + redis.call('ZLEXCOUNT', KEYS[4], low, ARGV[2])}
 """
 
-# KEYS: data, index, claims:ends, claims:lapsed. Returns keys, bytes, live
-# leases, expired leases. MEMORY USAGE of the data hash with its default
-# SAMPLES (5): an estimate from a sample of its fields, without the index.
-STATS = """
+# KEYS: data, index, claims:ends, claims:lapsed, bytes. Returns keys, the
+# data's key+value bytes (the counter, computed once for a namespace that
+# predates it), live leases, expired leases.
+STATS = _BYTES_FUNCTIONS + """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local unswept = redis.call('ZCARD', KEYS[3])
 local live = redis.call('ZCOUNT', KEYS[3], string.format('(%d', now), '+inf')
-return {redis.call('ZCARD', KEYS[2]), redis.call('MEMORY', 'USAGE', KEYS[1]) or 0, live, unswept - live + redis.call('ZCARD', KEYS[4])}
+return {redis.call('ZCARD', KEYS[2]), stored_bytes(), live, unswept - live + redis.call('ZCARD', KEYS[4])}
 """
 
 # KEYS: index. ARGV: prefix, ZRANGEBYLEX max of the prefix, count, '1' for
@@ -781,9 +886,22 @@ GET_MANY = _VALUES_OF + """
 return cmsgpack.pack(values_of(KEYS[1], cmsgpack.unpack(ARGV[1])))
 """
 
-# KEYS: 1-8. ARGV: MessagePack array key, value, key, value...
+# KEYS: 1-8, bytes. ARGV: MessagePack array key, value, key, value..., max_keys, max_bytes.
+# A key given twice counts once, with its last value.
 SET_MANY = _GATE + """
 local fields = cmsgpack.unpack(ARGV[1])
+local final, distinct = {}, {}
+for i = 1, #fields, 2 do
+  if final[fields[i]] == nil then distinct[#distinct + 1] = fields[i] end
+  final[fields[i]] = fields[i + 1]
+end
+local new_keys, grown = 0, 0
+for i = 1, #distinct do
+  local added, more = growth(distinct[i], final[distinct[i]])
+  new_keys, grown = new_keys + added, grown + more
+end
+local refused = over_quota(new_keys, grown)
+if refused then return redis.error_reply(refused) end
 for i = 1, #fields, 2 do preserve(fields[i], nil) end
 for i = 1, #fields, 1000 do
   local last = math.min(i + 999, #fields)
@@ -795,6 +913,7 @@ for i = 1, #fields, 1000 do
   redis.call('HSET', KEYS[1], unpack(fields, i, last))
   redis.call('ZADD', KEYS[2], unpack(members))
 end
+account(grown)
 return 1
 """
 
@@ -802,6 +921,18 @@ return 1
 DELETE_MANY = _GATE + _UNLEASE + """
 local keys = cmsgpack.unpack(ARGV[1])
 for i = 1, #keys do preserve(keys[i], nil) end
+if redis.call('EXISTS', BYTES) == 1 then
+  local freed, seen = 0, {}
+  for i = 1, #keys do
+    local key = keys[i]
+    if not seen[key] then
+      seen[key] = true
+      local size = redis.call('HSTRLEN', KEYS[1], key)
+      if size > 0 or redis.call('HEXISTS', KEYS[1], key) == 1 then freed = freed + #key + size end
+    end
+  end
+  account(-freed)
+end
 local removed = 0
 for i = 1, #keys, 1000 do
   local part = {unpack(keys, i, math.min(i + 999, #keys))}
@@ -818,7 +949,12 @@ return removed
 DELETE_RANGE = _GATE + _UNLEASE + """
 local keys = redis.call('ZRANGEBYLEX', KEYS[2], ARGV[1], ARGV[2], 'LIMIT', 0, ARGV[3])
 if #keys > 0 then
-  for i = 1, #keys do preserve(keys[i], nil) end
+  local freed = 0
+  for i = 1, #keys do
+    preserve(keys[i], nil)
+    freed = freed + #keys[i] + redis.call('HSTRLEN', KEYS[1], keys[i])
+  end
+  account(-freed)
   redis.call('HDEL', KEYS[1], unpack(keys))
   redis.call('ZREM', KEYS[2], unpack(keys))
   unlease_all(keys)

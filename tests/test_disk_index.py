@@ -505,7 +505,7 @@ def test_a_count_in_steps_is_of_one_snapshot_while_writers_go_on(
 
         def writer() -> None:
             nonlocal written
-            while not stop:
+            while not stop and written < 3_000:  # bounded: each count's pauses let it add keys to the range
                 batch = [(f"p:w{written + i:07d}", "x" * (2_000 if grow else 1)) for i in range(10)]
                 kv.set_many(batch)
                 written += 10

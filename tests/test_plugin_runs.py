@@ -247,6 +247,8 @@ def test_options_from_command_line_environment_and_config_file(tmp_path: Path, o
         "clear": True,  # config file
         "report": "kv",  # environment ("true": the bare flag's mode)
         "mask_prefix": None,
+        "max_keys": 0,  # no quota
+        "max_bytes": 0,
     }
     assert probe["store"]["serialization"] == "string"
     assert (tmp_path / "cli.snapshot").exists()

@@ -33,6 +33,9 @@ __all__ = [
     "ClaimRecord",
     "MAX_BATCH",
     "MAX_CLAIM_TTL_MS",
+    "MAX_EXPIRY_TTL_MS",
+    "PURGE_STEP",
+    "Batch",
     "MAX_OWNER_BYTES",
     "Scope",
     "MAX_QUOTA",
@@ -67,6 +70,17 @@ MAX_BATCH: Final = 100_000
 
 MAX_CLAIM_TTL_MS: Final = 7 * 24 * 3600 * 1000
 """The longest lease, in milliseconds: a week. Longer is InvalidArgumentError at the front-end."""
+
+MAX_EXPIRY_TTL_MS: Final = 10 * 365 * 24 * 3600 * 1000
+"""The longest time to live of a key, in milliseconds: ten years. Longer is InvalidArgumentError at the front-end."""
+
+PURGE_STEP: Final = 16
+"""How many expired entries a write may remove on its way (its own atomic step), so that a
+store whose keys expire sheds them without a purger; ``purge_expired`` takes larger steps."""
+
+Batch = tuple[list[tuple[bytes, bytes]], list[int] | None]
+"""A slice of a backup or a restore: the entries ``(key, value)`` ascending by key and, when
+any of them expires, each one's expiry in Unix milliseconds (0: none), else None."""
 
 MAX_OWNER_BYTES: Final = 256
 """The longest claim owner, in bytes of UTF-8."""
@@ -202,8 +216,11 @@ class BackupReader(abc.ABC):
     point_in_time: bool = True
 
     @abc.abstractmethod
-    def batches(self, batch_size: int) -> Iterator[list[tuple[bytes, bytes]]]:
-        """Every entry, ascending by key, ``batch_size`` at a time."""
+    def batches(self, batch_size: int) -> Iterator[Batch]:
+        """Every live entry, ascending by key, ``batch_size`` at a time, with the expiries (see :data:`Batch`).
+
+        An entry already expired when its batch is read is left out.
+        """
 
     @abc.abstractmethod
     def close(self) -> None:
@@ -235,8 +252,8 @@ class Backend(abc.ABC):
         """The value stored at ``key``, or None when absent."""
 
     @abc.abstractmethod
-    def set(self, key: bytes, value: bytes) -> None:
-        """Store ``value`` at ``key``."""
+    def set(self, key: bytes, value: bytes, ttl_ms: int | None = None) -> None:
+        """Store ``value`` at ``key``; it expires ``ttl_ms`` from now, or never when None (an earlier expiry is dropped)."""
 
     @abc.abstractmethod
     def delete(self, key: bytes) -> bool:
@@ -247,20 +264,32 @@ class Backend(abc.ABC):
         """Whether ``key`` is stored."""
 
     @abc.abstractmethod
-    def increment_by(self, key: bytes, delta: int) -> int:
-        """Add ``delta`` to the counter at ``key`` with :func:`apply_increment`; the new value."""
+    def increment_by(self, key: bytes, delta: int, ttl_ms: int | None = None) -> int:
+        """Add ``delta`` to the counter at ``key`` with :func:`apply_increment`; the new value.
+
+        ``ttl_ms`` applies only when the call creates the key (absent or
+        expired): it then expires ``ttl_ms`` from now. A live counter keeps
+        its expiry, or its lack of one (a fixed window, as INCR then EXPIRE NX).
+        """
 
     @abc.abstractmethod
-    def get_or_set(self, key: bytes, value: bytes) -> tuple[bytes, bool]:
-        """The stored value and True if ``key`` exists; else store ``value`` and return it and False."""
+    def get_or_set(self, key: bytes, value: bytes, ttl_ms: int | None = None) -> tuple[bytes, bool]:
+        """The stored value and True if ``key`` exists; else store ``value`` and return it and False.
+
+        ``ttl_ms`` applies only when it stores; a hit changes nothing, expiry included.
+        """
 
     @abc.abstractmethod
-    def swap(self, key: bytes, value: bytes) -> bytes | None:
-        """Store ``value``; the previous value, or None when absent."""
+    def swap(self, key: bytes, value: bytes, ttl_ms: int | None = None) -> bytes | None:
+        """Store ``value``, with ``ttl_ms`` as :meth:`set`; the previous value, or None when absent."""
 
     @abc.abstractmethod
-    def compare_and_swap(self, key: bytes, old: bytes | None, new: bytes) -> bool:
-        """Store ``new`` if the stored value equals ``old`` (``old`` None: if absent)."""
+    def compare_and_swap(self, key: bytes, old: bytes | None, new: bytes, ttl_ms: int | None = None) -> bool:
+        """Store ``new`` if the stored value equals ``old`` (``old`` None: if absent).
+
+        When it stores, the expiry is set as :meth:`set` sets it (None: none);
+        when it does not, nothing changes.
+        """
 
     @abc.abstractmethod
     def compare_and_delete(self, key: bytes, old: bytes) -> bool:
@@ -306,9 +335,10 @@ class Backend(abc.ABC):
     # holder whose lease was taken over can never act on the new holder's.
 
     clock: Callable[[], int] = staticmethod(wall_clock_ms)
-    """Now in Unix milliseconds, for leases. Tests replace it on an instance
-    with a fake clock. A backend with a server uses the server's clock and
-    ignores this (``server_clock`` True)."""
+    """Now in Unix milliseconds, for leases and expiring keys: the one clock
+    of every process on the host. Tests replace it on an instance with a fake
+    clock. A backend with a server uses the server's clock and ignores this
+    (``server_clock`` True)."""
 
     server_clock: ClassVar[bool] = False
     """True when leases expire by a server's clock, not :attr:`clock`."""
@@ -368,10 +398,52 @@ class Backend(abc.ABC):
         lease whose end has passed (a holder that never came back).
         """
 
+    # -- expiring keys ------------------------------------------------------------
+    #
+    # An entry may carry an expiry: a point in Unix milliseconds of the
+    # backend's clock (:attr:`clock`; the server's on redis). From that point
+    # on (expiry <= now) the entry is absent for every operation at once,
+    # whether or not anything has removed it yet: get and get_many return
+    # None, exists False; size, count, stats, scan, scan_keys, random_key(s),
+    # claims, pops, allocation_stats and backups do not see it; writes treat
+    # the key as absent (get_or_set stores, compare_and_swap with old None
+    # stores, increment_by starts from 0 and applies its ttl, delete returns
+    # False, a lease on it ends). Only the rules of each write say what
+    # happens to an expiry (see each method); compare_and_delete, delete and
+    # the claims never change one. A removed entry's expiry goes with it.
+    #
+    # Expired entries are removed in bounded steps: each write may remove up
+    # to PURGE_STEP of them in its own atomic step, and purge_expired removes
+    # more. Quotas (max_keys, max_bytes) may count an expired entry until it
+    # is removed; a write refused by a quota first removes expired entries
+    # (a bounded number) and checks again.
+
+    @abc.abstractmethod
+    def expire(self, key: bytes, ttl_ms: int) -> bool:
+        """Make the live entry at ``key`` expire ``ttl_ms`` (>= 1) from now, replacing any expiry; False when absent."""
+
+    @abc.abstractmethod
+    def persist(self, key: bytes) -> bool:
+        """Drop the expiry of the live entry at ``key``; True when it had one, False when it had none or is absent."""
+
+    @abc.abstractmethod
+    def expiry(self, key: bytes) -> tuple[bool, int | None]:
+        """``(exists, remaining_ms)`` of ``key``, read atomically: remaining_ms >= 1, or None when the entry never expires (or is absent)."""
+
+    @abc.abstractmethod
+    def purge_expired(self, limit: int) -> int:
+        """Remove up to ``limit`` (>= 1) entries whose expiry has passed, in one short atomic step; how many it removed.
+
+        Never needed for correctness (expired entries are already absent);
+        it frees their room. The front-end calls it in a loop with pauses.
+        """
+
     # -- more single-call operations --------------------------------------------
 
     @abc.abstractmethod
-    def compare_and_swap_detailed(self, key: bytes, old: bytes | None, new: bytes) -> tuple[bool, bytes | None]:
+    def compare_and_swap_detailed(
+        self, key: bytes, old: bytes | None, new: bytes, ttl_ms: int | None = None
+    ) -> tuple[bool, bytes | None]:
         """As :meth:`compare_and_swap`; also the value stored before the call (None when absent)."""
 
     @abc.abstractmethod
@@ -402,8 +474,11 @@ class Backend(abc.ABC):
         """The value of each key (None when absent), read at one moment."""
 
     @abc.abstractmethod
-    def set_many(self, items: list[tuple[bytes, bytes]]) -> None:
-        """Store every item, all or nothing, in one atomic operation (a key given twice: the last value)."""
+    def set_many(self, items: list[tuple[bytes, bytes]], ttl_ms: int | None = None) -> None:
+        """Store every item, all or nothing, in one atomic operation (a key given twice: the last value).
+
+        Every item gets the same expiry, as :meth:`set` gives it.
+        """
 
     @abc.abstractmethod
     def delete_many(self, keys: list[bytes]) -> int:
@@ -467,9 +542,11 @@ class Backend(abc.ABC):
         """
 
     @abc.abstractmethod
-    def replace_all(self, batches: Iterator[list[tuple[bytes, bytes]]]) -> int:
+    def replace_all(self, batches: Iterator[Batch]) -> int:
         """Replace the whole dataset with the entries of ``batches``, all or nothing.
 
+        An entry whose expiry (Unix ms) is at or before the backend's clock
+        when its batch arrives is skipped; the others keep their expiry.
         Writers fail with RestoreInProgressError meanwhile. If iterating
         ``batches`` raises, the live data is left exactly as it was and the
         exception propagates. Returns the number of entries stored.

@@ -245,6 +245,7 @@ def test_memory_backend_refuses_several_processes(tmp_path: Path) -> None:
 def test_options_from_command_line_environment_and_config_file(tmp_path: Path, out: Path) -> None:
     (tmp_path / "locust.conf").write_text(
         "kv-backend = memory\nkv-serialization = json\nkv-clear = true\nkv-backup-to = conf.snapshot\n"
+        "kv-purge-interval = 0.5\n"
     )
     env = {
         "KV_TEST_OUT": str(out),
@@ -273,6 +274,7 @@ def test_options_from_command_line_environment_and_config_file(tmp_path: Path, o
         "mask_prefix": None,
         "max_keys": 0,  # no quota
         "max_bytes": 0,
+        "purge_interval": 0.5,  # config file
     }
     assert probe["store"]["serialization"] == "string"
     assert (tmp_path / "cli.snapshot").exists()

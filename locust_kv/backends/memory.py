@@ -54,9 +54,10 @@ from __future__ import annotations
 
 import gc
 import random
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
+from time import time as _wall_seconds
 from typing import Any, Final
 
 from gevent.monkey import get_original
@@ -76,6 +77,7 @@ from .base import (
     prefix_end,
     quota_message,
     reject_unknown,
+    wall_clock_ms,
 )
 from .memory_ttl import Expiries
 
@@ -376,6 +378,21 @@ class MemoryBackend(Backend):
         self._markers: dict[bytes, bytes] = {}
         # The entries' expiries, None while no entry has one (see the module docstring).
         self._ttl: Expiries | None = None
+        self._clock: Callable[[], int] = wall_clock_ms
+        self._wall_clock = True
+
+    @property
+    def clock(self) -> Callable[[], int]:
+        """As :attr:`Backend.clock`; a property so that ``get`` knows when it may read the wall clock inline."""
+        return self._clock
+
+    @clock.setter
+    def clock(self, clock: Callable[[], int]) -> None:
+        with self._lock:
+            self._clock = clock
+            self._wall_clock = clock is wall_clock_ms
+            if self._ttl is not None:
+                self._ttl.on_wall_clock(self._wall_clock)
 
     def _check_quota(self, new_keys: int, grown: int) -> None:
         """Under the lock, before a write that adds ``new_keys`` keys and ``grown`` key+value bytes: QuotaExceededError if it would pass the quota.
@@ -404,8 +421,13 @@ class MemoryBackend(Backend):
         ttl = self._ttl
         if ttl is None:
             return False
+        if ttl.horizon > _wall_seconds():
+            return False
+        now = self._clock()
+        if ttl.earliest > now:
+            return False
         at = ttl.at[shard].get(key)
-        return at is not None and at <= self.clock()
+        return at is not None and at <= now
 
     def _settle_key(self, key: bytes, shard: int) -> int:
         """Before a write to ``key`` while some key has an expiry: now, ``key``'s entry removed if it has expired, and up to PURGE_STEP more expired ones."""
@@ -439,7 +461,7 @@ class MemoryBackend(Backend):
         """``key``, which is stored, expires at ``at``."""
         ttl = self._ttl
         if ttl is None:
-            ttl = self._ttl = Expiries(_SHARDS)
+            ttl = self._ttl = Expiries(_SHARDS, self._wall_clock)
         ttl.put(key, shard, at)
 
     def _purge_locked(self, now: int, limit: int | None) -> int:
@@ -537,13 +559,20 @@ class MemoryBackend(Backend):
     # -- single-key operations --------------------------------------------
 
     def get(self, key: bytes) -> bytes | None:
+        ttl = self._ttl
+        if ttl is None:  # no key expires: the read as it always was
+            return self._shards[hash(key) % _SHARDS].get(key)
         shard = hash(key) % _SHARDS
         value = self._shards[shard].get(key)
-        ttl = self._ttl
-        if ttl is None or value is None:
+        if value is None:
+            return None
+        if ttl.horizon > _wall_seconds():  # on the wall clock, read inline: nothing has expired yet
+            return value
+        now = self._clock()
+        if ttl.earliest > now:
             return value
         at = ttl.at[shard].get(key)
-        return value if at is None or at > self.clock() else None
+        return value if at is None or at > now else None
 
     def exists(self, key: bytes) -> bool:
         shard = hash(key) % _SHARDS
@@ -713,6 +742,8 @@ class MemoryBackend(Backend):
             if ttl is None:
                 return [shards[hash(k) % _SHARDS].get(k) for k in keys]
             now = self.clock()
+            if ttl.earliest > now:
+                return [shards[hash(k) % _SHARDS].get(k) for k in keys]
             values: list[bytes | None] = []
             for key in keys:
                 shard = hash(key) % _SHARDS
@@ -1343,7 +1374,7 @@ class MemoryBackend(Backend):
         # Built aside while readers keep the old data; swapped in at once.
         shards = _new_shards()
         index = _Index(self._track_keys)
-        ttl = Expiries(_SHARDS)
+        ttl = Expiries(_SHARDS, self._wall_clock)
         old: tuple[list[dict[bytes, bytes]], _Index, _Leases, Expiries | None] | None = None
         try:
             size = 0

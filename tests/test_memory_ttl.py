@@ -606,3 +606,144 @@ def test_measure_purge_steps_at_a_million_expired_keys(capsys: pytest.CaptureFix
                   f"max {steps[-1] * 1e3:.2f} ms; size() {size_ms:.3f} ms ({size}); a write purging PURGE_STEP: {set_ms:.3f} ms")
     finally:
         b.close()
+
+
+# -- a random walk against a model, and with a clock that moves at every reading ---------------
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_random_walk_agrees_with_a_model(seed: int) -> None:
+    import random
+
+    rng = random.Random(seed)
+    b = new_backend(track_keys=seed % 2 == 0)
+    clock = Clock()
+    b.clock = clock
+    model: dict[bytes, tuple[bytes, int | None]] = {}
+    names = [b"k%02d" % i for i in range(30)]
+
+    def live() -> dict[bytes, bytes]:
+        return {k: v for k, (v, at) in model.items() if at is None or at > clock.now}
+
+    def life() -> int | None:
+        return rng.choice([None, rng.randint(1, 12)])
+
+    def at_of(ttl: int | None) -> int | None:
+        return None if ttl is None else clock.now + ttl
+
+    try:
+        for _ in range(1_500):
+            clock.advance(rng.choice([0, 0, 1, 2, 5]))
+            for key in [k for k, (_, at) in model.items() if at is not None and at <= clock.now]:
+                del model[key]  # the model forgets what expired
+            key = rng.choice(names)
+            op = rng.randrange(10)
+            ttl = life()
+            if op == 0:
+                b.set(key, b"5", ttl_ms=ttl)
+                model[key] = (b"5", at_of(ttl))
+            elif op == 1:
+                assert b.delete(key) == (key in model)
+                model.pop(key, None)
+            elif op == 2:
+                got = b.increment_by(key, 1, ttl_ms=ttl)
+                value, at = model[key] if key in model else (b"0", at_of(ttl))  # a live counter keeps its expiry
+                model[key] = (b"%d" % (int(value) + 1), at)
+                assert got == int(value) + 1
+            elif op == 3:
+                expected = (model[key][0], True) if key in model else (b"3", False)
+                assert b.get_or_set(key, b"3", ttl_ms=ttl) == expected
+                model.setdefault(key, (b"3", at_of(ttl)))
+            elif op == 4:
+                ms = rng.randint(1, 12)
+                assert b.expire(key, ms) == (key in model)
+                if key in model:
+                    model[key] = (model[key][0], clock.now + ms)
+            elif op == 5:
+                had = key in model and model[key][1] is not None
+                assert b.persist(key) == had
+                if key in model:
+                    model[key] = (model[key][0], None)
+            elif op == 6:
+                b.purge_expired(rng.randint(1, 5))
+            elif op == 7:
+                swapped = b.compare_and_swap(key, None, b"9", ttl_ms=ttl)
+                assert swapped == (key not in model)
+                if swapped:
+                    model[key] = (b"9", at_of(ttl))
+            elif op == 8:
+                claimed = b.claim_keys([key], 3, b"me")
+                assert (claimed[0] is not None) <= (key in model)
+            else:
+                exists, remaining = b.expiry(key)
+                assert exists == (key in model)
+                if exists:
+                    at = model[key][1]
+                    assert remaining == (None if at is None else at - clock.now)
+            expected = live()
+            assert b.get(key) == (expected[key] if key in expected else None)
+            assert b.size() == len(expected)
+            if rng.random() < 0.2:
+                assert b.scan(b"", None, 0, 0) == (sorted(expected.items()), False)
+                assert b.count(b"k05", b"k20") == len([k for k in expected if b"k05" <= k < b"k20"])
+                check(b)
+        check(b)
+    finally:
+        b.close()
+
+
+def test_a_clock_that_moves_at_every_reading_never_breaks_the_bookkeeping() -> None:
+    import random
+
+    rng = random.Random(7)
+    b = new_backend(max_keys=25)
+    ticks = itertools.count(T0)
+    b.clock = lambda: next(ticks)  # every reading of the clock is a millisecond later
+    names = [b"k%02d" % i for i in range(40)]
+    try:
+        for _ in range(3_000):
+            key = rng.choice(names)
+            ttl = rng.choice([None, 1, 2, 3, 5, 20])
+            op = rng.randrange(8)
+            try:
+                if op == 0:
+                    b.set(key, b"v" * rng.randint(1, 5), ttl_ms=ttl)
+                elif op == 1:
+                    b.set_many([(k, b"w") for k in rng.sample(names, 3)], ttl_ms=ttl)
+                elif op == 2:
+                    b.increment_by(key, 1, ttl_ms=ttl) if b.get(key) not in (b"v", b"w") else None
+                elif op == 3:
+                    b.swap(key, b"s", ttl_ms=ttl)
+                elif op == 4:
+                    b.claim_keys([key], 2, b"me")
+                elif op == 5:
+                    b.claim_random(b"", 2, 2, b"me")
+                elif op == 6:
+                    b.count(b"", None)
+                else:
+                    b.compare_and_swap(key, None, b"c", ttl_ms=ttl)
+            except QuotaExceededError:
+                pass
+            except Exception as exc:  # a counter over a non-numeric value: ValueParseError only
+                assert type(exc).__name__ == "ValueParseError", exc
+        check(b)
+    finally:
+        b.close()
+
+
+def test_a_write_refused_by_max_bytes_purges_by_its_own_now_not_a_later_reading() -> None:
+    """The key being rewritten expires between two readings of the clock: the write's purge must not remove it under it."""
+    b = new_backend(max_bytes=20)
+    readings = [T0]
+    b.clock = lambda: readings.pop(0) if len(readings) > 1 else readings[0]
+    try:
+        b.set(b"k", b"x" * 10, ttl_ms=10)  # 11 bytes, expires at T0 + 10
+        readings[:] = [T0 + 9, T0 + 10]  # the write reads 9 first; any later reading says 10
+        with pytest.raises(QuotaExceededError):
+            b.set(b"k", b"y" * 25)  # 26 bytes at 9, when k is live and nothing has expired: refused
+        check(b)
+        assert b.get(b"k") is None  # the clock reads 10 from now on
+        b.set(b"k", b"z" * 10)
+        check(b)
+    finally:
+        b.close()

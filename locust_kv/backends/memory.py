@@ -394,15 +394,18 @@ class MemoryBackend(Backend):
             if self._ttl is not None:
                 self._ttl.on_wall_clock(self._wall_clock)
 
-    def _check_quota(self, new_keys: int, grown: int) -> None:
+    def _check_quota(self, new_keys: int, grown: int, now: int | None = None) -> None:
         """Under the lock, before a write that adds ``new_keys`` keys and ``grown`` key+value bytes: QuotaExceededError if it would pass the quota.
 
-        Over it, expired entries (up to :data:`_QUOTA_PURGE`) are removed
-        first and the quota checked again. The caller's own key is never one
-        of them: each write removes its key's expired entry before it reads it.
+        Over it, entries expired at ``now`` (the write's own now, None when
+        no key expired then) are removed first, up to :data:`_QUOTA_PURGE`,
+        and the quota checked again. The write's own keys are never among
+        them: it removed them already if they had expired at that ``now``
+        (a later reading of the clock could find them expired since, and
+        remove an entry the write has read).
         """
         refused = self._over_quota(new_keys, grown)
-        if refused is not None and self._ttl is not None and self._purge_locked(self.clock(), _QUOTA_PURGE):
+        if refused is not None and now is not None and self._purge_locked(now, _QUOTA_PURGE):
             refused = self._over_quota(new_keys, grown)
         if refused is not None:
             raise QuotaExceededError(refused)
@@ -511,10 +514,12 @@ class MemoryBackend(Backend):
             steps -= 1
             pause()
 
-    def _settle(self) -> None:
-        """Under the lock, at the start of a range operation (after :meth:`_shed`): remove every expired entry, so that all the keys left are live."""
+    def _settle(self) -> int:
+        """Under the lock, at the start of a range operation (after :meth:`_shed`): now, every entry expired at it removed, so that all the keys left are live."""
+        now = self.clock()
         if self._ttl is not None:
-            self._purge_locked(self.clock(), None)
+            self._purge_locked(now, None)
+        return now
 
     def expire(self, key: bytes, ttl_ms: int) -> bool:
         with self._lock:
@@ -588,12 +593,12 @@ class MemoryBackend(Backend):
             previous = data.get(key)
             if previous is None:
                 if self._quota:
-                    self._check_quota(1, len(key) + len(value))
+                    self._check_quota(1, len(key) + len(value), now)
                 self._index.add(key)
                 self._bytes += len(key) + len(value)
             else:
                 if self._quota:
-                    self._check_quota(0, len(value) - len(previous))
+                    self._check_quota(0, len(value) - len(previous), now)
                 self._bytes += len(value) - len(previous)
             data[key] = value
             self._set_expiry(key, shard, now, ttl_ms)
@@ -634,9 +639,9 @@ class MemoryBackend(Backend):
             value, encoded = apply_increment(current, delta)
             if self._quota:
                 if current is None:
-                    self._check_quota(1, len(key) + len(encoded))
+                    self._check_quota(1, len(key) + len(encoded), now)
                 else:
-                    self._check_quota(0, len(encoded) - len(current))
+                    self._check_quota(0, len(encoded) - len(current), now)
             if current is None:
                 self._index.add(key)
                 self._bytes += len(key) + len(encoded)
@@ -658,7 +663,7 @@ class MemoryBackend(Backend):
             if current is not None:
                 return current, True
             if self._quota:
-                self._check_quota(1, len(key) + len(value))
+                self._check_quota(1, len(key) + len(value), now)
             self._index.add(key)
             self._bytes += len(key) + len(value)
             data[key] = value
@@ -676,9 +681,9 @@ class MemoryBackend(Backend):
             previous = data.get(key)
             if self._quota:
                 if previous is None:
-                    self._check_quota(1, len(key) + len(value))
+                    self._check_quota(1, len(key) + len(value), now)
                 else:
-                    self._check_quota(0, len(value) - len(previous))
+                    self._check_quota(0, len(value) - len(previous), now)
             if previous is None:
                 self._index.add(key)
                 self._bytes += len(key) + len(value)
@@ -705,9 +710,9 @@ class MemoryBackend(Backend):
                 return False, current
             if self._quota:
                 if current is None:
-                    self._check_quota(1, len(key) + len(new))
+                    self._check_quota(1, len(key) + len(new), now)
                 else:
-                    self._check_quota(0, len(new) - len(current))
+                    self._check_quota(0, len(new) - len(current), now)
             if current is None:
                 self._index.add(key)
                 self._bytes += len(key) + len(new)
@@ -764,7 +769,7 @@ class MemoryBackend(Backend):
             if self._ttl is not None:
                 now = self._settle_keys([key for key, _ in items])
             if self._quota:
-                self._check_quota(*_growth(self._shards, items))
+                self._check_quota(*_growth(self._shards, items), now)
             added, grown = _put_rows(self._shards, items)
             self._index.extend(added)
             self._bytes += grown
@@ -853,9 +858,8 @@ class MemoryBackend(Backend):
         if self._ttl is not None:
             self._shed()
         with self._lock:
-            self._settle()
             leases = self._leases
-            leases.advance(self.clock())
+            leases.advance(self._settle())
             return {
                 "keys": len(self._index.order),
                 "bytes": self._bytes,
@@ -1000,9 +1004,8 @@ class MemoryBackend(Backend):
         with self._lock:
             if self._writers_refused is not None:
                 raise self._writers_refused()
-            self._settle()
             leases = self._leases
-            now = leases.advance(self.clock())
+            now = leases.advance(self._settle())
             shards = self._shards
             expires = now + ttl_ms
             records = []
@@ -1022,9 +1025,8 @@ class MemoryBackend(Backend):
         with self._lock:
             if self._writers_refused is not None:
                 raise self._writers_refused()
-            self._settle()
             leases = self._leases
-            now = leases.advance(self.clock())
+            now = leases.advance(self._settle())
             index = self._index
             shards = self._shards
             rows = []
@@ -1229,10 +1231,9 @@ class MemoryBackend(Backend):
         with self._lock:
             if self._writers_refused is not None:
                 raise self._writers_refused()
-            if self._ttl is not None:
-                self._settle_keys(keys)  # an expired key is absent, its lease gone with it
             leases = self._leases
-            now = leases.advance(self.clock())
+            # An expired key is absent, its lease gone with it.
+            now = leases.advance(self._settle_keys(keys) if self._ttl is not None else self.clock())
             records = leases.records
             shards = self._shards
             expires = now + ttl_ms
@@ -1256,10 +1257,9 @@ class MemoryBackend(Backend):
         with self._lock:
             if self._writers_refused is not None:
                 raise self._writers_refused()
-            if self._ttl is not None:
-                self._settle_keys([key for key, _ in refs])  # a lease on an expired key is gone with it
             leases = self._leases
-            now = leases.advance(self.clock())
+            # A lease on an expired key is gone with it.
+            now = leases.advance(self._settle_keys([key for key, _ in refs]) if self._ttl is not None else self.clock())
             records = leases.records
             flags = []
             for key, token in refs:
@@ -1276,10 +1276,9 @@ class MemoryBackend(Backend):
         with self._lock:
             if self._writers_refused is not None:
                 raise self._writers_refused()
-            if self._ttl is not None:
-                self._settle_keys([key for key, _ in refs])  # a lease on an expired key is gone with it
             leases = self._leases
-            now = leases.advance(self.clock())
+            # A lease on an expired key is gone with it.
+            now = leases.advance(self._settle_keys([key for key, _ in refs]) if self._ttl is not None else self.clock())
             records = leases.records
             shards = self._shards
             index = self._index
@@ -1304,10 +1303,9 @@ class MemoryBackend(Backend):
         with self._lock:
             if self._writers_refused is not None:
                 raise self._writers_refused()
-            if self._ttl is not None:
-                self._settle_keys([key for key, _ in refs])  # a lease on an expired key is gone with it
             leases = self._leases
-            now = leases.advance(self.clock())
+            # A lease on an expired key is gone with it.
+            now = leases.advance(self._settle_keys([key for key, _ in refs]) if self._ttl is not None else self.clock())
             records = leases.records
             expires = now + ttl_ms
             ends: list[int | None] = []
@@ -1336,9 +1334,8 @@ class MemoryBackend(Backend):
         if self._ttl is not None:
             self._shed()
         with self._lock:
-            self._settle()
             leases = self._leases
-            leases.advance(self.clock())
+            leases.advance(self._settle())
             lo, hi = _bounds(self._index.order, prefix)
             first, last = _bounds(leases.held, prefix)
             start, stop = _bounds(leases.expired, prefix)

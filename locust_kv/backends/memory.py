@@ -23,8 +23,11 @@ nothing at all (None) while no key has one, so that a store that never used
 expiries pays one ``is None`` test per read. An expired entry is absent at
 once for every operation, purged or not:
 
-- ``get``, ``exists``, ``get_many``, ``expiry`` and ``read_lease`` look the
-  key's expiry up (one more dict lookup and a clock read) and say absent;
+- ``get``, ``exists``, ``get_many``, ``expiry`` and ``read_lease`` read the
+  clock, and look the key's expiry up only when some entry has expired (the
+  earliest expiry is kept; ``get`` compares it with ``time.time()`` read
+  inline), and say absent: a ``get`` where every key expires costs about
+  50-80 ns more than one where none does (1.15x through ``KV.get``);
 - every write to a key first removes that key's entry if it has expired (so
   the write finds it absent, its lease going with it), and then removes up to
   ``PURGE_STEP`` more of the earliest expired entries on its way;
@@ -36,7 +39,8 @@ once for every operation, purged or not:
   step a critical section of a few ms with a pause after it, before the
   operation's own critical section: the hub never stalls, and the caller
   pays for the purge (O(expired) in all) once; ``size`` only subtracts the
-  expired count (one bisection of the deadlines);
+  expired count (one bisection of the deadlines); ``delete_prefix`` removes
+  expired entries with the others but counts only the live ones;
 - ``purge_expired(limit)`` removes up to ``limit`` of them in one critical
   section (about 2 us an entry at a million keys); a write refused by a quota
   first removes up to :data:`_QUOTA_PURGE` and checks again.

@@ -17,7 +17,7 @@ import pytest
 from gevent.monkey import get_original
 
 from locust_kv.backends import memory
-from locust_kv.backends.base import ClaimRecord, prefix_end
+from locust_kv.backends.base import Batch, ClaimRecord, prefix_end
 from locust_kv.errors import BackupInProgressError, RestoreInProgressError
 
 _start_new_thread = get_original("_thread", "start_new_thread")
@@ -174,7 +174,7 @@ REMOVERS: dict[str, Callable[[memory.MemoryBackend, bytes], object]] = {
     "delete_prefix": lambda b, k: b.delete_prefix(k, 0),
     "complete_claims": lambda b, k: b.complete_claims([(k, b._leases.records[k][0])], True),
     "clear": lambda b, k: b.clear(),
-    "replace_all": lambda b, k: b.replace_all(iter([[(b"other", b"1")]])),
+    "replace_all": lambda b, k: b.replace_all(iter([([(b"other", b"1")], None)])),
 }
 
 
@@ -218,7 +218,7 @@ def test_tokens_grow_across_clear_and_restore(b, clock) -> None:
     b.clear()
     seed(b, 1)
     (c,) = b.claim_keys(keys, 100, b"me")
-    b.replace_all(iter([[(keys[0], b"x")]]))
+    b.replace_all(iter([([(keys[0], b"x")], None)]))
     (d,) = b.claim_keys(keys, 100, b"me")
     assert a.token < c.token < d.token
 
@@ -250,11 +250,11 @@ def test_new_writers_are_refused_during_a_strict_backup_and_a_restore(b, write) 
     reader.close()
     refused = []
 
-    def batches() -> Iterator[list[tuple[bytes, bytes]]]:
+    def batches() -> Iterator[Batch]:
         with pytest.raises(RestoreInProgressError):
             write(b)
         refused.append(True)
-        yield [(b"acct:0000", b"vacct:0000")]
+        yield [(b"acct:0000", b"vacct:0000")], None
 
     assert b.replace_all(batches()) == 1 and refused
     write(b)  # allowed again

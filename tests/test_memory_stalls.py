@@ -20,6 +20,7 @@ from gevent.monkey import get_original
 
 from locust_kv import open_kv
 from locust_kv.backends import memory
+from locust_kv.backends.base import Batch
 from locust_kv.backends.memory import _SHARDS, MemoryBackend
 from locust_kv.errors import BackupInProgressError
 
@@ -32,7 +33,7 @@ KEYS = 100_000
 def _filled(count: int = KEYS, track_keys: bool = True) -> MemoryBackend:
     backend = MemoryBackend(track_keys=track_keys, name="stalls")
     rows = [(b"k:%07d" % i, b"%d" % i) for i in range(count)]
-    backend.replace_all(iter([rows[i : i + 10_000] for i in range(0, count, 10_000)]))
+    backend.replace_all(iter([(rows[i : i + 10_000], None) for i in range(0, count, 10_000)]))
     return backend
 
 
@@ -205,8 +206,8 @@ def test_close_and_a_failed_restore_free_a_slice_at_a_time() -> None:
 
     backend = _filled()
 
-    def failing() -> Iterator[list[tuple[bytes, bytes]]]:
-        yield [(b"n:%07d" % i, b"1") for i in range(KEYS)]
+    def failing() -> Iterator[Batch]:
+        yield [(b"n:%07d" % i, b"1") for i in range(KEYS)], None
         raise RuntimeError("the snapshot broke")
 
     def restore() -> None:
@@ -236,7 +237,7 @@ def test_backup_lets_other_greenlets_run(tmp_path: Path, concurrent: bool) -> No
     kv = open_kv(backend="memory", name=f"stalls-backup-{concurrent}", serialization="string")
     try:
         rows = [(b"k:%07d" % i, b"%d" % i) for i in range(KEYS)]
-        kv._backend.replace_all(iter([rows]))  # type: ignore[attr-defined]
+        kv._backend.replace_all(iter([(rows, None)]))  # type: ignore[attr-defined]
         summary, ticks = _ticking(lambda: kv.backup(tmp_path / "b.kv", allow_concurrent_writes=concurrent))
         assert ticks >= 5 and summary.total_entries == KEYS
         copy = open_kv(backend="memory", name=f"stalls-backup-copy-{concurrent}", serialization="string")
@@ -264,7 +265,7 @@ def test_a_strict_backup_read_in_slices_is_still_point_in_time() -> None:
             gevent.sleep(0)
 
     writing = gevent.spawn(writer)
-    got = [row for batch in reader.batches(7_000) for row in batch]
+    got = [row for batch, _ in reader.batches(7_000) for row in batch]
     reader.close()
     writing.get(timeout=30)
     assert refused > 0
@@ -274,7 +275,7 @@ def test_a_strict_backup_read_in_slices_is_still_point_in_time() -> None:
 def test_batches_keep_their_size_when_read_in_slices() -> None:
     backend = _filled(25_000)
     reader = backend.begin_backup(allow_concurrent_writes=True)
-    sizes = [len(batch) for batch in reader.batches(10_000)]
+    sizes = [len(batch) for batch, _ in reader.batches(10_000)]
     reader.close()
     assert sizes == [10_000, 10_000, 5_000]
 

@@ -185,7 +185,7 @@ def put_expiry(txn: Txn, view: View, key: bytes, at: int) -> None:
         state = State.decode(txn.get(STATE_KEY))
         if not state.expiring:
             put_state(txn, state.replace(expiring=True))  # the engine adopts it when the step ends
-    txn.put(end, key, True, False, False, view.expiry_ends)
+    txn.put(end, key, True, True, False, view.expiry_ends)  # a duplicate of the expiry
 
 
 def drop_expiry(txn: Txn, view: View, key: bytes) -> bool:

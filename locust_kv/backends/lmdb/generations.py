@@ -313,7 +313,7 @@ def restore_rows(
             if old is not None:  # a key given twice: its last expiry
                 txn.delete(old, key, expiry_ends)
             if end:
-                txn.put(end.to_bytes(8, "big"), key, True, False, False, expiry_ends)
+                txn.put(end.to_bytes(8, "big"), key, True, True, False, expiry_ends)
     cursor = txn.cursor(data)
     ascending = (not cursor.last() or rows[0][0] > cursor.key()) and all(
         rows[i][0] < rows[i + 1][0] for i in range(len(rows) - 1)

@@ -18,7 +18,8 @@ each concern lives:
 * :mod:`.engine` and :mod:`.growth`: transactions, map growth;
 * :mod:`.ops`, :mod:`.claims`, :mod:`.leases`, :mod:`.ranges`: the operations, as steps of one transaction;
 * :mod:`.index` and :mod:`.sampling`: the key index, random keys;
-* :mod:`.generations`: backup and restore.
+* :mod:`.generations`: backup and restore;
+* :mod:`.expiry`: expiring keys (their records, the writes that see an expired entry as absent, purging).
 
 Greenlets. No transaction ever spans a greenlet switch, except the read
 transaction of a running backup (readers never block anyone). Long work

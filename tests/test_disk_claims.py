@@ -21,7 +21,7 @@ from locust_kv.backends import lmdb as disk
 from locust_kv.backends.lmdb import backend as disk_backend
 from locust_kv.backends.lmdb import engine, errors, layout
 from locust_kv.backends.lmdb import leases as lease_records
-from locust_kv.backends.base import ClaimRecord
+from locust_kv.backends.base import Batch, ClaimRecord
 from locust_kv.backends.lmdb.backend import DiskBackend
 from locust_kv.errors import DiskStoreFullError, RestoreInProgressError
 
@@ -217,7 +217,7 @@ def _removals(backend: DiskBackend, key: bytes, token: int) -> dict[str, object]
         "delete_prefix": lambda: backend.delete_prefix(key, 0),
         "complete_delete": lambda: backend.complete_claims([(key, token)], True),
         "clear": backend.clear,
-        "replace_all": lambda: backend.replace_all(iter([[(key, b"v" + key)]])),
+        "replace_all": lambda: backend.replace_all(iter([([(key, b"v" + key)], None)])),
     }
 
 
@@ -259,10 +259,10 @@ def test_clear_and_restore_drop_every_lease_and_the_token_keeps_growing(tmp_path
     tokens = [r.token for r in store.claim_random(b"", 50, LONG, b"a")]
     store.clear()
     assert store.stats() == {"keys": 0, "bytes": store.stats()["bytes"], "claims": 0, "expired_claims": 0}
-    store.replace_all(iter([[(key, b"x") for key in keys]]))
+    store.replace_all(iter([([(key, b"x") for key in keys], None)]))
     assert store.allocation_stats(b"") == (50, 50, 0, 0)
     tokens += [r.token for r in store.claim_random(b"", 10, LONG, b"a")]
-    store.replace_all(iter([[(key, b"y") for key in keys]]))
+    store.replace_all(iter([([(key, b"y") for key in keys], None)]))
     assert store.allocation_stats(b"") == (50, 50, 0, 0)
     store.close()
     store = _open(path)  # the counter is stored with the data
@@ -278,8 +278,8 @@ def test_claims_are_refused_while_a_restore_runs(tmp_path: Path) -> None:
     assert held is not None
     refused = []
 
-    def batches() -> Iterator[list[tuple[bytes, bytes]]]:
-        yield [(keys[0], b"new")]
+    def batches() -> Iterator[Batch]:
+        yield [(keys[0], b"new")], None
         for call in (
             lambda: store.claim_keys([keys[1]], LONG, b"a"),
             lambda: store.claim_random(b"", 1, LONG, b"a"),

@@ -6,7 +6,10 @@ syntax trees, with what may differ between them (the operation's name and
 arguments, its step, its error family, the state it compares with) replaced
 by placeholders: any other change to one copy fails this test until the
 others follow. The reads inline their step's own expression; that too is
-checked against the step in :mod:`locust_kv.backends.lmdb.ops`.
+checked against the step in :mod:`locust_kv.backends.lmdb.ops`. Every step
+also takes the backend's clock (``self.clock``), read only when an expiry
+matters; ``get`` and ``exists`` inline the expiry check of a store whose
+keys expire, and ``size`` leaves such a store to its stepped slow path.
 """
 
 from __future__ import annotations
@@ -32,8 +35,8 @@ WRITES = {
 READS = {
     "get": ("READ", "get_in"),
     "exists": ("EXISTS", "get_in"),
-    "size": ("SIZE", "size_in"),
 }
+"""The reads that inline their step, and the expiry check of a store whose keys expire (same shape)."""
 
 
 def _tree(function: object) -> ast.FunctionDef:
@@ -53,6 +56,7 @@ class _Normalize(ast.NodeTransformer):
     def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:
         node.name = "OP"
         node.args.args = [ast.arg("self"), ast.arg("ARGS")]
+        node.args.defaults = []  # ttl_ms=None on the writes that take one
         self.generic_visit(node)
         return node
 
@@ -74,7 +78,9 @@ class _Normalize(ast.NodeTransformer):
         ):
             # (txn, view) or (family, step), then the operation's own arguments, in order: one placeholder.
             passed = [ast.unparse(arg) for arg in node.args[2:]]
-            assert passed == self.params, f"{ast.unparse(node)} does not pass on the arguments {self.params}"
+            assert passed in (self.params, [*self.params, "self.clock"]), (
+                f"{ast.unparse(node)} does not pass on the arguments {self.params}"
+            )
             node.args = [*node.args[:2], ast.Name("ARGS", ast.Load())]
         return node
 
@@ -109,7 +115,11 @@ else:
             view = self._view
             if view.writable is view.raw and (txn.id() == self._verified_txn or self._verify(txn, view)):
                 current = txn.get(key, None, view.data)
-                if current is not None:
+                if current is not None and (
+                    not view.expiring
+                    or (end := txn.get(key, None, view.expires)) is None
+                    or int.from_bytes(end, "big") > self.clock()
+                ):
                     return current, True
         finally:
             txn.abort()
@@ -151,35 +161,53 @@ def test_a_read_first_write_answers_a_hit_from_a_read_and_only_a_hit(name: str) 
     )
 
 
-def _inlined(name: str, step: str) -> tuple[str, str]:
-    """The read's shape with its inlined expression replaced, and that expression."""
+def _inlined(name: str, step: str, family: str) -> tuple[str, str]:
+    """The read's shape with what it returns replaced, and the expression it reads the value with."""
     node = _tree(getattr(backend.DiskBackend, name))
     expressions = []
     for inner in ast.walk(node):
+        if isinstance(inner, ast.Assign) and ast.unparse(inner.targets[0]) == "value":
+            expressions.append(ast.dump(inner.value))
         if isinstance(inner, ast.Return) and inner.value is not None:
             value = inner.value
             if isinstance(value, ast.Compare) and isinstance(value.ops[0], ast.IsNot):
-                value = inner.value = value.left  # exists: "is not None" on both paths
+                value = value.left  # exists: "is not None" on the slow path
             if not (isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute) and value.func.attr == "_read"):
-                expressions.append(ast.dump(value))
                 inner.value = ast.Name("INLINED", ast.Load())
-    assert len(expressions) == 1, f"DiskBackend.{name}: expected one inlined expression"
+            else:
+                inner.value = value
+    assert len(expressions) == 1, f"DiskBackend.{name}: expected one inlined read of the value"
     params = [arg.arg for arg in node.args.args[1:]]
-    node = _Normalize(params, READS[name][0], step, "raw").visit(node)
+    node = _Normalize(params, family, step, "raw").visit(node)
     return ast.dump(node), expressions[0]
 
 
 @pytest.mark.parametrize("name", sorted(READS))
 def test_each_read_fast_path_inlines_its_own_step(name: str) -> None:
     family, step = READS[name]
-    _, expression = _inlined(name, step)
+    _, expression = _inlined(name, step, family)
     body = _tree(getattr(ops, step)).body
     assert isinstance(body[-1], ast.Return) and body[-1].value is not None
     assert expression == ast.dump(body[-1].value), f"DiskBackend.{name} inlines something other than ops.{step}"
 
 
+def test_size_inlines_its_step_for_a_store_without_expiries() -> None:
+    node = _tree(backend.DiskBackend.size)
+    returns = [
+        inner.value
+        for inner in ast.walk(node)
+        if isinstance(inner, ast.Return) and inner.value is not None and not isinstance(inner.value, ast.Name)
+    ]
+    assert len(returns) == 1
+    body = _tree(ops.size_in).body
+    assert isinstance(body[-1], ast.Return) and body[-1].value is not None
+    assert ast.dump(returns[0]) == ast.dump(body[-1].value)
+    gates = [ast.unparse(inner.test) for inner in ast.walk(node) if isinstance(inner, ast.If)]
+    assert "(txn.id() == self._verified_txn or self._verify(txn, view)) and (not view.expiring)" in gates
+
+
 def test_the_read_fast_paths_have_one_shape() -> None:
-    shapes = {name: _inlined(name, step)[0] for name, (_, step) in READS.items()}
+    shapes = {name: _inlined(name, step, family)[0] for name, (family, step) in READS.items()}
     reference = shapes["get"]
     for name, shape in shapes.items():
         assert shape == reference, f"DiskBackend.{name} no longer has the shape of the other inlined reads"

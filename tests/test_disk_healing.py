@@ -151,7 +151,7 @@ def test_backup_restore_and_clear_reclaim_the_slot_of_a_killed_backup(tmp_path: 
 
 def _fill(kv: object, n: int) -> None:
     rows = [(b"k%06d" % i, b"%d" % i) for i in range(n)]
-    kv._backend.replace_all(iter([rows]))  # type: ignore[attr-defined]
+    kv._backend.replace_all(iter([(rows, None)]))  # type: ignore[attr-defined]
 
 
 def _index_status(kv: object) -> bytes:

@@ -25,6 +25,7 @@ import gevent
 import pytest
 
 from locust_kv import open_kv
+from locust_kv.backends.base import Batch
 from locust_kv.errors import KVError
 
 from .disk_helpers import reader_pids
@@ -66,10 +67,10 @@ def _check(gaps: tuple[float, float], report: str) -> None:
     assert cpu <= MAX_GAP and wall <= MAX_WALL_GAP, report
 
 
-def _million() -> Iterator[list[tuple[bytes, bytes]]]:
+def _million() -> Iterator[Batch]:
     value = b'{"user":12345,"name":"someone","active":true}'
     for start in range(0, MILLION, 10_000):
-        yield [(b"user:%07d" % i, value) for i in range(start, start + 10_000)]
+        yield [(b"user:%07d" % i, value) for i in range(start, start + 10_000)], None
 
 
 def test_a_million_keys_never_freeze_the_hub(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ import gevent
 import pytest
 
 from locust_kv import KV, open_kv
+from locust_kv.backends.base import Batch
 from locust_kv.backends.lmdb import layout, sampling
 from locust_kv.errors import DiskStoreScanError, RestoreInProgressError
 
@@ -200,9 +201,9 @@ def test_a_rebuild_taken_over_by_clear_stops(kv: KV, monkeypatch: pytest.MonkeyP
 # -- restore -----------------------------------------------------------------------------------------
 
 
-def _batches(keys: list[bytes], size: int) -> Iterator[list[tuple[bytes, bytes]]]:
+def _batches(keys: list[bytes], size: int) -> Iterator[Batch]:
     for start in range(0, len(keys), size):
-        yield [(key, b'"restored"') for key in keys[start : start + size]]
+        yield [(key, b'"restored"') for key in keys[start : start + size]], None
 
 
 def test_restore_replaces_everything_and_random_key_sees_it_at_once(kv: KV) -> None:
@@ -220,7 +221,7 @@ def test_restore_replaces_everything_and_random_key_sees_it_at_once(kv: KV) -> N
 
 def test_restore_of_unordered_batches_with_repeated_keys(kv: KV) -> None:
     rows = [[(b"b", b"1"), (b"a", b"2")], [(b"a", b"3"), (b"c", b"4")], [(b"0", b"5")]]
-    assert kv._backend.replace_all(iter(rows)) == 4
+    assert kv._backend.replace_all(iter((batch, None) for batch in rows)) == 4
     assert [(e.key, e.value) for e in kv.list()] == [("0", 5), ("a", 3), ("b", 1), ("c", 4)]
     assert_index_matches_data(kv)
 
@@ -229,8 +230,8 @@ def test_a_failing_restore_leaves_the_data_and_writers_as_they_were(kv: KV) -> N
     for i in range(50):
         kv.set(f"live{i}", i)
 
-    def broken() -> Iterator[list[tuple[bytes, bytes]]]:
-        yield [(b"new:%05d" % i, b"1") for i in range(3_000)]
+    def broken() -> Iterator[Batch]:
+        yield [(b"new:%05d" % i, b"1") for i in range(3_000)], None
         raise ValueError("the snapshot is damaged")
 
     with pytest.raises(ValueError, match="damaged"):
@@ -260,13 +261,13 @@ def test_writers_in_another_process_fail_fast_during_a_restore(kv: KV, tmp_path:
     restoring, result = tmp_path / "restoring", tmp_path / "result"
     pid = fork_call(_write_during_restore, tmp_path / "s.lmdb", restoring, result)
 
-    def batches() -> Iterator[list[tuple[bytes, bytes]]]:
-        yield [(b"a", b"1")]
+    def batches() -> Iterator[Batch]:
+        yield [(b"a", b"1")], None
         restoring.write_text("now")
         deadline = time.monotonic() + 60
         while not result.exists() and time.monotonic() < deadline:
             time.sleep(0.005)
-        yield [(b"b", b"2")]
+        yield [(b"b", b"2")], None
 
     assert kv._backend.replace_all(batches()) == 2
     wait_all_ok([pid])
@@ -277,10 +278,10 @@ def test_writers_in_another_process_fail_fast_during_a_restore(kv: KV, tmp_path:
 def _restore_then_die(path: Path) -> None:
     kv = open_kv(backend="disk", path=path)
 
-    def batches() -> Iterator[list[tuple[bytes, bytes]]]:
-        yield [(b"half:%04d" % i, b"1") for i in range(2_500)]
+    def batches() -> Iterator[Batch]:
+        yield [(b"half:%04d" % i, b"1") for i in range(2_500)], None
         os.kill(os.getpid(), signal.SIGKILL)
-        yield []
+        yield [], None
 
     kv._backend.replace_all(batches())
 
@@ -309,7 +310,8 @@ def test_a_backup_reads_one_snapshot_while_writers_go_on(kv: KV) -> None:
     reader = kv._backend.begin_backup(False)
     assert reader.point_in_time is True
     rows = []
-    for n, batch in enumerate(reader.batches(500)):
+    for n, (batch, expiries) in enumerate(reader.batches(500)):
+        assert expiries is None  # no entry expires
         rows += batch
         kv.set(f"k{n:05d}", -1)  # a writer between batches
         kv.delete(f"k{2_999 - n:05d}")
@@ -324,7 +326,7 @@ def test_a_backup_stops_with_an_error_when_the_map_must_grow_under_it(tmp_path: 
             kv.set(f"k{i:03d}", i)
         reader = kv._backend.begin_backup(False)
         batches = reader.batches(10)
-        assert len(next(batches)) == 10
+        assert len(next(batches)[0]) == 10
         for i in range(2_000):  # the map doubles: every transaction of the process ends
             kv.set(f"big{i}", "x" * 300)
         with pytest.raises(DiskStoreScanError, match="retry the backup"):
@@ -342,7 +344,7 @@ def test_random_key_when_every_draw_misses_is_uniform_and_never_walks(
     monkeypatch.setattr(sampling, "CHUNK_TRIES", 3)  # and so do several retries
     monkeypatch.setattr(sampling, "WINDOW", window)
     walked: list[bytes] = []
-    monkeypatch.setattr(sampling, "walk_chunk", lambda *args: walked.append(b"") or ([], True))
+    monkeypatch.setattr(sampling, "walk_chunk", lambda *args: walked.append(b"") or ([], None, True))
     probe = sampling.random_probe
     answers: collections.Counter[object] = collections.Counter()
 

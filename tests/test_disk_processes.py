@@ -186,7 +186,7 @@ def test_a_fork_during_a_backup_leaves_the_parents_reader_slot_alone(tmp_path: P
         kv.set(f"k{i:04d}", i)
     reader = kv._backend.begin_backup(False)
     batches = reader.batches(100)
-    first = next(batches)
+    first, _ = next(batches)
     env = kv._backend._env
     assert os.getpid() in reader_pids(env)
 
@@ -196,7 +196,7 @@ def test_a_fork_during_a_backup_leaves_the_parents_reader_slot_alone(tmp_path: P
     assert os.getpid() in reader_pids(env)
     for i in range(1_000):  # the snapshot must not see these, however many pages they recycle
         kv.set(f"k{i:04d}", -i)
-    rows = first + [row for batch in batches for row in batch]
+    rows = first + [row for batch, _ in batches for row in batch]
     reader.close()
     assert [int(value) for _, value in rows] == list(range(1_000))  # no "from-child", no negatives
     kv.close()

@@ -18,7 +18,8 @@ each concern lives:
 * :mod:`.engine` and :mod:`.growth`: transactions, map growth;
 * :mod:`.ops`, :mod:`.claims`, :mod:`.leases`, :mod:`.ranges`: the operations, as steps of one transaction;
 * :mod:`.index` and :mod:`.sampling`: the key index, random keys;
-* :mod:`.generations`: backup and restore.
+* :mod:`.generations`: backup and restore;
+* :mod:`.expiry`: expiring keys (their records, the writes that see an expired entry as absent, purging).
 
 Greenlets. No transaction ever spans a greenlet switch, except the read
 transaction of a running backup (readers never block anyone). Long work
@@ -52,8 +53,8 @@ from typing import TYPE_CHECKING, Final
 import lmdb
 
 from ..._cooperative import pause
-from ..base import Backend, BackupReader, ClaimRecord
-from . import claims, generations, ranges, sampling
+from ..base import Backend, BackupReader, Batch, ClaimRecord
+from . import claims, expiry, generations, ranges, sampling
 from .engine import Engine
 from .errors import DELETE, EXISTS, INDEX, READ, REBUILD, SCAN, SIZE, WRITE
 from .index import WALK, random_slot, rebuild_slice, start_rebuild, take_over_rebuild
@@ -65,6 +66,7 @@ from .ops import (
     compare_and_delete_in,
     compare_and_swap_detailed,
     compare_and_swap_in,
+    count_in,
     delete_in,
     delete_many,
     delete_range_slice,
@@ -78,7 +80,7 @@ from .ops import (
     scan_in,
     set_in,
     set_many,
-    size_in,
+    size_steps,
     swap_in,
 )
 from .sampling import RETRY
@@ -94,6 +96,10 @@ __all__ = ["DiskBackend"]
 
 READ_FIRST_SKIP: Final = 15
 """After a get_or_set miss, the calls that go straight to the write transaction (see get_or_set)."""
+
+EXPIRED_RETRIES: Final = 16
+"""Transactions of random draws a random_key makes, while keys expire, before it walks the live keys instead
+(the draws keep finding expired keys only when nearly all of a large range is expired)."""
 
 class DiskBackend(Engine, Backend):
     """A store in an LMDB file, shared by every process that opens its path. See the module docstring."""
@@ -115,12 +121,16 @@ class DiskBackend(Engine, Backend):
                 try:
                     view = self._view
                     if txn.id() == self._verified_txn or self._verify(txn, view):
-                        return txn.get(key, None, view.data)
+                        value = txn.get(key, None, view.data)
+                        if value is None or not view.expiring:
+                            return value
+                        end = txn.get(key, None, view.expires)
+                        return value if end is None or int.from_bytes(end, "big") > self.clock() else None
                 finally:
                     txn.abort()
             except lmdb.Error:
                 pass
-        return self._read(READ, get_in, key)
+        return self._read(READ, get_in, key, self.clock)
 
     def exists(self, key: bytes) -> bool:
         if self._inline:
@@ -129,12 +139,16 @@ class DiskBackend(Engine, Backend):
                 try:
                     view = self._view
                     if txn.id() == self._verified_txn or self._verify(txn, view):
-                        return txn.get(key, None, view.data) is not None
+                        value = txn.get(key, None, view.data)
+                        if value is None or not view.expiring:
+                            return value is not None
+                        end = txn.get(key, None, view.expires)
+                        return end is None or int.from_bytes(end, "big") > self.clock()
                 finally:
                     txn.abort()
             except lmdb.Error:
                 pass
-        return self._read(EXISTS, get_in, key) is not None
+        return self._read(EXISTS, get_in, key, self.clock) is not None
 
     def size(self) -> int:
         if self._inline:
@@ -142,17 +156,19 @@ class DiskBackend(Engine, Backend):
                 txn = self._begin()
                 try:
                     view = self._view
-                    if txn.id() == self._verified_txn or self._verify(txn, view):
+                    if (txn.id() == self._verified_txn or self._verify(txn, view)) and not view.expiring:
                         return txn.stat(view.data)["entries"]
                 finally:
                     txn.abort()
             except lmdb.Error:
                 pass
-        return self._read(SIZE, size_in)
+        # While keys expire: the entries less the expired ones not purged yet, O(those), in steps.
+        size: int = self._read_in_steps(SIZE, size_steps, self.clock)
+        return size
 
     # -- single keys: the inlined fast paths (writes) ------------------------------------------
 
-    def set(self, key: bytes, value: bytes) -> None:
+    def set(self, key: bytes, value: bytes, ttl_ms: int | None = None) -> None:
         if self._inline:
             try:
                 txn = self._begin(None, None, True)
@@ -162,14 +178,14 @@ class DiskBackend(Engine, Backend):
                 try:
                     view = self._view
                     if txn.get(STATE_KEY) == view.fillable:
-                        set_in(txn, view, key, value)
+                        set_in(txn, view, key, value, ttl_ms, self.clock)
                         txn.commit()
                         return
                 except lmdb.Error:
                     pass
                 finally:
                     txn.abort()  # after a commit: does nothing
-        self._write(WRITE, set_in, key, value)
+        self._write(WRITE, set_in, key, value, ttl_ms, self.clock)
 
     def delete(self, key: bytes) -> bool:
         if self._inline:
@@ -181,16 +197,16 @@ class DiskBackend(Engine, Backend):
                 try:
                     view = self._view
                     if txn.get(STATE_KEY) == view.writable:
-                        result = delete_in(txn, view, key)
+                        result = delete_in(txn, view, key, self.clock)
                         txn.commit()
                         return result
                 except lmdb.Error:
                     pass
                 finally:
                     txn.abort()  # after a commit: does nothing
-        return self._write(DELETE, delete_in, key)
+        return self._write(DELETE, delete_in, key, self.clock)
 
-    def increment_by(self, key: bytes, delta: int) -> int:
+    def increment_by(self, key: bytes, delta: int, ttl_ms: int | None = None) -> int:
         if self._inline:
             try:
                 txn = self._begin(None, None, True)
@@ -200,16 +216,16 @@ class DiskBackend(Engine, Backend):
                 try:
                     view = self._view
                     if txn.get(STATE_KEY) == view.fillable:
-                        result = increment_in(txn, view, key, delta)
+                        result = increment_in(txn, view, key, delta, ttl_ms, self.clock)
                         txn.commit()
                         return result
                 except lmdb.Error:
                     pass
                 finally:
                     txn.abort()  # after a commit: does nothing
-        return self._write(WRITE, increment_in, key, delta)
+        return self._write(WRITE, increment_in, key, delta, ttl_ms, self.clock)
 
-    def get_or_set(self, key: bytes, value: bytes) -> tuple[bytes, bool]:
+    def get_or_set(self, key: bytes, value: bytes, ttl_ms: int | None = None) -> tuple[bytes, bool]:
         if self._inline:
             # Read first: a hit writes nothing, so a read transaction answers it, off LMDB's writer lock.
             # Gated on ``writable``, as the write would be: during a restore a hit goes the write's way.
@@ -225,7 +241,11 @@ class DiskBackend(Engine, Backend):
                         view = self._view
                         if view.writable is view.raw and (txn.id() == self._verified_txn or self._verify(txn, view)):
                             current = txn.get(key, None, view.data)
-                            if current is not None:
+                            if current is not None and (
+                                not view.expiring
+                                or (end := txn.get(key, None, view.expires)) is None
+                                or int.from_bytes(end, "big") > self.clock()
+                            ):
                                 return current, True
                     finally:
                         txn.abort()
@@ -240,16 +260,16 @@ class DiskBackend(Engine, Backend):
                 try:
                     view = self._view
                     if txn.get(STATE_KEY) == view.fillable:
-                        result = get_or_set_in(txn, view, key, value)
+                        result = get_or_set_in(txn, view, key, value, ttl_ms, self.clock)
                         txn.commit()
                         return result
                 except lmdb.Error:
                     pass
                 finally:
                     txn.abort()  # after a commit: does nothing
-        return self._write(WRITE, get_or_set_in, key, value)
+        return self._write(WRITE, get_or_set_in, key, value, ttl_ms, self.clock)
 
-    def swap(self, key: bytes, value: bytes) -> bytes | None:
+    def swap(self, key: bytes, value: bytes, ttl_ms: int | None = None) -> bytes | None:
         if self._inline:
             try:
                 txn = self._begin(None, None, True)
@@ -259,16 +279,16 @@ class DiskBackend(Engine, Backend):
                 try:
                     view = self._view
                     if txn.get(STATE_KEY) == view.fillable:
-                        result = swap_in(txn, view, key, value)
+                        result = swap_in(txn, view, key, value, ttl_ms, self.clock)
                         txn.commit()
                         return result
                 except lmdb.Error:
                     pass
                 finally:
                     txn.abort()  # after a commit: does nothing
-        return self._write(WRITE, swap_in, key, value)
+        return self._write(WRITE, swap_in, key, value, ttl_ms, self.clock)
 
-    def compare_and_swap(self, key: bytes, old: bytes | None, new: bytes) -> bool:
+    def compare_and_swap(self, key: bytes, old: bytes | None, new: bytes, ttl_ms: int | None = None) -> bool:
         if self._inline:
             try:
                 txn = self._begin(None, None, True)
@@ -278,14 +298,14 @@ class DiskBackend(Engine, Backend):
                 try:
                     view = self._view
                     if txn.get(STATE_KEY) == view.fillable:
-                        result = compare_and_swap_in(txn, view, key, old, new)
+                        result = compare_and_swap_in(txn, view, key, old, new, ttl_ms, self.clock)
                         txn.commit()
                         return result
                 except lmdb.Error:
                     pass
                 finally:
                     txn.abort()  # after a commit: does nothing
-        return self._write(WRITE, compare_and_swap_in, key, old, new)
+        return self._write(WRITE, compare_and_swap_in, key, old, new, ttl_ms, self.clock)
 
     def compare_and_delete(self, key: bytes, old: bytes) -> bool:
         if self._inline:
@@ -297,14 +317,14 @@ class DiskBackend(Engine, Backend):
                 try:
                     view = self._view
                     if txn.get(STATE_KEY) == view.writable:
-                        result = compare_and_delete_in(txn, view, key, old)
+                        result = compare_and_delete_in(txn, view, key, old, self.clock)
                         txn.commit()
                         return result
                 except lmdb.Error:
                     pass
                 finally:
                     txn.abort()  # after a commit: does nothing
-        return self._write(DELETE, compare_and_delete_in, key, old)
+        return self._write(DELETE, compare_and_delete_in, key, old, self.clock)
 
     # -- random keys and the index ---------------------------------------------------------------
 
@@ -318,7 +338,7 @@ class DiskBackend(Engine, Backend):
                 txn = self._begin()
                 try:
                     view = self._view
-                    if (txn.id() == self._verified_txn or self._verify(txn, view)) and view.indexed:
+                    if (txn.id() == self._verified_txn or self._verify(txn, view)) and view.indexed and not view.expiring:
                         found = random_slot(txn, view)
                         if found is not WALK:
                             return found
@@ -329,12 +349,18 @@ class DiskBackend(Engine, Backend):
         return self._random_key_slow(prefix)
 
     def _random_key_slow(self, prefix: bytes) -> bytes | None:
-        found = self._read(INDEX, sampling.random_probe, prefix, sampling.REJECTION_TRIES)
+        clock = self.clock
+        found = self._read(INDEX, sampling.random_probe, prefix, sampling.REJECTION_TRIES, clock)
         if found is WALK and self._resume_orphaned_rebuild():
-            found = self._read(INDEX, sampling.random_probe, prefix, sampling.REJECTION_TRIES)
+            found = self._read(INDEX, sampling.random_probe, prefix, sampling.REJECTION_TRIES, clock)
+        retries = 0
         while found is RETRY:  # a range of over WINDOW keys: more slots, a transaction of a few ms each
+            retries += 1
+            if retries > EXPIRED_RETRIES and self._view.expiring:
+                found = WALK  # the draws keep finding expired keys: walk the live ones (exact, uniform)
+                break
             pause()
-            found = self._read(INDEX, sampling.random_probe, prefix, sampling.CHUNK_TRIES)
+            found = self._read(INDEX, sampling.random_probe, prefix, sampling.CHUNK_TRIES, clock)
         if found is WALK:
             return self._random_walk(prefix)
         return found
@@ -350,14 +376,14 @@ class DiskBackend(Engine, Backend):
         seen = 0
         after: bytes | None = None
         while True:
-            chunk, done = self._read(INDEX, sampling.walk_chunk, prefix, after)
+            chunk, last, done = self._read(INDEX, sampling.walk_chunk, prefix, after, self.clock)
             if chunk:
                 seen += len(chunk)
                 if random() * seen < len(chunk):
                     chosen = chunk[int(random() * len(chunk))]
-                after = chunk[-1]
             if done:
                 return chosen
+            after = last
             pause()
 
     def _resume_orphaned_rebuild(self) -> bool:
@@ -428,17 +454,22 @@ class DiskBackend(Engine, Backend):
         self._write(DELETE, clear_in, self._track_keys)
 
     def scan(self, low: bytes, high: bytes | None, offset: int, limit: int) -> tuple[list[tuple[bytes, bytes]], bool]:
-        """One read transaction. An offset is a cursor walk, O(offset), pausing as :meth:`count` does."""
+        """One read transaction. An offset is a cursor walk, O(offset), pausing as :meth:`count` does.
+
+        While keys expire, each key read costs one lookup of its expiry (none while none is expired).
+        """
         if offset > 0:
-            rows: tuple[list[tuple[bytes, bytes]], bool] = self._read_in_steps(SCAN, ranges.scan_after_steps, low, high, offset, limit, scan_in)
+            rows: tuple[list[tuple[bytes, bytes]], bool] = self._read_in_steps(
+                SCAN, ranges.scan_after_steps, low, high, offset, limit, scan_in, self.clock
+            )
             return rows
-        return self._read(SCAN, scan_in, low, high, limit)
+        return self._read(SCAN, scan_in, low, high, limit, self.clock)
 
     def begin_backup(self, allow_concurrent_writes: bool) -> BackupReader:
         """A point-in-time reader in both modes: one LMDB read transaction; writers go on."""
         return generations.begin_backup(self)
 
-    def replace_all(self, batches: Iterator[list[tuple[bytes, bytes]]]) -> int:
+    def replace_all(self, batches: Iterator[Batch]) -> int:
         """Fill the other generation in short transactions, then flip the state in one (see :mod:`.generations`)."""
         return generations.replace_all(self, batches)
 
@@ -489,11 +520,13 @@ class DiskBackend(Engine, Backend):
         """
         return self._read_in_steps(SIZE, claims.allocation_stats, prefix, self.clock)
 
-    def compare_and_swap_detailed(self, key: bytes, old: bytes | None, new: bytes) -> tuple[bool, bytes | None]:
-        return self._write(WRITE, compare_and_swap_detailed, key, old, new)
+    def compare_and_swap_detailed(
+        self, key: bytes, old: bytes | None, new: bytes, ttl_ms: int | None = None
+    ) -> tuple[bool, bytes | None]:
+        return self._write(WRITE, compare_and_swap_detailed, key, old, new, ttl_ms, self.clock)
 
     def compare_and_delete_detailed(self, key: bytes, old: bytes) -> tuple[bool, bytes | None]:
-        return self._write(DELETE, compare_and_delete_detailed, key, old)
+        return self._write(DELETE, compare_and_delete_detailed, key, old, self.clock)
 
     def count(self, low: bytes, high: bytes | None) -> int:
         """The number of keys in ``[low, high)``, of one snapshot.
@@ -502,27 +535,29 @@ class DiskBackend(Engine, Backend):
         cursor walk of the range, O(k) for k keys in it (about 20 ms for
         100,000): LMDB's B-tree keeps no counts. The walk pauses every
         16,384 keys in the same read transaction (``_read_in_steps``), so
-        other greenlets run.
+        other greenlets run. While keys expire, less the expired entries not
+        purged yet that are in the range: a walk of every expired entry not
+        purged yet, O(those) (writes and ``purge_expired`` keep them few).
         """
-        return self._read_in_steps(SIZE, ranges.count_between_in, low, high)
+        return self._read_in_steps(SIZE, count_in, low, high, self.clock)
 
     def random_keys(self, prefix: bytes, count: int, unique: bool) -> list[bytes]:
         """In one read transaction; see :func:`~locust_kv.backends.lmdb.sampling.random_keys` for the costs."""
-        return self._read(INDEX, sampling.random_keys, prefix, count, unique)
+        return self._read(INDEX, sampling.random_keys, prefix, count, unique, self.clock)
 
     def pop_random(self, prefix: bytes, count: int) -> list[tuple[bytes, bytes]]:
         """Chosen as :meth:`claim_random` chooses (same costs), removed in the same transaction."""
         return self._write(DELETE, pop_random, prefix, count, self.clock)
 
     def get_many(self, keys: list[bytes]) -> list[bytes | None]:
-        return self._read(READ, get_many, keys)
+        return self._read(READ, get_many, keys, self.clock)
 
-    def set_many(self, items: list[tuple[bytes, bytes]]) -> None:
+    def set_many(self, items: list[tuple[bytes, bytes]], ttl_ms: int | None = None) -> None:
         """One write transaction: all or nothing (a full map: DiskStoreFullError, nothing written)."""
-        self._write(WRITE, set_many, items)
+        self._write(WRITE, set_many, items, ttl_ms, self.clock)
 
     def delete_many(self, keys: list[bytes]) -> int:
-        return self._write(DELETE, delete_many, keys)
+        return self._write(DELETE, delete_many, keys, self.clock)
 
     def delete_prefix(self, prefix: bytes, limit: int) -> tuple[int, bool]:
         """Transactions of a few milliseconds each, with a pause between them.
@@ -532,11 +567,11 @@ class DiskBackend(Engine, Backend):
         """
         if not prefix and limit <= 0:
             self._reclaim_stale_readers()  # as clear does: the dropped pages are reusable only past every reader
-            return self._write(DELETE, clear_counted, self._track_keys), True
+            return self._write(DELETE, clear_counted, self._track_keys, self.clock), True
         removed = 0
         while True:
             step = limit - removed if limit > 0 else -1
-            got, empty = self._write(DELETE, delete_range_slice, prefix, step)
+            got, empty = self._write(DELETE, delete_range_slice, prefix, step, self.clock)
             removed += got
             if empty or 0 < limit <= removed:
                 return removed, empty
@@ -545,9 +580,27 @@ class DiskBackend(Engine, Backend):
     def scan_keys(self, low: bytes, high: bytes | None, offset: int, limit: int) -> tuple[list[bytes], bool]:
         """As :meth:`scan`."""
         if offset > 0:
-            keys: tuple[list[bytes], bool] = self._read_in_steps(SCAN, ranges.scan_after_steps, low, high, offset, limit, ranges.scan_keys)
+            keys: tuple[list[bytes], bool] = self._read_in_steps(
+                SCAN, ranges.scan_after_steps, low, high, offset, limit, ranges.scan_keys, self.clock
+            )
             return keys
-        return self._read(SCAN, ranges.scan_keys, low, high, limit)
+        return self._read(SCAN, ranges.scan_keys, low, high, limit, self.clock)
+
+    # -- expiring keys (see :mod:`.expiry`) ------------------------------------------------------
+
+    def expire(self, key: bytes, ttl_ms: int) -> bool:
+        return self._write(WRITE, expiry.expire, key, ttl_ms, self.clock)
+
+    def persist(self, key: bytes) -> bool:
+        return self._write(WRITE, expiry.persist, key, self.clock)
+
+    def expiry(self, key: bytes) -> tuple[bool, int | None]:
+        """One read transaction, two lookups."""
+        return self._read(READ, expiry.read_expiry, key, self.clock)
+
+    def purge_expired(self, limit: int) -> int:
+        """One write transaction removing the earliest ``limit`` expired entries (see :mod:`.expiry` for its cost)."""
+        return self._write(DELETE, expiry.purge_expired, limit, self.clock)
 
     # -- markers: records of the main database, outside the generations ----------
 

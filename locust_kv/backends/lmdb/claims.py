@@ -4,6 +4,10 @@ Each function is one step ``op(txn, view, ...)`` that the engine runs in one
 LMDB transaction (map growth, the state record, restore gating, error
 mapping); none of them yields, so a step is atomic. The records are described
 in :mod:`.leases`; the random claims draw as :mod:`.sampling` describes.
+
+An expired key (:mod:`.expiry`) is absent here too: it cannot be claimed, its
+lease is not live (release, complete and renew fail for it, ``read_lease``
+answers None) and the counts leave it and its lease out.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING
 
 from ..base import ClaimRecord
+from .expiry import dead_test, expired_entries, is_dead
 from .layout import TOKEN_KEY
 from .leases import END, LEASE, OFFSET, drop_lease, end_key, expired_keys, has_leases, next_token
 from .leases import expires as lease_end
@@ -67,7 +72,7 @@ def claim_keys(
             continue
         seen.add(key)
         value = get(key, None, data)
-        if value is None:
+        if value is None or (view.expiring and is_dead(txn, view, key, now)):
             continue
         record = get(key, None, claims)
         if record is not None and lease_end(record) > now:
@@ -89,7 +94,8 @@ def claim_random(
     now = clock()
     get = txn.get
     data = view.data
-    found = [(key, get(key, None, data)) for key in sample(txn, view, prefix, count, now)]
+    dead = dead_test(txn, view, now) if view.expiring else None
+    found = [(key, get(key, None, data)) for key in sample(txn, view, prefix, count, now, dead)]
     rows = [(key, value) for key, value in found if value is not None]  # always all of them
     return _grant(txn, view, [key for key, _ in rows], [value for _, value in rows], ttl_ms, owner, now)
 
@@ -100,7 +106,7 @@ def _live_lease(txn: Txn, view: View, key: bytes, token: int, now: int) -> bytes
     if record is None:
         return None
     held, expires = LEASE.unpack_from(record)
-    if held != token or expires <= now:
+    if held != token or expires <= now or (view.expiring and is_dead(txn, view, key, now)):
         return None
     return record
 
@@ -111,7 +117,7 @@ def complete_claims(
     refs: list[tuple[bytes, int]],
     delete: bool,
     clock: Callable[[], int],
-    remove_key: Callable[[Txn, View, bytes], bool],
+    remove_key: Callable[[Txn, View, bytes, Callable[[], int]], bool],
 ) -> list[bool]:
     """End each live lease; with ``delete``, remove its key with ``remove_key`` (which drops the lease too)."""
     now = clock()
@@ -121,7 +127,7 @@ def complete_claims(
         if record is None:
             results.append(False)
             continue
-        if not (delete and remove_key(txn, view, key)):
+        if not (delete and remove_key(txn, view, key, clock)):
             drop_lease(txn, view, key, record)
         results.append(True)
     return results
@@ -151,21 +157,34 @@ def read_lease(txn: Txn, view: View, key: bytes, clock: Callable[[], int]) -> tu
     if record is None:
         return None
     token, expires = LEASE.unpack_from(record)
-    if expires <= clock():
+    now = clock()
+    if expires <= now or (view.expiring and is_dead(txn, view, key, now)):
         return None
     return token, expires, record[LEASE.size :]
 
 
 def _lease_counts(txn: Txn, view: View, prefix: bytes, now: int) -> Generator[None, None, tuple[int, int]]:
-    """``(live, ended)`` leases on keys with ``prefix``: O(ended) without a prefix, O(leases of the range) with one."""
+    """``(live, ended)`` leases on live keys with ``prefix``: O(ended) without a prefix, O(leases of the range) with one;
+    plus O(expired keys not purged yet) while keys expire."""
     if not has_leases(txn, view):
         return 0, 0
     expired = expired_keys(txn, view, now)
     if not prefix:
-        return txn.stat(view.claims)["entries"] - len(expired), len(expired)
-    ended = sum(1 for key in expired if key.startswith(prefix))
-    held = yield from count_range_steps(txn, view.claims, prefix)
-    return held - ended, ended
+        live, ended = txn.stat(view.claims)["entries"] - len(expired), len(expired)
+    else:
+        ended = sum(1 for key in expired if key.startswith(prefix))
+        held = yield from count_range_steps(txn, view.claims, prefix)
+        live = held - ended
+    # The leases on expired keys went with them.
+    get = txn.get
+    claims = view.claims
+    for key in expired_entries(txn, view, now):
+        if key.startswith(prefix) and (record := get(key, None, claims)) is not None:
+            if lease_end(record) <= now:
+                ended -= 1
+            else:
+                live -= 1
+    return live, ended
 
 
 def allocation_stats(
@@ -175,8 +194,11 @@ def allocation_stats(
 
     In steps (the engine pauses between them, in the same transaction).
     """
+    now = clock()
     total = yield from count_range_steps(txn, view.data, prefix)
-    claimed, expired = yield from _lease_counts(txn, view, prefix, clock())
+    if view.expiring:
+        total -= sum(1 for key in expired_entries(txn, view, now) if key.startswith(prefix))
+    claimed, expired = yield from _lease_counts(txn, view, prefix, now)
     return total, total - claimed, claimed, expired
 
 
@@ -184,9 +206,13 @@ def stats(
     txn: Txn, view: View, clock: Callable[[], int], used_pages: int, page_size: int
 ) -> dict[str, int]:
     """The store's counters: O(1), and O(ended leases) for the lease counts."""
-    claims, expired = all_steps(_lease_counts(txn, view, b"", clock()))
+    now = clock()
+    claims, expired = all_steps(_lease_counts(txn, view, b"", now))
+    keys = txn.stat(view.data)["entries"]
+    if view.expiring:
+        keys -= sum(1 for _ in expired_entries(txn, view, now))
     return {
-        "keys": txn.stat(view.data)["entries"],
+        "keys": keys,
         "bytes": used_pages * page_size,
         "claims": claims,
         "expired_claims": expired,

@@ -51,13 +51,14 @@ from ...errors import (
     StoreClosedError,
 )
 from ..base import quota_message
-from . import forks, growth
+from . import expiry, forks, growth
 from .errors import DELETE, NO_SPACE, OPEN, Family, map_lmdb_error, os_error
 from .layout import (
     CLAIMS_DB,
     CLOSED_VIEW,
     DB_NAMES,
     ENDS_DB,
+    EXPIRY_DB_NAMES,
     FORMAT,
     FORMAT_KEY,
     MAX_DBS,
@@ -148,6 +149,9 @@ class _Interrupted(Exception):
 class Engine:
     """One store's LMDB environment in this process, and the machinery every operation runs through."""
 
+    clock: Callable[[], int]
+    """Now in Unix milliseconds (the backend's, see :attr:`~locust_kv.backends.base.Backend.clock`)."""
+
     def __init__(self, spec: DiskSpec) -> None:
         self.location = spec.path
         self._spec = spec
@@ -167,7 +171,7 @@ class Engine:
         self._resizes = 0
         self._dbs: tuple[Generation, ...] = ()
         self._claims: tuple[Db, Db] | None = None  # the leases' databases (by key, by end), shared by both generations
-        self._all_dbs: tuple[Db, ...] = ()  # the main database, the six of the generations and the leases'
+        self._all_dbs: tuple[Db, ...] = ()  # the main database, the ten of the generations and the leases'
         self._view = CLOSED_VIEW
         self._verified_txn = -1
         """The id of a read snapshot whose state record was found equal to the view's (see :meth:`_verify`)."""
@@ -267,13 +271,13 @@ class Engine:
                     raise BucketNotFoundError(
                         f"{self._spec.path} is an LMDB file but not a locust_kv store (its databases are missing)"
                     )
-                dbs = tuple(_generation(env, txn, names, True) for names in DB_NAMES)
+                dbs = tuple(_generation(env, txn, names, more, True) for names, more in zip(DB_NAMES, EXPIRY_DB_NAMES))
                 txn.put(FORMAT_KEY, FORMAT)
                 txn.put(STATE_KEY, State(0, VALID if self._track_keys else NONE, 0).encode())
             elif fmt != FORMAT:
                 raise DiskStoreOpenError(f"disk store format {fmt!r} is not supported (this version reads {FORMAT!r})")
             else:
-                dbs = tuple(_generation(env, txn, names, False) for names in DB_NAMES)
+                dbs = tuple(_generation(env, txn, names, more, False) for names, more in zip(DB_NAMES, EXPIRY_DB_NAMES))
             claims = (env.open_db(CLAIMS_DB, txn=txn), env.open_db(ENDS_DB, txn=txn))
             state = txn.get(STATE_KEY)
             State.decode(state)
@@ -484,6 +488,9 @@ class Engine:
         QuotaExceededError, in its own transaction, which is aborted, if it
         grew the live entries past ``max_keys`` or the pages of their
         database past ``max_bytes`` (see :meth:`_check_quota`).
+        While keys expire, the measured run first removes up to
+        ``QUOTA_PURGE`` expired entries in the same transaction, so a write
+        is refused only if the store is past its quota without them.
         """
         failure: lmdb.Error | None
         measure_first = False  # a quota write measures before its step only after a step ended past the quota
@@ -509,6 +516,9 @@ class Engine:
                         elif raw != view.raw:
                             view = self._adopt(raw)
                         before = self._pages_in_use(txn) if guard else 0
+                        if quota and measure_first and view.expiring:
+                            # Past the quota: expired entries go first (a bounded number), then it is checked again.
+                            expiry.purge(txn, view, self.clock(), expiry.QUOTA_PURGE)
                         counted = txn.stat(view.data) if quota and measure_first else None
                         result = op(txn, view, *args)
                         if quota and self._past_quota(txn, view, counted):
@@ -779,6 +789,11 @@ class Engine:
         return True
 
 
-def _generation(env: lmdb.Environment, txn: Txn, names: tuple[bytes, bytes, bytes], create: bool) -> Generation:
+def _generation(
+    env: lmdb.Environment, txn: Txn, names: tuple[bytes, bytes, bytes], expiry_names: tuple[bytes, bytes], create: bool
+) -> Generation:
+    """One generation's databases; its expiries' two are created when missing (a store made before expiries)."""
     data, slots, slotof = (env.open_db(name, txn=txn, create=create) for name in names)
-    return data, slots, slotof
+    expires = env.open_db(expiry_names[0], txn=txn)
+    expiry_ends = env.open_db(expiry_names[1], txn=txn, dupsort=True)
+    return data, slots, slotof, expires, expiry_ends

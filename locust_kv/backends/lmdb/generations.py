@@ -14,6 +14,12 @@ live generation until the flip. If the rows raise, the half-filled
 generation is dropped and the live one was never touched. A restorer that
 died leaves the flag; the next writer that finds the restore lock free drops
 its generation (:meth:`~.engine.Engine._check_writable`).
+
+Expiries live with their generation: a backup reads the expiries of its
+snapshot's generation and leaves out the entries expired when each batch is
+read; a restore skips the entries of a batch already expired when it
+receives the batch, writes the others' expiries into the generation it
+fills, and the flip sets the state's expiry flag when it loaded any.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from ...errors import (
     QuotaExceededError,
     RestoreInProgressError,
 )
-from ..base import BackupReader
+from ..base import Batch, BackupReader
 from .errors import SCAN, WRITE, map_lmdb_error
 from .layout import NONE, PAGE_SIZE, STATE_KEY, VALID, State, data_pages, put_state
 from .locks import BACKUP_LOCK, RESTORE_LOCK
@@ -76,24 +82,31 @@ class DiskBackupReader(BackupReader):
         data: Db,
         guard: Callable[[], AbstractContextManager[object]],
         on_close: Callable[[DiskBackupReader], None],
+        expires: Db | None = None,
+        clock: Callable[[], int] | None = None,
     ) -> None:
         self._txn: Txn | None = txn
         self._data = data
+        self._expires = expires
+        """The snapshot generation's expiries; None when its state says it holds none."""
+        self._clock = clock
         self._guard = guard
         self._on_close = on_close
         self._why_stopped = ""
         self._closed = False
 
-    def batches(self, batch_size: int) -> Iterator[list[tuple[bytes, bytes]]]:
+    def batches(self, batch_size: int) -> Iterator[Batch]:
         after: bytes | None = None
         while True:
-            batch = self._batch(after, max(1, batch_size))
-            if not batch:
+            rows, last = self._batch(after, max(1, batch_size))
+            if last is None:
                 return
-            yield batch
-            after = batch[-1][0]
+            if rows[0]:
+                yield rows
+            after = last
 
-    def _batch(self, after: bytes | None, size: int) -> list[tuple[bytes, bytes]]:
+    def _batch(self, after: bytes | None, size: int) -> tuple[Batch, bytes | None]:
+        """The live entries of the next ``size`` stored ones, with their expiries; the last key read (None: done)."""
         with self._guard():  # as every transaction of the store (see engine.TransactionMode)
             txn = self._txn
             if txn is None:
@@ -101,8 +114,26 @@ class DiskBackupReader(BackupReader):
             try:
                 cursor = txn.cursor(self._data)
                 if not (cursor.first() if after is None else cursor.set_range(after + b"\x00")):
-                    return []
-                return list(islice(cursor.iternext(), size))
+                    return ([], None), None
+                rows = list(islice(cursor.iternext(), size))
+                if not rows:
+                    return ([], None), None
+                last = rows[-1][0]
+                expires = self._expires
+                if expires is None or self._clock is None:
+                    return (rows, None), last
+                now = self._clock()
+                get = txn.get
+                kept: list[tuple[bytes, bytes]] = []
+                ends: list[int] = []
+                for row in rows:
+                    raw = get(row[0], None, expires)
+                    end = int.from_bytes(raw, "big") if raw is not None else 0
+                    if raw is not None and end <= now:
+                        continue  # expired when read: left out
+                    kept.append(row)
+                    ends.append(end)
+                return (kept, ends if any(ends) else None), last
             except lmdb.Error as exc:
                 raise map_lmdb_error(exc, SCAN) from exc
 
@@ -177,11 +208,14 @@ def _start_backup(txn: Txn, view: View, engine: Engine) -> DiskBackupReader:
         side = engine._side
         if state.restorer and (side.restoring or side.held_elsewhere(RESTORE_LOCK)):
             raise RestoreInProgressError("a restore is in progress; retry when it completes")
+        generation = view.generations[state.generation]
         return DiskBackupReader(
             snapshot,
-            view.generations[state.generation][0],
+            generation[0],
             engine._transaction_guard,
             lambda reader: _end_backup(engine, reader),
+            generation[3] if state.expiring else None,
+            lambda: engine.clock(),
         )
     except BaseException:
         snapshot.abort()
@@ -202,7 +236,7 @@ def _end_backup(engine: Engine, reader: DiskBackupReader | None) -> None:
 # Restore.
 
 
-def replace_all(engine: Engine, batches: Iterator[list[tuple[bytes, bytes]]]) -> int:
+def replace_all(engine: Engine, batches: Iterator[Batch]) -> int:
     """Fill the other generation in short transactions, then flip the state in one; the entries restored."""
     side = engine._side
     if side.backup_owner is not None or side.held_elsewhere(BACKUP_LOCK):
@@ -216,11 +250,17 @@ def replace_all(engine: Engine, batches: Iterator[list[tuple[bytes, bytes]]]) ->
     try:
         engine._reclaim_stale_readers()
         staging = engine._write_unchecked(WRITE, start_restore, owner)
-        for batch in batches:
+        for entries, expiries in batches:
             pause()  # reading the batch was work too
-            for start in range(0, len(batch), RESTORE_ROWS):
-                rows = batch[start : start + RESTORE_ROWS]
-                engine._write_unchecked(WRITE, restore_rows, owner, staging, track_keys, rows)
+            if expiries is not None:
+                now = engine.clock()  # an entry already expired when its batch arrives is skipped
+                kept = [(row, end) for row, end in zip(entries, expiries) if not 0 < end <= now]
+                entries = [row for row, _ in kept]
+                expiries = [end for _, end in kept]
+            for start in range(0, len(entries), RESTORE_ROWS):
+                rows = entries[start : start + RESTORE_ROWS]
+                ends = expiries[start : start + RESTORE_ROWS] if expiries is not None else None
+                engine._write_unchecked(WRITE, restore_rows, owner, staging, track_keys, rows, ends)
                 pause()
         return engine._write_unchecked(WRITE, finish_restore, owner, staging, track_keys, engine.max_keys, engine.max_bytes)
     except BaseException:
@@ -261,10 +301,19 @@ def start_restore(txn: Txn, view: View, owner: int) -> int:
 
 
 def restore_rows(
-    txn: Txn, view: View, owner: int, staging: int, track_keys: bool, rows: list[tuple[bytes, bytes]]
+    txn: Txn, view: View, owner: int, staging: int, track_keys: bool, rows: list[tuple[bytes, bytes]],
+    ends: list[int] | None = None,
 ) -> None:
     _check_restorer(view, owner)
-    data, slots_db, slotof = view.generations[staging]
+    data, slots_db, slotof, expires, expiry_ends = view.generations[staging]
+    if ends is not None:
+        # The staging generation's expiry databases, written directly (the state's flag is set by the flip).
+        for (key, _), end in zip(rows, ends):
+            old = txn.replace(key, end.to_bytes(8, "big"), expires) if end else txn.pop(key, expires)
+            if old is not None:  # a key given twice: its last expiry
+                txn.delete(old, key, expiry_ends)
+            if end:
+                txn.put(end.to_bytes(8, "big"), key, True, True, False, expiry_ends)
     cursor = txn.cursor(data)
     ascending = (not cursor.last() or rows[0][0] > cursor.key()) and all(
         rows[i][0] < rows[i + 1][0] for i in range(len(rows) - 1)
@@ -310,7 +359,8 @@ def finish_restore(
     _drop_generation(txn, view, state.generation)
     for db in (view.claims, view.ends):  # the leases were on the keys the flip replaces
         txn.drop(db, delete=False)
-    put_state(txn, State(staging, VALID if track_keys else NONE, 0))
+    expiring = txn.stat(view.generations[staging][3])["entries"] > 0
+    put_state(txn, State(staging, VALID if track_keys else NONE, 0, expiring))
     return txn.stat(view.generations[staging][0])["entries"]
 
 

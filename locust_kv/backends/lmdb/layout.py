@@ -1,7 +1,7 @@
 """The store file's layout: the records of the main database, the named databases, the state record and its view.
 
 The main (unnamed) database holds the format version, the *state*, the
-markers and the claims' fencing counter; six named databases hold the data in
+markers and the claims' fencing counter; ten named databases hold the data in
 two generations (0 and 1), and two more, ``locust_kv.claims`` and
 ``locust_kv.claim_ends``, the leases by key and by end (see
 :mod:`~locust_kv.backends.lmdb.claims`; created on open when a store made
@@ -11,11 +11,19 @@ before claims lacks them):
 * ``locust_kv.slots.<g>``: slot (8-byte big-endian) -> key, a dense array
   ``0..n-1`` of every key, so that ``random_key()`` is one lookup.
 * ``locust_kv.slotof.<g>``: key -> slot, to swap-remove a deleted key.
+* ``locust_kv.expires.<g>``: key -> its expiry (8-byte big-endian Unix ms),
+  only for the entries that expire (see :mod:`~locust_kv.backends.lmdb.expiry`).
+* ``locust_kv.expiry_ends.<g>``: expiry (8 bytes) -> key, sorted duplicates,
+  the same expiries in deadline order, so that purging finds the expired
+  entries first (created on open when a store made before expiries lacks them).
 
 The state, ``b"<g>:<index>:<restorer>"``, names the live generation, the
 index status (``v`` valid, ``n`` none, ``b<pid>.<token>`` being rebuilt by
 that process; older files may hold ``b<token>``) and the pid of a process
-replacing the dataset (0 when none). Every transaction reads it first and
+replacing the dataset (0 when none); ``b"<g>:<index>:<restorer>:e"`` says
+that the live generation has held an expiry since it was last cleared or
+restored (a store that never used expiries keeps the three fields, and its
+operations skip every expiry lookup). Every transaction reads it first and
 compares it with what this process last saw (a :class:`View`).
 """
 
@@ -34,8 +42,8 @@ if TYPE_CHECKING:
 
     Txn = lmdb.Transaction[bytes]
     """A transaction of the store (values as bytes)."""
-    Generation = tuple[Db, Db, Db]
-    """One generation's databases: data, slots, slotof."""
+    Generation = tuple[Db, Db, Db, Db, Db]
+    """One generation's databases: data, slots, slotof, expires, expiry_ends."""
 
 __all__ = [
     "BUILDING",
@@ -43,6 +51,8 @@ __all__ = [
     "CLOSED_VIEW",
     "DB_NAMES",
     "ENDS_DB",
+    "EXPIRING",
+    "EXPIRY_DB_NAMES",
     "FORMAT",
     "FORMAT_KEY",
     "MARKER_PREFIX",
@@ -68,7 +78,9 @@ MARKER_PREFIX: Final = b"locust_kv.marker."
 DB_NAMES: Final = tuple(
     (b"locust_kv.data.%d" % g, b"locust_kv.slots.%d" % g, b"locust_kv.slotof.%d" % g) for g in (0, 1)
 )
-MAX_DBS: Final = 12  # 8 used: six of the generations, the leases and their ends
+EXPIRY_DB_NAMES: Final = tuple((b"locust_kv.expires.%d" % g, b"locust_kv.expiry_ends.%d" % g) for g in (0, 1))
+"""Each generation's expiries: key -> expiry, and expiry -> key (sorted duplicates)."""
+MAX_DBS: Final = 16  # 12 used: ten of the generations, the leases and their ends
 
 CLAIMS_DB: Final = b"locust_kv.claims"
 """The leases' database: key -> lease record; one for the store, outside the generations."""
@@ -82,6 +94,8 @@ TOKEN_KEY: Final = b"locust_kv.claim_token"
 VALID: Final = b"v"
 NONE: Final = b"n"
 BUILDING: Final = b"b"  # followed by the builder's pid, a dot and its token
+EXPIRING: Final = b"e"
+"""The state record's fourth field: the live generation may hold expiries."""
 
 PAGE_SIZE: Final = os.sysconf("SC_PAGE_SIZE")
 
@@ -97,11 +111,16 @@ class State:
     generation: int
     index: bytes
     restorer: int
+    expiring: bool = False
+    """Whether the live generation may hold expiries (set by the first expiry, reset by clear and restore)."""
 
-    def replace(self, *, index: bytes | None = None, restorer: int | None = None) -> State:
-        """This state with its index status or its restorer replaced."""
+    def replace(self, *, index: bytes | None = None, restorer: int | None = None, expiring: bool | None = None) -> State:
+        """This state with its index status, its restorer or its expiry flag replaced."""
         return State(
-            self.generation, self.index if index is None else index, self.restorer if restorer is None else restorer
+            self.generation,
+            self.index if index is None else index,
+            self.restorer if restorer is None else restorer,
+            self.expiring if expiring is None else expiring,
         )
 
     @classmethod
@@ -109,8 +128,10 @@ class State:
         if raw is None:
             raise BucketNotFoundError("the disk store's state record is missing (a foreign or damaged file)")
         try:
-            generation, index, restorer = raw.split(b":")
-            state = cls(int(generation), index, int(restorer))
+            fields = raw.split(b":")
+            expiring = len(fields) == 4 and fields.pop() == EXPIRING
+            generation, index, restorer = fields
+            state = cls(int(generation), index, int(restorer), expiring)
         except ValueError:
             raise BucketNotFoundError("the disk store's state record is damaged") from None
         if state.generation not in (0, 1):
@@ -118,6 +139,8 @@ class State:
         return state
 
     def encode(self) -> bytes:
+        if self.expiring:
+            return b"%d:%s:%d:%s" % (self.generation, self.index, self.restorer, EXPIRING)
         return b"%d:%s:%d" % (self.generation, self.index, self.restorer)
 
     @property
@@ -152,13 +175,13 @@ class View:
     Immutable, and swapped as a whole, so that a thread never pairs one
     state with another state's databases. ``raw``, ``writable`` and
     ``fillable`` are what the fast paths compare the state record with:
-    reads, writes that free data, writes that add data. ``data``, ``slots``
-    and ``slotof`` are the live generation's databases.
+    reads, writes that free data, writes that add data. ``data``, ``slots``,
+    ``slotof``, ``expires`` and ``expiry_ends`` are the live generation's databases.
     """
 
     __slots__ = (
-        "claims", "data", "ends", "fillable", "generations", "indexed", "maintain", "raw", "slotof", "slots", "state",
-        "writable",
+        "claims", "data", "ends", "expires", "expiring", "expiry_ends", "fillable", "generations", "indexed",
+        "maintain", "raw", "slotof", "slots", "state", "writable",
     )
 
     raw: object
@@ -168,6 +191,10 @@ class View:
     data: Db
     slots: Db
     slotof: Db
+    expires: Db
+    expiry_ends: Db
+    expiring: bool
+    """Whether the live generation may hold expiries (the state's flag): False skips every expiry lookup."""
     claims: Db
     ends: Db
     generations: tuple[Generation, ...]
@@ -191,15 +218,16 @@ class View:
         if state is None:
             self.writable = NO_STATE
             self.fillable = NO_STATE
-            self.data = self.slots = self.slotof = absent
-            self.maintain = self.indexed = False
+            self.data = self.slots = self.slotof = self.expires = self.expiry_ends = absent
+            self.maintain = self.indexed = self.expiring = False
             return
         # Writes go ahead while the store has this state, unless it names a restorer.
         self.writable = raw if state.restorer == 0 else NO_STATE
         # Writes that add data take the fast path too, unless the map is at its limit:
         # then they go through the engine's run loop, which keeps the reserve for deletes.
         self.fillable = NO_STATE if at_limit else self.writable
-        self.data, self.slots, self.slotof = dbs[state.generation]
+        self.data, self.slots, self.slotof, self.expires, self.expiry_ends = dbs[state.generation]
+        self.expiring = state.expiring
         self.maintain = state.maintained
         self.indexed = state.index == VALID
 

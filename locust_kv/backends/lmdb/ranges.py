@@ -13,6 +13,7 @@ from itertools import islice
 from typing import TYPE_CHECKING, Final, TypeVar
 
 from ..base import prefix_end
+from .expiry import Dead, dead_test
 
 if TYPE_CHECKING:
     import lmdb
@@ -71,10 +72,12 @@ def matching(keys: list[bytes], prefix: bytes) -> int:
 class RangeReader:
     """The keys of ``db`` with ``prefix``, read a part at a time in one transaction (``keys``, ascending)."""
 
-    def __init__(self, txn: Txn, db: Db, prefix: bytes) -> None:
+    def __init__(self, txn: Txn, db: Db, prefix: bytes, dead: Dead | None = None) -> None:
         cursor = txn.cursor(db)
         self._found = cursor.iternext(keys=True, values=False) if cursor.set_range(prefix) else iter(())
         self._prefix = prefix
+        self._dead = dead
+        """Keys left out (expired ones); they count as read."""
         self.keys: list[bytes] = []
         self.done = False
         """Whether ``keys`` holds the whole range."""
@@ -85,7 +88,9 @@ class RangeReader:
             return
         got = list(islice(self._found, wanted))
         count = matching(got, self._prefix)
-        self.keys += got if count == len(got) else got[:count]
+        part = got if count == len(got) else got[:count]
+        dead = self._dead
+        self.keys += part if dead is None else [key for key in part if not dead(key)]
         if count < len(got) or len(got) < wanted:
             self.done = True
 
@@ -163,11 +168,14 @@ def count_between_steps(txn: Txn, db: Db, low: bytes, high: bytes | None) -> Gen
         step = min(step * 2, COUNT_STEP)
 
 
-def nth_key_steps(txn: Txn, db: Db, low: bytes, high: bytes | None, n: int) -> Generator[None, None, bytes | None]:
+def nth_key_steps(
+    txn: Txn, db: Db, low: bytes, high: bytes | None, n: int, dead: Dead | None = None
+) -> Generator[None, None, bytes | None]:
     """The key of ``db`` with ``n`` keys of ``[low, high)`` before it, or None when the range holds ``n`` keys or fewer.
 
     A cursor walk of ``n`` keys (LMDB's B-tree keeps no ranks), yielding
     after each :data:`COUNT_STEP` keys read, as :func:`count_between_steps`.
+    Keys for which ``dead`` is true are not counted (nor returned).
     """
     cursor = txn.cursor(db)
     if not cursor.set_range(low):
@@ -178,29 +186,33 @@ def nth_key_steps(txn: Txn, db: Db, low: bytes, high: bytes | None, n: int) -> G
     while True:
         got = list(islice(found, step))
         inside = len(got) if high is None else bisect_left(got, high)
-        if n - passed < inside:
-            return got[n - passed]
+        live = got if dead is None else [key for key in got[:inside] if not dead(key)]
+        counted = inside if dead is None else len(live)
+        if n - passed < counted:
+            return live[n - passed]
         if inside < len(got) or len(got) < step:
             return None
-        passed += inside
+        passed += counted
         if step == COUNT_STEP:
             yield
         step = min(step * 2, COUNT_STEP)
 
 
 def scan_after_steps(
-    txn: Txn, view: View, low: bytes, high: bytes | None, offset: int, limit: int, page: Callable[..., T]
+    txn: Txn, view: View, low: bytes, high: bytes | None, offset: int, limit: int, page: Callable[..., T],
+    clock: Callable[[], int],
 ) -> Generator[None, None, T]:
-    """``page(txn, view, first, high, limit)`` where ``first`` is the key ``offset`` keys into ``[low, high)``.
+    """``page(txn, view, first, high, limit, clock)`` where ``first`` is the live key ``offset`` live keys into ``[low, high)``.
 
     The skip walks in steps (:func:`nth_key_steps`); the page is read in the
     same transaction, so it is of the same snapshot. When the range holds
     ``offset`` keys or fewer, the page is of the empty range ``[low, low)``.
     """
-    first = yield from nth_key_steps(txn, view.data, low, high, offset)
+    dead = dead_test(txn, view, clock()) if view.expiring else None
+    first = yield from nth_key_steps(txn, view.data, low, high, offset, dead)
     if first is None:
-        return page(txn, view, low, low, limit)
-    return page(txn, view, first, high, limit)
+        return page(txn, view, low, low, limit, clock)
+    return page(txn, view, first, high, limit, clock)
 
 
 def all_steps(steps: Generator[None, None, T]) -> T:
@@ -213,11 +225,14 @@ def all_steps(steps: Generator[None, None, T]) -> T:
             return result
 
 
-def scan_keys(txn: Txn, view: View, low: bytes, high: bytes | None, limit: int) -> tuple[list[bytes], bool]:
-    """Up to ``limit`` keys of ``[low, high)``, and whether more follow."""
+def scan_keys(
+    txn: Txn, view: View, low: bytes, high: bytes | None, limit: int, clock: Callable[[], int]
+) -> tuple[list[bytes], bool]:
+    """Up to ``limit`` live keys of ``[low, high)``, and whether more follow."""
     cursor = txn.cursor(view.data)
     if (high is not None and low >= high) or not cursor.set_range(low):
         return [], False
+    dead = dead_test(txn, view, clock()) if view.expiring else None
     found = cursor.iternext(keys=True, values=False)
     wanted = limit + 1 if limit > 0 else -1
     keys: list[bytes] = []
@@ -226,7 +241,8 @@ def scan_keys(txn: Txn, view: View, low: bytes, high: bytes | None, limit: int) 
         ask = step if wanted <= 0 else min(step, wanted - len(keys))
         got = list(islice(found, ask))
         inside = len(got) if high is None else bisect_left(got, high)
-        keys += got if inside == len(got) else got[:inside]
+        part = got if inside == len(got) else got[:inside]
+        keys += part if dead is None else [key for key in part if not dead(key)]
         if len(keys) == wanted:
             keys.pop()
             return keys, True

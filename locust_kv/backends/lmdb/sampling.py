@@ -44,6 +44,14 @@ among the eligible keys not picked yet, so the set is a uniform subset:
   is read whole, or without the index, the exact fallback takes the keys
   of the range less the lease keys of the range and the ended leases:
   O(k + c). On a nearly exhausted prefix pool every call pays that.
+
+Expiring keys: while the state says the live generation may hold expiries
+and some entry is expired, an expired key is one more reason to reject a
+draw (one lookup of its expiry), and every read of a range leaves them out;
+the whole-store shortcut by set sizes is not taken (it counts entries). A
+probe of ``random_key`` whose draws all miss returns :data:`RETRY`, and the
+backend falls back to walking the keys after a bounded number of retries,
+so a store whose keys are mostly expired still answers, uniformly.
 """
 
 from __future__ import annotations
@@ -55,11 +63,14 @@ from itertools import islice
 from random import random
 from typing import TYPE_CHECKING, Final
 
+from .expiry import Dead, dead_test
 from .index import WALK, Walk, random_slot
 from .leases import expired_keys, expires
 from .ranges import SMALL_RANGE, RangeReader, matching, range_keys
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import lmdb
 
     from .layout import Txn, View
@@ -105,16 +116,29 @@ _sample = _random.sample
 # One key.
 
 
-def random_probe(txn: Txn, view: View, prefix: bytes, tries: int) -> bytes | None | Walk | Retry:
+def random_probe(
+    txn: Txn, view: View, prefix: bytes, tries: int, clock: Callable[[], int]
+) -> bytes | None | Walk | Retry:
     """Sample in one short read; :data:`~.index.WALK` when only walking the keys can answer.
 
     With a prefix: a range of at most ``SMALL_RANGE`` keys is read whole;
     else ``tries`` random slots, kept when they match; if they all miss, the
     range is read up to :data:`WINDOW` keys and, if it ends there, sampled
     from them; else :data:`RETRY` (the range holds more than ``WINDOW`` keys).
+    Expired keys never match; without a prefix, ``tries`` draws that all
+    find expired keys answer :data:`RETRY` too.
     """
+    dead = dead_test(txn, view, clock()) if view.expiring else None
     if not prefix:
-        return random_slot(txn, view) if view.indexed else WALK
+        if not view.indexed:
+            return WALK
+        if dead is None:
+            return random_slot(txn, view)
+        for _ in range(tries):
+            slot = random_slot(txn, view)
+            if slot is None or slot is WALK or not dead(slot):
+                return slot
+        return RETRY
     # A small prefix range: read it whole.
     cursor = txn.cursor(view.data)
     if not cursor.set_range(prefix):
@@ -123,6 +147,8 @@ def random_probe(txn: Txn, view: View, prefix: bytes, tries: int) -> bytes | Non
     head = list(islice(found, SMALL_RANGE + 1))
     head = head[: matching(head, prefix)]
     if len(head) <= SMALL_RANGE:
+        if dead is not None:
+            head = [key for key in head if not dead(key)]
         return head[int(random() * len(head))] if head else None
     if not view.indexed:
         return WALK
@@ -134,24 +160,37 @@ def random_probe(txn: Txn, view: View, prefix: bytes, tries: int) -> bytes | Non
     for _ in range(tries):
         if slots.set_key(int(random() * count).to_bytes(8, "big")):
             key = slots.value()
-            if key.startswith(prefix):
+            if key.startswith(prefix) and (dead is None or not dead(key)):
                 return key
     # Every draw missed: a bounded read of the range (``found`` is past the head, all of it matching).
     more = list(islice(found, WINDOW + 1 - len(head)))
     head += more[: matching(more, prefix)]
     if len(head) <= WINDOW:
-        return head[int(random() * len(head))]
+        if dead is not None:
+            head = [key for key in head if not dead(key)]
+        return head[int(random() * len(head))] if head else None
     return RETRY
 
 
-def walk_chunk(txn: Txn, view: View, prefix: bytes, after: bytes | None) -> tuple[list[bytes], bool]:
-    """Up to :data:`WALK_CHUNK` matching keys after ``after``, and whether they were the last ones.
+def walk_chunk(
+    txn: Txn, view: View, prefix: bytes, after: bytes | None, clock: Callable[[], int]
+) -> tuple[list[bytes], bytes | None, bool]:
+    """Up to :data:`WALK_CHUNK` matching keys after ``after``, the live ones; the last key read; whether they were the last ones.
 
     Reads in doubling steps, so a short prefix range costs about its own size.
     """
     cursor = txn.cursor(view.data)
     if not cursor.set_range(prefix if after is None else after + b"\x00"):
-        return [], True
+        return [], None, True
+    keys, done = _walk_keys(cursor, prefix)
+    last = keys[-1] if keys else None
+    dead = dead_test(txn, view, clock()) if view.expiring else None
+    if dead is not None:
+        keys = [key for key in keys if not dead(key)]
+    return keys, last, done
+
+
+def _walk_keys(cursor: lmdb.Cursor[bytes], prefix: bytes) -> tuple[list[bytes], bool]:
     keys: list[bytes] = []
     step = SMALL_RANGE
     found = cursor.iternext(keys=True, values=False)
@@ -177,12 +216,14 @@ def _draw(slots: lmdb.Cursor[bytes], total: int) -> bytes | None:
     return None
 
 
-def sample(txn: Txn, view: View, prefix: bytes, count: int, now: int | None) -> list[bytes]:
+def sample(
+    txn: Txn, view: View, prefix: bytes, count: int, now: int | None, dead: Dead | None = None
+) -> list[bytes]:
     """Up to ``count`` distinct keys with ``prefix``, a uniform subset of the eligible ones.
 
     Eligible: every key when ``now`` is None, else the keys with no lease
-    live at ``now``. Fewer only when fewer are eligible. See the module
-    docstring for the costs.
+    live at ``now``; never a key for which ``dead`` is true (expired). Fewer
+    only when fewer are eligible. See the module docstring for the costs.
     """
     if count <= 0:
         return []
@@ -194,6 +235,8 @@ def sample(txn: Txn, view: View, prefix: bytes, count: int, now: int | None) -> 
     else:
         head = _LARGE
     if len(head) <= SMALL_RANGE:
+        if dead is not None:
+            head = [key for key in head if not dead(key)]
         if leases:
             assert now is not None
             get = txn.get
@@ -202,20 +245,20 @@ def sample(txn: Txn, view: View, prefix: bytes, count: int, now: int | None) -> 
             head = [key for key, record in zip(head, found) if record is None or expires(record) <= now]
         return _sample(head, min(count, len(head)))
     if not leases:
-        return _sample_all(txn, view, prefix, count)
+        return _sample_all(txn, view, prefix, count, dead)
     assert now is not None
-    if not prefix:
+    if not prefix and dead is None:
         ended = expired_keys(txn, view, now, ENDED_READ + 1)
         if len(ended) <= ENDED_READ:
             return _sample_claimable(txn, view, count, ended, entries - records)
-    return _sample_claimable_in_range(txn, view, prefix, count, now)
+    return _sample_claimable_in_range(txn, view, prefix, count, now, dead)
 
 
-def _sample_all(txn: Txn, view: View, prefix: bytes, count: int) -> list[bytes]:
-    """A uniform subset of the keys with ``prefix``: random slots raced against a read of the range (see :func:`_race`)."""
+def _sample_all(txn: Txn, view: View, prefix: bytes, count: int, dead: Dead | None) -> list[bytes]:
+    """A uniform subset of the live keys with ``prefix``: random slots raced against a read of the range (see :func:`_race`)."""
     picked: list[bytes] = []
     chosen: set[bytes] = set()
-    pool = RangeReader(txn, view.data, prefix)
+    pool = RangeReader(txn, view.data, prefix, dead)
     if view.indexed:
         slots = txn.cursor(view.slots)
         if slots.last():
@@ -224,7 +267,12 @@ def _sample_all(txn: Txn, view: View, prefix: bytes, count: int) -> list[bytes]:
                 misses = 0
                 while len(picked) < count and misses < budget:
                     key = _draw(slots, total)
-                    if key is not None and key.startswith(prefix) and key not in chosen:
+                    if (
+                        key is not None
+                        and key.startswith(prefix)
+                        and key not in chosen
+                        and (dead is None or not dead(key))
+                    ):
                         chosen.add(key)
                         picked.append(key)
                         continue
@@ -261,13 +309,13 @@ def _race(pool: RangeReader, count: int) -> Iterator[int]:
 
 
 def _sample_claimable_in_range(
-    txn: Txn, view: View, prefix: bytes, count: int, now: int
+    txn: Txn, view: View, prefix: bytes, count: int, now: int, dead: Dead | None
 ) -> list[bytes]:
-    """A uniform subset of the claimable keys with ``prefix``: random slots checked against their lease,
-    raced against a read of the range (see :func:`_race`), else exact."""
+    """A uniform subset of the claimable keys with ``prefix``: random slots checked against their lease
+    (and their expiry), raced against a read of the range (see :func:`_race`), else exact."""
     picked: list[bytes] = []
     chosen: set[bytes] = set()
-    pool = RangeReader(txn, view.data, prefix)
+    pool = RangeReader(txn, view.data, prefix, dead)
     if view.indexed:
         slots = txn.cursor(view.slots)
         if slots.last():
@@ -283,6 +331,7 @@ def _sample_claimable_in_range(
                         and key.startswith(prefix)
                         and key not in chosen
                         and ((record := get(key, None, claims)) is None or expires(record) <= now)
+                        and (dead is None or not dead(key))
                     ):
                         chosen.add(key)
                         picked.append(key)
@@ -352,22 +401,27 @@ def _sample_claimable(
     return picked
 
 
-def random_keys(txn: Txn, view: View, prefix: bytes, count: int, unique: bool) -> list[bytes]:
-    """``count`` keys with ``prefix``: a uniform subset (``unique``) or independent uniform draws.
+def random_keys(
+    txn: Txn, view: View, prefix: bytes, count: int, unique: bool, clock: Callable[[], int]
+) -> list[bytes]:
+    """``count`` live keys with ``prefix``: a uniform subset (``unique``) or independent uniform draws.
 
     Costs: a range of at most 64 keys is read whole; otherwise, with the
     index, random slots (expected n/k per draw for k of n keys matching),
     and O(k) (every key of the range) without it or when draws keep missing.
     """
+    dead = dead_test(txn, view, clock()) if view.expiring else None
     if unique:
-        return sample(txn, view, prefix, count, None)
+        return sample(txn, view, prefix, count, None, dead)
     if count <= 0:
         return []
     head = range_keys(txn, view.data, prefix, SMALL_RANGE + 1)
     if len(head) <= SMALL_RANGE:
+        if dead is not None:
+            head = [key for key in head if not dead(key)]
         return [head[int(_random_float() * len(head))] for _ in range(count)] if head else []
     drawn: list[bytes] = []
-    pool = RangeReader(txn, view.data, prefix)
+    pool = RangeReader(txn, view.data, prefix, dead)
     if view.indexed:
         slots = txn.cursor(view.slots)
         if slots.last():
@@ -377,11 +431,13 @@ def random_keys(txn: Txn, view: View, prefix: bytes, count: int, unique: bool) -
                 while len(drawn) < count and misses < budget:
                     if slots.set_key(int(_random_float() * total).to_bytes(8, "big")):
                         key = slots.value()
-                        if key.startswith(prefix):
+                        if key.startswith(prefix) and (dead is None or not dead(key)):
                             drawn.append(key)
                             continue
                     misses += 1
                 if len(drawn) == count:
                     return drawn
     keys = pool.read_all()
+    if not keys:
+        return drawn  # every key of the range expired: no draw can find one
     return drawn + [keys[int(_random_float() * len(keys))] for _ in range(count - len(drawn))]

@@ -89,7 +89,7 @@ from ...errors import (
     StoreWriteError,
     UnexpectedStoreOutputError,
 )
-from ..base import Backend, BackupReader, ClaimRecord, prefix_end
+from ..base import Backend, BackupReader, Batch, ClaimRecord, prefix_end
 from .errors import map_redis_error
 from .scripts import SCRIPTS
 
@@ -139,11 +139,20 @@ class RedisBackend(Backend):
         self._copies = [prefix + b"backup:cursor", prefix + b"backup:old", prefix + b"backup:oldindex", prefix + b"backup:new"]
         self._gated = [self._data, self._index, self._restore, self._backup, *self._copies]
         self._leases = [self._claims, self._claim_keys, self._claim_ends, self._claim_lapsed]
+        # Expiring keys: key -> expiry (Unix ms of the server's clock), and what a backup preserved of them.
+        self._expires = prefix + b"expires"
+        self._old_expires = prefix + b"backup:oldexpires"
+        self._staging_expires = prefix + b"staging:expires"
         # The data's key+value bytes, kept by every writing script; it is their last key.
         self._bytes = prefix + b"bytes"
         self._staging_bytes = prefix + b"staging:bytes"
-        self._writing = [*self._gated, self._bytes]
-        self._leased = [*self._gated, *self._leases, prefix + b"claimtoken", self._bytes]
+        # Every writing script may remove expired entries (and their leases), so all take every key.
+        self._leased = [
+            *self._gated, *self._leases, prefix + b"claimtoken", self._expires, self._old_expires, self._bytes,
+        ]
+        self._writing = self._leased
+        # Whether this handle has seen the store's flag of expiring keys: until then a get is one HMGET.
+        self._timed = False
         # This handle's quota, passed to every script that adds data as its last two arguments (0: none).
         self.max_keys = spec.max_keys
         self.max_bytes = spec.max_bytes
@@ -273,34 +282,48 @@ class RedisBackend(Backend):
     # -- single-key operations -----------------------------------------------------------
 
     def get(self, key: bytes) -> bytes | None:
-        value: bytes | None = self._read("HGET", self._data, key)  # a reply is Any to the checker
-        return value
+        """One HMGET of the value and of the flag of expiring keys while the store has never had one, else one script.
+
+        The flag (a field of ``data`` that no key can be) is set while any
+        key has an expiry; once this handle sees it, every get runs the
+        script (HGET, ZSCORE, and TIME when the key expires).
+        """
+        if not self._timed:
+            value, flag = self._read("HMGET", self._data, key, _FLAG)
+            if flag is None:
+                return value  # type: ignore[no-any-return]
+            self._timed = True
+        found: bytes | None = self._run("get", [self._data, self._expires], [key], False)
+        return found
 
     def exists(self, key: bytes) -> bool:
-        return bool(self._read("HEXISTS", self._data, key))
+        return bool(self._run("exists", [self._data, self._expires], [key], False))
 
-    def set(self, key: bytes, value: bytes) -> None:
-        self._run("set", self._writing, [key, value, *self._limits], True)
+    def set(self, key: bytes, value: bytes, ttl_ms: int | None = None) -> None:
+        self._run("set", self._writing, [key, value, _ttl(ttl_ms), *self._limits], True)
 
     def delete(self, key: bytes) -> bool:
         return bool(self._run("delete", self._leased, [key], True))
 
-    def increment_by(self, key: bytes, delta: int) -> int:
+    def increment_by(self, key: bytes, delta: int, ttl_ms: int | None = None) -> int:
         if not -_DELTA_CAP <= delta <= _DELTA_CAP:
             delta = _DELTA_CAP if delta > 0 else -_DELTA_CAP
-        return int(self._run("increment_by", self._writing, [key, b"%d" % delta, *self._limits], True))
+        return int(self._run("increment_by", self._writing, [key, b"%d" % delta, _ttl(ttl_ms), *self._limits], True))
 
-    def get_or_set(self, key: bytes, value: bytes) -> tuple[bytes, bool]:
-        reply = self._run("get_or_set", self._writing, [key, value, *self._limits], True)
+    def get_or_set(self, key: bytes, value: bytes, ttl_ms: int | None = None) -> tuple[bytes, bool]:
+        reply = self._run("get_or_set", self._writing, [key, value, _ttl(ttl_ms), *self._limits], True)
         return (reply[1], True) if reply[0] else (value, False)
 
-    def swap(self, key: bytes, value: bytes) -> bytes | None:
-        reply = self._run("swap", self._writing, [key, value, *self._limits], True)
+    def swap(self, key: bytes, value: bytes, ttl_ms: int | None = None) -> bytes | None:
+        reply = self._run("swap", self._writing, [key, value, _ttl(ttl_ms), *self._limits], True)
         return reply[1] if reply[0] else None
 
-    def compare_and_swap(self, key: bytes, old: bytes | None, new: bytes) -> bool:
-        args = [key, new, b"0", b"", *self._limits] if old is None else [key, new, b"1", old, *self._limits]
-        return bool(self._run("compare_and_swap", self._writing, args, True))
+    def compare_and_swap(self, key: bytes, old: bytes | None, new: bytes, ttl_ms: int | None = None) -> bool:
+        return bool(self._run("compare_and_swap", self._writing, self._cas_args(key, old, new, ttl_ms), True))
+
+    def _cas_args(self, key: bytes, old: bytes | None, new: bytes, ttl_ms: int | None) -> list[Any]:
+        guard = [b"0", b""] if old is None else [b"1", old]
+        return [key, new, *guard, _ttl(ttl_ms), *self._limits]
 
     def compare_and_delete(self, key: bytes, old: bytes) -> bool:
         return bool(self._run("compare_and_delete", self._leased, [key, old], True))
@@ -308,20 +331,19 @@ class RedisBackend(Backend):
     # -- whole-store operations ----------------------------------------------------------
 
     def clear(self) -> None:
-        self._run(
-            "clear",
-            [*self._gated, *self._leases, self._staging_data, self._staging_index, self._staging_bytes, self._bytes],
-            [],
-            True,
-        )
+        staging = [self._staging_data, self._staging_index, self._staging_bytes, self._staging_expires]
+        self._run("clear", [*self._leased[:-1], *staging, self._bytes], [], True)
 
     def size(self) -> int:
-        return int(self._read("ZCARD", self._index))
+        """One script: ZCARD of the index less a ZCOUNT of the expired keys not yet purged, O(log n)."""
+        return int(self._run("count", [self._index, self._expires], [b"-", b"+"], False))
 
     def scan(self, low: bytes, high: bytes | None, offset: int, limit: int) -> tuple[list[tuple[bytes, bytes]], bool]:
         """One script: ZRANGEBYLEX with LIMIT and HMGET, O(log n + k); with an offset by rank, still O(log n + k)."""
         count = min(limit, 1 << 62) + 1 if limit > 0 else 0  # the script's LIMIT is a signed 64-bit count
-        keys, values = _unpack(self._run("scan", [self._data, self._index], [*_lex_range(low, high), count, offset], False), 2)
+        keys, values = _unpack(
+            self._run("scan", [self._data, self._index, self._expires], [*_lex_range(low, high), count, offset], False), 2
+        )
         rows = list(zip(keys, values))
         if 0 < limit < len(rows):
             rows.pop()
@@ -331,7 +353,9 @@ class RedisBackend(Backend):
     def random_key(self, prefix: bytes) -> bytes | None:
         end = prefix_end(prefix)
         high = b"+" if end is None else b"(" + end
-        key: bytes | None = self._run("random_key", [self._index], [prefix, high, repr(random.random())], False)
+        key: bytes | None = self._run(
+            "random_key", [self._index, self._expires], [prefix, high, repr(random.random()), _seed()], False
+        )
         return key
 
     # -- claims (leases) -------------------------------------------------------------------
@@ -375,7 +399,7 @@ class RedisBackend(Backend):
 
     def read_lease(self, key: bytes) -> tuple[int, int, bytes] | None:
         """One script: an HGET of the lease, compared with the server's clock."""
-        reply = self._run("read_lease", [self._claims], [key], False)
+        reply = self._run("read_lease", [self._claims, self._expires], [key], False)
         if reply is None:
             return None
         token, ends, owner = reply
@@ -384,15 +408,16 @@ class RedisBackend(Backend):
     def allocation_stats(self, prefix: bytes) -> tuple[int, int, int, int]:
         """One script: O(log n) for the whole store (counts of ``claims:ends``); a prefix walks its leases (ZMSCORE)."""
         total, claimed, expired = self._run(
-            "allocation_stats", [self._index, *self._leases[1:]], _bounds(prefix), False
+            "allocation_stats", [self._index, *self._leases[1:], self._claims, self._expires], _bounds(prefix), False
         )
         return int(total), int(total) - int(claimed), int(claimed), int(expired)
 
     # -- more single-call operations ----------------------------------------------------
 
-    def compare_and_swap_detailed(self, key: bytes, old: bytes | None, new: bytes) -> tuple[bool, bytes | None]:
-        args = [key, new, b"0", b"", *self._limits] if old is None else [key, new, b"1", old, *self._limits]
-        reply = self._run("compare_and_swap_detailed", self._writing, args, True)
+    def compare_and_swap_detailed(
+        self, key: bytes, old: bytes | None, new: bytes, ttl_ms: int | None = None
+    ) -> tuple[bool, bytes | None]:
+        reply = self._run("compare_and_swap_detailed", self._writing, self._cas_args(key, old, new, ttl_ms), True)
         return bool(reply[0]), reply[1] if len(reply) > 1 else None
 
     def compare_and_delete_detailed(self, key: bytes, old: bytes) -> tuple[bool, bytes | None]:
@@ -400,15 +425,15 @@ class RedisBackend(Backend):
         return bool(reply[0]), reply[1] if len(reply) > 1 else None
 
     def count(self, low: bytes, high: bytes | None) -> int:
-        """ZLEXCOUNT on the index, O(log n) (ZCARD for the whole store)."""
-        if not low and high is None:
-            return self.size()
-        return int(self._read("ZLEXCOUNT", self._index, *_lex_range(low, high)))
+        """One script: ZLEXCOUNT on the index, O(log n) (ZCARD for the whole store), less the expired keys
+        not yet purged in the range: O(log n) for the whole store, else O(E log n) for E expired keys not yet
+        purged in the whole store (the writes' purging keeps E small)."""
+        return int(self._run("count", [self._index, self._expires], _lex_range(low, high), False))
 
     def random_keys(self, prefix: bytes, count: int, unique: bool) -> list[bytes]:
         """One script: a ZRANGE by rank per draw, O(count x log n); the prefix's keys read once when they are few."""
         (keys,) = _unpack(
-            self._run("random_keys", [self._index], [*_bounds(prefix), count, b"1" if unique else b"0", _seed()], False), 1
+            self._run("random_keys", [self._index, self._expires], [*_bounds(prefix), count, b"1" if unique else b"0", _seed()], False), 1
         )
         return keys
 
@@ -418,11 +443,12 @@ class RedisBackend(Backend):
         return list(zip(keys, values))
 
     def get_many(self, keys: list[bytes]) -> list[bytes | None]:
-        (values,) = _unpack(self._run("get_many", [self._data], [_packb(keys)], False), 1)
+        (values,) = _unpack(self._run("get_many", [self._data, self._expires], [_packb(keys)], False), 1)
         return [value if value is not False else None for value in values]
 
-    def set_many(self, items: list[tuple[bytes, bytes]]) -> None:
-        self._run("set_many", self._writing, [_packb([part for item in items for part in item]), *self._limits], True)
+    def set_many(self, items: list[tuple[bytes, bytes]], ttl_ms: int | None = None) -> None:
+        packed = _packb([part for item in items for part in item])
+        self._run("set_many", self._writing, [packed, _ttl(ttl_ms), *self._limits], True)
 
     def delete_many(self, keys: list[bytes]) -> int:
         return int(self._run("delete_many", self._leased, [_packb(keys)], True))
@@ -433,18 +459,20 @@ class RedisBackend(Backend):
         deleted = 0
         while True:
             step = _DELETE_STEP if limit <= 0 else min(_DELETE_STEP, limit - deleted)
-            removed, rest = self._run("delete_range", self._leased, [low, high, step], True)
-            deleted += int(removed)
+            removed, stepped, rest = self._run("delete_range", self._leased, [low, high, step], True)
+            deleted += int(removed)  # live keys; the expired ones the step also removed are not counted
             if not rest:
                 return deleted, True
-            if 0 < limit <= deleted or not removed:
+            if 0 < limit <= deleted or not stepped:
                 return deleted, False
             pause()
 
     def scan_keys(self, low: bytes, high: bytes | None, offset: int, limit: int) -> tuple[list[bytes], bool]:
         """As :meth:`scan`, without the HMGET."""
         count = min(limit, 1 << 62) + 1 if limit > 0 else 0
-        (keys,) = _unpack(self._run("scan_keys", [self._index], [*_lex_range(low, high), count, offset], False), 1)
+        (keys,) = _unpack(
+            self._run("scan_keys", [self._index, self._expires], [*_lex_range(low, high), count, offset], False), 1
+        )
         if 0 < limit < len(keys):
             keys.pop()
             return keys, True
@@ -454,9 +482,29 @@ class RedisBackend(Backend):
         """One script. ``bytes`` is the data's key+value bytes, the counter every writing script keeps
         (computed once, O(n), for a namespace that predates it): what ``max_bytes`` limits."""
         keys, size, claims, expired = self._run(
-            "stats", [self._data, self._index, self._claim_ends, self._claim_lapsed, self._bytes], [], False
+            "stats",
+            [self._data, self._index, self._claim_ends, self._claim_lapsed, self._claims, self._expires, self._bytes],
+            [],
+            False,
         )
         return {"keys": int(keys), "bytes": int(size), "claims": int(claims), "expired_claims": int(expired)}
+
+    # -- expiring keys ----------------------------------------------------------------------
+
+    def expire(self, key: bytes, ttl_ms: int) -> bool:
+        return bool(self._run("expire", self._writing, [key, ttl_ms], True))
+
+    def persist(self, key: bytes) -> bool:
+        return bool(self._run("persist", self._writing, [key], True))
+
+    def expiry(self, key: bytes) -> tuple[bool, int | None]:
+        """One script: HEXISTS, ZSCORE and the server's TIME."""
+        reply = self._run("expiry", [self._data, self._expires], [key], False)
+        return bool(reply[0]), int(reply[1]) if len(reply) > 1 else None
+
+    def purge_expired(self, limit: int) -> int:
+        """One script: up to ``limit`` of the earliest expiries up to the server's clock, removed with their leases."""
+        return int(self._run("purge_expired", self._writing, [max(1, limit)], True))
 
     def rebuild_key_list(self) -> None:
         """Nothing to do: every script updates the index with the data, so it never falls behind."""
@@ -482,19 +530,24 @@ class RedisBackend(Backend):
         RestoreInProgressError during a restore.
         """
         lease = secrets.token_hex(16)
-        self._run("backup_begin", [self._restore, self._backup, *self._copies], [lease, self._lease_ms], False)
+        self._run(
+            "backup_begin", [self._restore, self._backup, *self._copies, self._old_expires], [lease, self._lease_ms], False
+        )
         return _RedisBackupReader(self, lease)
 
-    def _backup_page(self, lease: str, after: bytes, count: int) -> tuple[list[tuple[bytes, bytes]], bytes | None]:
-        """The entries of the backup's moment after ``after``, and the last key they cover (None: the end)."""
-        keys, values, created, old_keys, old_values = _unpack(
+    def _backup_page(
+        self, lease: str, after: bytes, count: int
+    ) -> tuple[list[tuple[bytes, bytes, int]], bytes | None]:
+        """The entries of the backup's moment after ``after`` with their expiries (0: none), and the last key
+        they cover (None: the end). Entries expired by the server's clock when the page is read are left out."""
+        keys, values, created, ends, old_keys, old_values, old_ends, (now,) = _unpack(
             self._run(
                 "backup_page",
-                [self._data, self._index, self._backup, *self._copies],
+                [self._data, self._index, self._backup, *self._copies, self._expires, self._old_expires],
                 [lease, after, count, self._lease_ms],
                 False,
             ),
-            5,
+            8,
         )
         # Both lists hold keys after ``after``; a full one may stop short of
         # keys the other has, so the page covers keys up to the smaller of
@@ -502,21 +555,25 @@ class RedisBackend(Backend):
         # the backup's.
         bounds = [page[-1] for page in (keys, old_keys) if len(page) == count]
         last = min(bounds) if bounds else None
-        preserved = {k: v for k, v in zip(old_keys, old_values) if last is None or k <= last}
+        if not ends:
+            ends = [0] * len(keys)
+        preserved = {
+            k: (v, e) for k, v, e in zip(old_keys, old_values, old_ends or [0] * len(old_keys)) if last is None or k <= last
+        }
         rows = [
-            (k, preserved.pop(k, v))
-            for k, v, new in zip(keys, values, created)
+            (k, *preserved.pop(k, (v, e)))
+            for k, v, new, e in zip(keys, values, created, ends)
             if (last is None or k <= last) and (k in preserved or not new)
         ]
         if preserved:
-            rows.extend(preserved.items())
+            rows.extend((k, v, e) for k, (v, e) in preserved.items())
             rows.sort()
-        return rows, last
+        return [row for row in rows if not 0 < row[2] <= now], last
 
     def _end_backup(self, lease: str) -> None:
-        self._run("backup_end", [self._backup, *self._copies], [lease], True)
+        self._run("backup_end", [self._backup, *self._copies, self._old_expires], [lease], True)
 
-    def replace_all(self, batches: Iterator[list[tuple[bytes, bytes]]]) -> int:
+    def replace_all(self, batches: Iterator[Batch]) -> int:
         """Load the staging keys under the restore lease, then rename them into place in one script.
 
         Raises BackupInProgressError during a backup, RestoreInProgressError
@@ -527,22 +584,25 @@ class RedisBackend(Backend):
         """
         token = secrets.token_hex(16)
         lease_ms = self._lease_ms
-        staging = [self._restore, self._staging_data, self._staging_index, self._staging_bytes]
+        staging = [self._restore, self._staging_data, self._staging_index, self._staging_bytes, self._staging_expires]
         self._run("restore_begin", [self._restore, self._backup, *staging[1:]], [token, lease_ms], True)
         try:
-            for batch in batches:
+            for entries, ends in batches:
                 pause()  # reading and verifying the batch was work too
-                for start in range(0, len(batch), _RESTORE_ROWS):
-                    rows = [part for row in batch[start : start + _RESTORE_ROWS] for part in row]
-                    # The server's cmsgpack reads the original format, where bytes are "raw".
-                    self._run("restore_load", staging, [token, lease_ms, msgpack.packb(rows, use_bin_type=False)], True)
+                for start in range(0, len(entries), _RESTORE_ROWS):
+                    rows = [part for row in entries[start : start + _RESTORE_ROWS] for part in row]
+                    part = ends[start : start + _RESTORE_ROWS] if ends is not None else None
+                    # The server's cmsgpack reads the original format, where bytes are "raw". Entries whose
+                    # expiry is at or before the server's clock when their rows arrive are left out there.
+                    timed = _packb(part) if part is not None and any(part) else b""
+                    self._run("restore_load", staging, [token, lease_ms, _packb(rows), timed], True)
                     pause()
             return int(
                 self._run(
                     "restore_finish",
                     [
                         self._restore, self._data, self._index, self._staging_data, self._staging_index, *self._leases,
-                        self._staging_bytes, self._bytes,
+                        self._staging_bytes, self._bytes, self._expires, self._staging_expires,
                     ],
                     [token, *self._limits],
                     True,
@@ -557,6 +617,21 @@ class RedisBackend(Backend):
 
     def close(self) -> None:
         self._pool.disconnect()
+
+
+_FLAG: Final = b"\xffexpiring"
+"""The field of ``data`` present while any key has an expiry (no key is: keys are UTF-8)."""
+
+
+def _ttl(ttl_ms: int | None) -> bytes:
+    """A script's ttl argument: the milliseconds, or empty for no expiry."""
+    return b"" if ttl_ms is None else b"%d" % ttl_ms
+
+
+def _batch(rows: list[tuple[bytes, bytes, int]]) -> Batch:
+    """Rows with their expiries as a backup's batch: the expiries None when none expires."""
+    ends = [end for _, _, end in rows]
+    return [(key, value) for key, value, _ in rows], ends if any(ends) else None
 
 
 def _lex_range(low: bytes, high: bytes | None) -> list[bytes]:
@@ -605,19 +680,19 @@ class _RedisBackupReader(BackupReader):
         self._lease = lease
         self._closed = False
 
-    def batches(self, batch_size: int) -> Iterator[list[tuple[bytes, bytes]]]:
+    def batches(self, batch_size: int) -> Iterator[Batch]:
         page_size = max(1, min(batch_size, _BACKUP_PAGE))
         after: bytes | None = b""
-        batch: list[tuple[bytes, bytes]] = []
+        batch: list[tuple[bytes, bytes, int]] = []
         while after is not None:
             rows, after = self._backend._backup_page(self._lease, after, page_size)
             batch.extend(rows)
             while len(batch) >= batch_size:
-                yield batch[:batch_size]
+                yield _batch(batch[:batch_size])
                 batch = batch[batch_size:]
             pause()  # a hub without monkey patching runs its other greenlets too
         if batch:
-            yield batch
+            yield _batch(batch)
 
     def close(self) -> None:
         if self._closed:

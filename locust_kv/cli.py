@@ -159,7 +159,29 @@ def _exact_json(text: str | bytes) -> object:
     return json.loads(text, parse_float=_exact_float, parse_constant=_no_constant)
 
 
-def _jsonl_rows(data: bytes, bad: _BadRows) -> Iterator[tuple[int, object, object]]:
+def _expires_ms(raw: object) -> int:
+    """An ``expires_at`` field or cell (Unix seconds, a number > 0; None or "": none) as Unix milliseconds (0: none).
+
+    Raises ValueError with the reason for anything else.
+    """
+    if raw is None or raw == "":
+        return 0
+    if isinstance(raw, str):
+        try:
+            raw = float(raw)
+        except ValueError:
+            raise ValueError("expires_at must be Unix seconds (a number), or empty for none") from None
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw) or not 0 < raw < 2**53 / 1000:
+        raise ValueError("expires_at must be Unix seconds (a number more than 0), or empty for none")
+    return max(1, round(raw * 1000))
+
+
+def _expires_text(ms: int) -> str:
+    """Unix milliseconds as the Unix seconds an export writes (``_expires_ms`` reads them back exactly)."""
+    return f"{ms // 1000}.{ms % 1000:03d}"
+
+
+def _jsonl_rows(data: bytes, bad: _BadRows) -> Iterator[tuple[int, object, object, object]]:
     if data.startswith(codecs.BOM_UTF8):  # a byte-order mark, as some editors write
         data = data[len(codecs.BOM_UTF8) :]
     for number, line in enumerate(data.split(b"\n"), start=1):
@@ -179,10 +201,10 @@ def _jsonl_rows(data: bytes, bad: _BadRows) -> Iterator[tuple[int, object, objec
         if not isinstance(row, dict) or "key" not in row or "value" not in row:
             bad.add(number, 'expected a JSON object with "key" and "value" fields')
             continue
-        yield number, row["key"], row["value"]
+        yield number, row["key"], row["value"], row.get("expires_at")
 
 
-def _csv_rows(data: bytes, bad: _BadRows, parse_json: bool) -> Iterator[tuple[int, object, object]]:
+def _csv_rows(data: bytes, bad: _BadRows, parse_json: bool) -> Iterator[tuple[int, object, object, object]]:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -195,6 +217,7 @@ def _csv_rows(data: bytes, bad: _BadRows, parse_json: bool) -> Iterator[tuple[in
             bad.add(1, 'the header row must name a "key" and a "value" column')
             return
         key_at, value_at = header.index("key"), header.index("value")
+        expires_at = header.index("expires_at") if "expires_at" in header else None
         width = len(header)
         start = reader.line_num + 1
         for row in reader:
@@ -210,7 +233,7 @@ def _csv_rows(data: bytes, bad: _BadRows, parse_json: bool) -> Iterator[tuple[in
             except _Inexact as exc:
                 bad.add(number, str(exc))
                 continue
-            yield number, row[key_at], value
+            yield number, row[key_at], value, None if expires_at is None else row[expires_at]
     except csv.Error as exc:
         bad.add(start, f"malformed CSV ({exc})")
 
@@ -229,9 +252,11 @@ def _line_of(data: bytes, offset: int) -> int:
     return data.count(b"\n", 0, offset) + 1
 
 
-def import_source(source: str, source_format: str, serialization: str) -> tuple[list[tuple[bytes, bytes]], _BadRows]:
+def import_source(
+    source: str, source_format: str, serialization: str
+) -> tuple[list[tuple[bytes, bytes]], list[int] | None, _BadRows]:
     """The entries of a JSONL or CSV source, sorted by key and serialized as a store with ``serialization`` would,
-    and its bad rows.
+    their expiries (Unix ms, 0: none; None when no row has an ``expires_at``), and the source's bad rows.
 
     Raises the snapshot errors (SnapshotNotFoundError...) for a source that cannot be read.
     """
@@ -245,7 +270,8 @@ def import_source(source: str, source_format: str, serialization: str) -> tuple[
     rows = _jsonl_rows(data, bad) if source_format == "jsonl" else _csv_rows(data, bad, serialization == "json")
     entries: dict[bytes, bytes] = {}
     first_line: dict[bytes, int] = {}
-    for number, key, value in rows:
+    expires: dict[bytes, int] = {}
+    for number, key, value, expires_at in rows:
         try:
             # The store's own checks, so that every imported entry is one the store could hold.
             raw_key = encode_key(key)
@@ -253,12 +279,20 @@ def import_source(source: str, source_format: str, serialization: str) -> tuple[
         except KVError as exc:
             bad.add(number, f"{exc.name}: {exc.message}")
             continue
+        try:
+            ms = _expires_ms(expires_at)
+        except ValueError as exc:
+            bad.add(number, str(exc))
+            continue
         if raw_key in entries:
             bad.add(number, f"duplicate key (first on line {first_line[raw_key]})")
             continue
         entries[raw_key] = raw_value
         first_line[raw_key] = number
-    return sorted(entries.items()), bad
+        if ms:
+            expires[raw_key] = ms
+    ordered = sorted(entries.items())
+    return ordered, [expires.get(key, 0) for key, _ in ordered] if expires else None, bad
 
 
 # ---------------------------------------------------------------------------
@@ -267,22 +301,33 @@ def import_source(source: str, source_format: str, serialization: str) -> tuple[
 
 def _export_lines(reader: snapshot.SnapshotReader, output_format: str, progress: ProgressBar) -> Iterator[bytes]:
     decode = orjson.loads if reader.info.serialization == "json" else bytes.decode
+    # A version-2 snapshot holds expiring entries: the CSV gets an expires_at column (empty: none).
+    with_expiry = reader.info.format_version >= 2
     if output_format == "csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(("key", "value"))
+        writer.writerow(("key", "value", "expires_at") if with_expiry else ("key", "value"))
     done = 0
-    for batch in reader.blocks():
+    for batch, expiries in reader.blocks():
         out = []
-        for raw_key, raw_value in batch:
+        for at, (raw_key, raw_value) in enumerate(batch):
             try:
                 key, value = raw_key.decode(), decode(raw_value)
             except (UnicodeDecodeError, orjson.JSONDecodeError) as exc:
                 raise SerializerError(
                     f"a value in the snapshot does not decode as {reader.info.serialization}: {exc}"
                 ) from exc
+            ms = 0 if expiries is None else expiries[at]
             if output_format == "jsonl":
-                out.append(orjson.dumps({"key": key, "value": value}) + b"\n")
+                if ms:
+                    row = b'{"key":%s,"value":%s,"expires_at":%s}\n' % (
+                        orjson.dumps(key), orjson.dumps(value), _expires_text(ms).encode()
+                    )
+                    out.append(row)
+                else:
+                    out.append(orjson.dumps({"key": key, "value": value}) + b"\n")
+            elif with_expiry:
+                writer.writerow((key, _format_cell(value, reader.info.serialization), _expires_text(ms) if ms else ""))
             else:
                 writer.writerow((key, _format_cell(value, reader.info.serialization)))
         if output_format == "csv":
@@ -316,7 +361,7 @@ def _verify(args: argparse.Namespace) -> snapshot.SnapshotInfo:
     with snapshot.SnapshotReader(args.file) as reader:
         bar = _progress(args, "verify", reader.info.entries)
         try:
-            for batch in reader.blocks():
+            for batch, _ in reader.blocks():
                 bar(bar.done + len(batch))
         finally:
             bar.close()
@@ -345,7 +390,7 @@ def _cmd_info(args: argparse.Namespace) -> None:
 
 def _cmd_import(args: argparse.Namespace) -> None:
     source_format = args.format or _format_from_name(args.source)
-    entries, bad = import_source(args.source, source_format, args.serialization)
+    entries, expiries, bad = import_source(args.source, source_format, args.serialization)
     if bad.rows:
         bad.report(sys.stderr)
         raise SnapshotImportError(f"{len(bad.rows)} bad row(s) in {args.source}; nothing was written")
@@ -353,7 +398,10 @@ def _cmd_import(args: argparse.Namespace) -> None:
     try:
         count, size = snapshot.write_snapshot(
             args.output,
-            (entries[i : i + CHUNK] for i in range(0, len(entries), CHUNK)),
+            (
+                (entries[i : i + CHUNK], None if expiries is None else expiries[i : i + CHUNK])
+                for i in range(0, len(entries), CHUNK)
+            ),
             "import",
             args.serialization,
             bar,

@@ -71,9 +71,11 @@ class BackupSummary(NamedTuple):
 
 
 class RestoreSummary(NamedTuple):
-    """Result of ``restore``: how many entries the store holds afterwards."""
+    """Result of ``restore``: how many entries the store holds afterwards, and how many of the snapshot's
+    were left out because they had expired."""
 
     total_entries: int
+    expired_skipped: int = 0
 
 
 class KeyScanPage(NamedTuple):

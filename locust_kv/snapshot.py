@@ -11,13 +11,17 @@ machines. A file is laid out as::
              metadata length (u16), metadata (UTF-8 JSON object:
              source_backend, serialization, created_by),
              CRC-32 of all the header bytes before it (u32)
-    blocks   tag b"BLK\\0", entry count n >= 1 (u32), payload size (u32),
-             n (key length, value length) pairs (u32 each),
+    blocks   tag b"BLK\\0" (or b"BLKX" in version 2), entry count n >= 1 (u32),
+             payload size (u32), n (key length, value length) pairs (u32 each),
+             with b"BLKX" n expiries (i64 each, Unix milliseconds, 0: none),
              payload: key 0, value 0, key 1, value 1, ...
     trailer  tag b"END\\0", entries (u64), data bytes (u64),
              SHA-256 of every byte from the end of the header up to here (32 bytes)
 
-Keys ascend strictly in byte order across the whole file. The magic catches
+Keys ascend strictly in byte order across the whole file. A file in which
+no entry expires is version 1, byte for byte what earlier releases wrote
+and read; one with an expiring entry is version 2, so that a release that
+cannot keep expiries refuses it instead of restoring the entries forever. The magic catches
 files of another format and the usual transfer damage (a text-mode copy
 rewrites ``\\r\\n``); the header checksum lets restore trust the header's
 figures for its budget check before reading further; the trailer's digest
@@ -71,7 +75,7 @@ import orjson
 
 from ._cooperative import offload, pause
 from ._version import __version__
-from .backends.base import MAX_KEY_BYTES
+from .backends.base import MAX_KEY_BYTES, Batch
 from .errors import (
     BackupOptionsRequiredError,
     KVError,
@@ -110,7 +114,9 @@ __all__ = [
 DEFAULT_SNAPSHOT_FILE: Final = "locust-kv.snapshot"
 """The file ``backup`` and ``restore`` use when given none, in the working directory."""
 
-FORMAT_VERSION: Final = 1
+FORMAT_VERSION: Final = 2
+"""The newest version this module writes (only for files with an expiring entry) and reads."""
+READ_VERSIONS: Final = (1, 2)
 MAGIC: Final = b"\x89LKV\r\n\x1a\n"
 
 _HEADER: Final = struct.Struct("<8sHHIQQqH")  # up to and including the metadata length
@@ -118,6 +124,7 @@ _CRC: Final = struct.Struct("<I")
 _BLOCK: Final = struct.Struct("<4sII")
 _TRAILER: Final = struct.Struct("<4sQQ")
 _BLOCK_TAG: Final = b"BLK\x00"
+_EXPIRY_BLOCK_TAG: Final = b"BLKX"
 _TRAILER_TAG: Final = b"END\x00"
 _DIGEST_SIZE: Final = 32
 _MAX_BLOCK_ENTRIES: Final = 1 << 20
@@ -229,6 +236,16 @@ def check_restore_options(file_name: object, max_entries: object, max_bytes: obj
 # Writing.
 
 
+def _expiries_bytes(expiries: list[int]) -> bytes:
+    try:
+        raw = array("q", expiries)
+    except (OverflowError, TypeError):
+        raise UnexpectedStoreOutputError("a backup batch holds an expiry that is not a 64-bit integer") from None
+    if not _LITTLE_ENDIAN:
+        raw.byteswap()
+    return raw.tobytes()
+
+
 def _lengths_bytes(lengths: array[int]) -> bytes:
     if not _LITTLE_ENDIAN:
         lengths = array("I", lengths)
@@ -250,6 +267,8 @@ class SnapshotWriter:
         self._digest = hashlib.sha256()
         self.entries = 0
         self.data_bytes = 0
+        self.expiring = 0
+        """Entries added with an expiry: the file is version 2 when there is any."""
         self.created_at_ns = time.time_ns()
         self._metadata = orjson.dumps(
             {"source_backend": source_backend, "serialization": serialization, "created_by": _created_by()},
@@ -262,7 +281,7 @@ class SnapshotWriter:
         size = _HEADER.size + len(self._metadata) + _CRC.size
         head = _HEADER.pack(
             MAGIC,
-            FORMAT_VERSION,
+            2 if self.expiring else 1,
             size,
             0,
             self.entries,
@@ -272,12 +291,15 @@ class SnapshotWriter:
         ) + self._metadata
         return head + _CRC.pack(zlib.crc32(head))
 
-    def add(self, batch: list[tuple[bytes, bytes]]) -> None:
-        """Append ``batch`` (ascending keys, each after every key already added) as one or more blocks."""
-        for _ in self.add_in_steps(batch):
+    def add(self, batch: list[tuple[bytes, bytes]], expiries: list[int] | None = None) -> None:
+        """Append ``batch`` (ascending keys, each after every key already added) as one or more blocks.
+
+        ``expiries``: None, or one per entry: its expiry in Unix milliseconds, 0 for none.
+        """
+        for _ in self.add_in_steps(batch, expiries):
             pass
 
-    def add_in_steps(self, batch: list[tuple[bytes, bytes]]) -> Iterator[None]:
+    def add_in_steps(self, batch: list[tuple[bytes, bytes]], expiries: list[int] | None = None) -> Iterator[None]:
         """As :meth:`add`, yielding between steps of at most :data:`STEP_ENTRIES` entries and about
         :data:`STEP_BYTES` bytes, so that the caller can pause between them; the blocks are the same.
 
@@ -285,6 +307,11 @@ class SnapshotWriter:
         """
         if not batch:
             return
+        if expiries is not None:
+            if len(expiries) != len(batch):
+                raise UnexpectedStoreOutputError("a backup batch's expiries do not match its entries")
+            if not any(expiries):
+                expiries = None
         lengths = array("I")
         total = 0
         for start in range(0, len(batch), STEP_ENTRIES):
@@ -294,7 +321,7 @@ class SnapshotWriter:
             total += sum(piece)
             lengths.extend(piece)
         if total <= BLOCK_BYTES:
-            yield from self._block_in_steps(batch, lengths, total)
+            yield from self._block_in_steps(batch, lengths, total, expiries)
             return
         # Split so that no block's payload (which a reader holds whole) grows without bound.
         ends = list(accumulate(map(int.__add__, lengths[0::2], lengths[1::2])))
@@ -303,19 +330,29 @@ class SnapshotWriter:
             base = ends[start - 1] if start else 0
             stop = max(bisect_right(ends, base + BLOCK_BYTES), start + 1)
             yield
-            yield from self._block_in_steps(batch[start:stop], lengths[2 * start : 2 * stop], ends[stop - 1] - base)
+            part = None if expiries is None else expiries[start:stop]
+            yield from self._block_in_steps(batch[start:stop], lengths[2 * start : 2 * stop], ends[stop - 1] - base, part)
             start = stop
 
-    def _block_in_steps(self, batch: list[tuple[bytes, bytes]], lengths: array[int], total: int) -> Iterator[None]:
-        """Write one block: its header and lengths, then its payload a step at a time (yielding between)."""
+    def _block_in_steps(
+        self, batch: list[tuple[bytes, bytes]], lengths: array[int], total: int, expiries: list[int] | None
+    ) -> Iterator[None]:
+        """Write one block: its header, lengths and expiries, then its payload a step at a time (yielding between)."""
         count = len(batch)
         raw_lengths = _lengths_bytes(lengths)
-        self._put(_BLOCK.pack(_BLOCK_TAG, count, total))
+        raw_expiries = b""
+        if expiries is not None and any(expiries):
+            raw_expiries = _expiries_bytes(expiries)
+            self.expiring += count - expiries.count(0)
+        self._put(_BLOCK.pack(_EXPIRY_BLOCK_TAG if raw_expiries else _BLOCK_TAG, count, total))
         with memoryview(raw_lengths) as view:
             for at in range(0, len(view), STEP_BYTES):
                 if at:
                     yield
                 self._put(view[at : at + STEP_BYTES])
+        if raw_expiries:
+            yield
+            self._put(raw_expiries)
         # Where each entry's payload ends, when the payload needs more than one step by its bytes.
         ends = list(accumulate(map(int.__add__, lengths[0::2], lengths[1::2]))) if total > STEP_BYTES else None
         start = 0
@@ -330,7 +367,7 @@ class SnapshotWriter:
             start = stop
         self.entries += count
         self.data_bytes += total
-        self.file_bytes += _BLOCK.size + len(raw_lengths) + total
+        self.file_bytes += _BLOCK.size + len(raw_lengths) + len(raw_expiries) + total
 
     def _put(self, piece: bytes | memoryview) -> None:
         self._digest.update(piece)
@@ -528,12 +565,12 @@ def write_file(path: str | os.PathLike[str], chunks: Iterable[bytes]) -> int:
 
 def write_snapshot(
     path: str | os.PathLike[str],
-    batches: Iterable[list[tuple[bytes, bytes]]],
+    batches: Iterable[Batch | list[tuple[bytes, bytes]]],
     source_backend: str,
     serialization: str,
     progress: Progress | None = None,
 ) -> tuple[int, int]:
-    """Write the entries of ``batches`` (ascending keys) atomically to ``path``; (entries, file bytes).
+    """Write the entries of ``batches`` (ascending keys, with their expiries) atomically to ``path``; (entries, file bytes).
 
     Pauses for other greenlets between batches, and within a batch between
     steps of :data:`STEP_ENTRIES` entries (a batch is written as one block,
@@ -542,8 +579,14 @@ def write_snapshot(
     """
     with _AtomicFile(path) as file:
         writer = SnapshotWriter(file, source_backend, serialization)
-        for batch in batches:
-            for _ in writer.add_in_steps(batch):
+        for item in batches:
+            # A plain list is entries without expiries (the importer's and the tests' shape).
+            if isinstance(item, list):
+                batch: list[tuple[bytes, bytes]] = item
+                expiries: list[int] | None = None
+            else:
+                batch, expiries = item
+            for _ in writer.add_in_steps(batch, expiries):
                 pause()
             if progress is not None:
                 progress(writer.entries)
@@ -677,8 +720,8 @@ class SnapshotReader:
         if len(head) < _HEADER.size:
             raise self._refuse("truncated (file ends inside the header)")
         _, version, size, flags, entries, data_bytes, created_at_ns, meta_len = _HEADER.unpack(head)
-        if version != FORMAT_VERSION:
-            raise self._refuse(f"format version {version}; this locust-kv reads version {FORMAT_VERSION}")
+        if version not in READ_VERSIONS:
+            raise self._refuse(f"format version {version}; this locust-kv reads versions 1 to {FORMAT_VERSION}")
         if size != _HEADER.size + meta_len + _CRC.size:
             raise self._refuse("inconsistent header size")
         rest = self._read(meta_len + _CRC.size, "header")
@@ -708,10 +751,10 @@ class SnapshotReader:
             verified=False,
         )
 
-    def blocks(self) -> Iterator[list[tuple[bytes, bytes]]]:
+    def blocks(self) -> Iterator[Batch]:
         """Every entry in file order, a block's at a time in slices of at most :data:`STEP_ENTRIES` entries
-        and :data:`STEP_BYTES` payload bytes (one entry more, when it alone is larger); verifies the trailer
-        after the last slice.
+        and :data:`STEP_BYTES` payload bytes (one entry more, when it alone is larger), each with its
+        expiries (see :data:`~.backends.base.Batch`); verifies the trailer after the last slice.
 
         Raises SnapshotReadError as soon as something is wrong: a malformed
         block, keys out of order, more entries or bytes than the header says,
@@ -732,14 +775,27 @@ class SnapshotReader:
             tag, count, payload_size = _BLOCK.unpack(tag_and_sizes)
             if tag == _TRAILER_TAG:
                 break
-            if tag != _BLOCK_TAG:
+            expiring = tag == _EXPIRY_BLOCK_TAG and info.format_version >= 2
+            if tag != _BLOCK_TAG and not expiring:
                 raise self._refuse(f"bad block tag at byte {position}")
-            if not 0 < count <= _MAX_BLOCK_ENTRIES or 8 * count + payload_size > self._size - position:
+            extra = 8 * count if expiring else 0
+            if not 0 < count <= _MAX_BLOCK_ENTRIES or 8 * count + extra + payload_size > self._size - position:
                 raise self._refuse(f"impossible block sizes at byte {position} (truncated or altered)")
             raw_lengths = self._read_in_steps(8 * count, "block")
+            raw_expiries = self._read_in_steps(extra, "block") if expiring else b""
             payload = self._read_in_steps(payload_size, "block")
             digest.update(tag_and_sizes)
             _hash_in_steps(digest, raw_lengths)
+            block_expiries: array[int] | None = None
+            if expiring:
+                _hash_in_steps(digest, raw_expiries)
+                block_expiries = array("q")
+                block_expiries.frombytes(raw_expiries)
+                del raw_expiries
+                if not _LITTLE_ENDIAN:
+                    block_expiries.byteswap()
+                if min(block_expiries) < 0:
+                    raise self._refuse(f"block at byte {position} has a negative expiry")
 
             lengths = array("I")
             lengths.frombytes(raw_lengths)
@@ -748,7 +804,7 @@ class SnapshotReader:
                 lengths.byteswap()
             if not _lengths_fit(lengths, payload_size):
                 raise self._refuse(f"block at byte {position} has inconsistent lengths")
-            slices: deque[list[tuple[bytes, bytes]]] = deque()
+            slices: deque[Batch] = deque()
             view = memoryview(payload)
             start = base = 0  # the slice's first entry, and where its payload starts
             while start < count:
@@ -765,12 +821,17 @@ class SnapshotReader:
                 if keys[0] <= last_key or not all(map(lt, keys, islice(keys, 1, None))):
                     raise self._refuse("keys are not in strictly ascending order")
                 last_key = keys[-1]
-                slices.append(list(zip(keys, parts[1::2])))
+                part = None
+                if block_expiries is not None:
+                    part = block_expiries[start:stop].tolist()
+                    if not any(part):
+                        part = None
+                slices.append((list(zip(keys, parts[1::2])), part))
                 start, base = stop, end
                 pause()
             view.release()
             del payload
-            position += _BLOCK.size + 8 * count + payload_size
+            position += _BLOCK.size + 8 * count + extra + payload_size
             entries += count
             data_bytes += payload_size
             if entries > info.entries or data_bytes > info.data_bytes:
@@ -807,24 +868,24 @@ def inspect(path: str | os.PathLike[str]) -> SnapshotInfo:
         return reader.info
 
 
-def _held_back(blocks: Iterator[list[tuple[bytes, bytes]]], progress: Progress | None) -> Iterator[list[tuple[bytes, bytes]]]:
+def _held_back(blocks: Iterator[Batch], progress: Progress | None) -> Iterator[Batch]:
     """The slices of the blocks, each yielded only once the next is read; the last only once the trailer is verified."""
-    pending: list[tuple[bytes, bytes]] | None = None
+    pending: Batch | None = None
     done = 0
     for batch in blocks:
         if pending is not None:
             yield pending
-            done += len(pending)
+            done += len(pending[0])
             if progress is not None:
                 progress(done)
         pending = batch
     if pending is not None:
         yield pending
         if progress is not None:
-            progress(done + len(pending))
+            progress(done + len(pending[0]))
 
 
-def _readable_entries(reader: SnapshotReader, serialization: str) -> Iterator[list[tuple[bytes, bytes]]]:
+def _readable_entries(reader: SnapshotReader, serialization: str) -> Iterator[Batch]:
     """The reader's slices, each checked: keys UTF-8, values readable under ``serialization`` ('' or unknown: not checked).
 
     Each slice's check is a step of its own (:func:`pause` after it): with
@@ -837,7 +898,7 @@ def _readable_entries(reader: SnapshotReader, serialization: str) -> Iterator[li
     else:
         check_value = None
     for batch in reader.blocks():
-        for key, value in batch:
+        for key, value in batch[0]:
             try:
                 key.decode()
             except UnicodeDecodeError:
@@ -880,7 +941,7 @@ def backup(
             released = True
             reader.close()
 
-    def batches() -> Iterator[list[tuple[bytes, bytes]]]:
+    def batches() -> Iterator[Batch]:
         # Batches of a step each: the backend's reader takes about a millisecond to make one, as the writer to write it.
         yield from reader.batches(STEP_ENTRIES)
         release()  # writers held back by a strict backup go on while the file is synced and renamed
@@ -933,9 +994,11 @@ def restore(
                 "its values would not read back; nothing was restored"
             )
         readable = _readable_entries(reader, serialization or recorded)
-        replace_all(_held_back(readable, progress))
+        stored = replace_all(_held_back(readable, progress))
         if not reader.info.verified:
             raise UnexpectedStoreOutputError("the backend stopped reading the snapshot before its end")
-        # The snapshot's verified count: the backend's own count may already
-        # include writes made once the new data was in place.
-        return RestoreSummary(reader.info.entries)
+        if type(stored) is not int or not 0 <= stored <= reader.info.entries:
+            raise UnexpectedStoreOutputError("backend returned a result outside its contract")
+        # What the backend stored: the snapshot's entries but those that had
+        # expired (a count taken afterwards could include later writes).
+        return RestoreSummary(stored, reader.info.entries - stored)

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 from gevent.monkey import get_original
 
-from .backends.base import MAX_BATCH, MAX_CLAIM_TTL_MS, MAX_KEY_BYTES, MAX_OWNER_BYTES, prefix_end
+from .backends.base import MAX_BATCH, MAX_CLAIM_TTL_MS, MAX_EXPIRY_TTL_MS, MAX_KEY_BYTES, MAX_OWNER_BYTES, prefix_end
 from .errors import (
     ClaimLostError,
     LockLostError,
@@ -50,7 +50,7 @@ from .errors import (
     UnknownError,
     ValueNumberRequiredError,
 )
-from ._cooperative import sleep
+from ._cooperative import pause as _pause, sleep
 from .locks import LOCK_PREFIX, LOCK_VALUE, Lock, check_wait, lock_key, poll_delays
 from .options import DEFAULT_BACKEND, DEFAULT_SERIALIZATION, StoreOptions, configure_backend
 from . import snapshot
@@ -245,6 +245,24 @@ def _check_ttl(ttl: object) -> int:
 
 
 _MAX_TTL_SECONDS: Final = MAX_CLAIM_TTL_MS / 1000
+
+
+def _check_expiry(ttl: object) -> int:
+    """A key's time to live in seconds (int or float, > 0, at most ten years) as whole milliseconds, rounded up."""
+    if type(ttl) is not float and type(ttl) is not int:
+        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
+            raise InvalidArgumentError(f"ttl must be seconds as a float or int (None: no expiry), not {type(ttl).__name__}")
+    seconds = float(ttl)
+    if not 0 < seconds <= _MAX_EXPIRY_SECONDS:  # NaN fails too
+        raise InvalidArgumentError(f"ttl must be more than 0 and at most {MAX_EXPIRY_TTL_MS // 1000} seconds (None: no expiry)")
+    ms = math.ceil(seconds * 1000)
+    return ms if ms > 0 else 1
+
+
+_MAX_EXPIRY_SECONDS: Final = MAX_EXPIRY_TTL_MS / 1000
+
+PURGE_BATCH: Final = 500
+"""How many expired entries one step of ``purge_expired`` removes: a short atomic step on every backend."""
 
 
 def _check_owner(owner: object) -> bytes:
@@ -555,7 +573,8 @@ _WRITES: Final = frozenset(
         "set", "delete", "increment_by", "get_or_set", "swap", "compare_and_swap", "compare_and_delete",
         "compare_and_swap_detailed", "compare_and_delete_detailed", "clear", "rebuild_key_list",
         "claim_keys", "claim_random", "release_claims", "complete_claims", "renew_claims", "pop_random",
-        "set_many", "delete_many", "delete_prefix", "replace_all", "write_marker",
+        "set_many", "delete_many", "delete_prefix", "replace_all", "write_marker", "expire", "persist",
+        "purge_expired",
     }
 )  # fmt: skip
 """Backend methods that can change data or leases: refused through a read-only handle."""
@@ -685,14 +704,19 @@ class KV:
         except BaseException as exc:
             raise self._failure(exc, "get", key)  # noqa: B904
 
-    def set(self, key: str, value: Any) -> Any:
+    def set(self, key: str, value: Any, *, ttl: float | None = None) -> Any:
         """Store ``value`` at ``key``, replacing any value; returns ``value``.
 
-        Raises UnsupportedValueTypeError or SerializerError for a value the
-        serialization cannot store.
+        ``ttl``: seconds until the key expires; None (the default) stores it
+        without expiry, dropping any it had. Raises UnsupportedValueTypeError
+        or SerializerError for a value the serialization cannot store,
+        InvalidArgumentError for a ttl that is not more than 0 (or past ten years).
         """
         try:
-            self._backend.set(encode_key(key), self._dumps(value))
+            if ttl is None:
+                self._backend.set(encode_key(key), self._dumps(value))
+            else:
+                self._backend.set(encode_key(key), self._dumps(value), _check_expiry(ttl))
             return value
         except BaseException as exc:
             raise self._failure(exc, "set", key)  # noqa: B904
@@ -712,11 +736,14 @@ class KV:
         except BaseException as exc:
             raise self._failure(exc, "exists", key)  # noqa: B904
 
-    def increment_by(self, key: str, delta: int) -> int:
+    def increment_by(self, key: str, delta: int, *, ttl: float | None = None) -> int:
         """Atomically add ``delta`` to the integer counter at ``key``; the new value.
 
-        A missing key counts as 0. The counter is stored as decimal text, so
-        ``get`` returns an int under json and a str under string.
+        A missing (or expired) key counts as 0. The counter is stored as
+        decimal text, so ``get`` returns an int under json and a str under
+        string. ``ttl`` applies only when this call creates the key: a live
+        counter keeps its expiry (or its lack of one), so a window started
+        by the first increment ends on time however many follow.
 
         Raises ValueNumberRequiredError, before the store is touched, when
         ``delta`` is not an int (bool and float included); ValueParseError
@@ -729,47 +756,60 @@ class KV:
                 if not isinstance(delta, int) or isinstance(delta, bool):
                     raise ValueNumberRequiredError(f"delta must be an int, not {type(delta).__name__}")
                 delta = int.__int__(delta)  # the plain value of an int subclass, whatever its own methods do
-            return self._backend.increment_by(encode_key(key), delta)
+            if ttl is None:
+                return self._backend.increment_by(encode_key(key), delta)
+            return self._backend.increment_by(encode_key(key), delta, _check_expiry(ttl))
         except BaseException as exc:
             raise self._failure(exc, "increment_by", key)  # noqa: B904
 
-    def get_or_set(self, key: str, value: Any) -> GetOrSetResult:
+    def get_or_set(self, key: str, value: Any, *, ttl: float | None = None) -> GetOrSetResult:
         """Atomically read ``key``, storing ``value`` first if it is absent.
 
         Returns ``(value, loaded)``: the stored value and True when the key
         existed (nothing was written), or the given value and False when it
-        was just stored.
+        was just stored. ``ttl`` applies only when it stores: a hit leaves the
+        key's expiry as it was.
         """
         try:
-            stored, loaded = _pair(self._backend.get_or_set(encode_key(key), self._dumps(value)))
+            if ttl is None:
+                stored, loaded = _pair(self._backend.get_or_set(encode_key(key), self._dumps(value)))
+            else:
+                stored, loaded = _pair(self._backend.get_or_set(encode_key(key), self._dumps(value), _check_expiry(ttl)))
             return _new(GetOrSetResult, (self._loads(stored) if loaded else value, loaded))
         except BaseException as exc:
             raise self._failure(exc, "get_or_set", key)  # noqa: B904
 
-    def swap(self, key: str, value: Any) -> SwapResult:
+    def swap(self, key: str, value: Any, *, ttl: float | None = None) -> SwapResult:
         """Atomically store ``value`` and return ``(previous, loaded)``.
 
         Always writes. ``previous`` is None and ``loaded`` False when the key
-        was absent.
+        was absent. The expiry is set as ``set`` sets it (``ttl`` None: none).
         """
         try:
-            previous = self._backend.swap(encode_key(key), self._dumps(value))
+            if ttl is None:
+                previous = self._backend.swap(encode_key(key), self._dumps(value))
+            else:
+                previous = self._backend.swap(encode_key(key), self._dumps(value), _check_expiry(ttl))
             if previous is None:
                 return _new(SwapResult, (None, False))
             return _new(SwapResult, (self._loads(previous), True))
         except BaseException as exc:
             raise self._failure(exc, "swap", key)  # noqa: B904
 
-    def compare_and_swap(self, key: str, old: Any, new: Any) -> bool:
+    def compare_and_swap(self, key: str, old: Any, new: Any, *, ttl: float | None = None) -> bool:
         """Atomically store ``new`` if the stored value equals ``old``; whether it did.
 
         ``old=None`` means "only if the key is absent". Values compare by
         their serialized form; under json, dicts compare equal whatever the
         order of their keys. A missing key with ``old`` not None: False.
+        When it stores, the expiry is set as ``set`` sets it (``ttl`` None:
+        none); when it does not, nothing changes.
         """
         try:
             expected = None if old is None else self._dumps(old)
-            return self._backend.compare_and_swap(encode_key(key), expected, self._dumps(new))
+            if ttl is None:
+                return self._backend.compare_and_swap(encode_key(key), expected, self._dumps(new))
+            return self._backend.compare_and_swap(encode_key(key), expected, self._dumps(new), _check_expiry(ttl))
         except BaseException as exc:
             raise self._failure(exc, "compare_and_swap", key)  # noqa: B904
 
@@ -883,23 +923,30 @@ class KV:
 
     # -- more atomic operations ---------------------------------------------
 
-    def set_if_absent(self, key: str, value: Any) -> bool:
-        """Atomically store ``value`` only if ``key`` is absent; True when it was stored."""
+    def set_if_absent(self, key: str, value: Any, *, ttl: float | None = None) -> bool:
+        """Atomically store ``value`` only if ``key`` is absent (or expired); True when it was stored.
+
+        ``ttl`` applies only when it stores.
+        """
         try:
-            return not _pair(self._backend.get_or_set(encode_key(key), self._dumps(value)))[1]
+            if ttl is None:
+                return not _pair(self._backend.get_or_set(encode_key(key), self._dumps(value)))[1]
+            return not _pair(self._backend.get_or_set(encode_key(key), self._dumps(value), _check_expiry(ttl)))[1]
         except BaseException as exc:
             raise self._failure(exc, "set_if_absent", key)  # noqa: B904
 
-    def compare_and_swap_detailed(self, key: str, old: Any, new: Any) -> CompareAndSwapResult:
+    def compare_and_swap_detailed(self, key: str, old: Any, new: Any, *, ttl: float | None = None) -> CompareAndSwapResult:
         """As ``compare_and_swap``, telling why: ``(swapped, reason, existed, current)``.
 
         ``reason`` is ``"swapped"`` or ``"mismatch"``; ``existed`` whether
         the key was stored before the call; ``current`` the value it held
         when nothing was swapped (None when absent, and after a swap).
+        ``ttl`` as in ``compare_and_swap``.
         """
         try:
             expected = None if old is None else self._dumps(old)
-            swapped, before = _pair(self._backend.compare_and_swap_detailed(encode_key(key), expected, self._dumps(new)))
+            ms = None if ttl is None else _check_expiry(ttl)
+            swapped, before = _pair(self._backend.compare_and_swap_detailed(encode_key(key), expected, self._dumps(new), ms))
             if swapped:
                 return _new(CompareAndSwapResult, (True, "swapped", before is not None, None))
             current = None if before is None else self._loads(before)
@@ -917,6 +964,67 @@ class KV:
             return _new(CompareAndDeleteResult, (False, "mismatch", before is not None, current))
         except BaseException as exc:
             raise self._failure(exc, "compare_and_delete_detailed", key)  # noqa: B904
+
+    # -- expiring keys ----------------------------------------------------------
+
+    def expire(self, key: str, ttl: float) -> bool:
+        """Atomically make ``key`` expire ``ttl`` seconds from now, replacing any expiry; False when the key is absent.
+
+        From its expiry on, a key is absent for every operation of every
+        process at once (the rules per method: docs/ttl.md). Raises
+        InvalidArgumentError for a ttl that is not more than 0 (or past ten years).
+        """
+        try:
+            return self._backend.expire(encode_key(key), _check_expiry(ttl))
+        except BaseException as exc:
+            raise self._failure(exc, "expire", key)  # noqa: B904
+
+    def persist(self, key: str) -> bool:
+        """Atomically drop ``key``'s expiry; True when it had one, False when it had none or is absent."""
+        try:
+            return self._backend.persist(encode_key(key))
+        except BaseException as exc:
+            raise self._failure(exc, "persist", key)  # noqa: B904
+
+    def ttl(self, key: str) -> float | None:
+        """The seconds ``key`` has left before it expires (more than 0), or None when it never expires.
+
+        Raises KeyNotFoundError when the key is absent (or expired). The
+        figure is read at one moment; by the time it is used, less is left.
+        """
+        try:
+            exists, remaining = _pair(self._backend.expiry(encode_key(key)))
+            if not exists:
+                raise KeyNotFoundError("key not found")
+            return None if remaining is None else remaining / 1000
+        except BaseException as exc:
+            raise self._failure(exc, "ttl", key)  # noqa: B904
+
+    def purge_expired(self, limit: int = 0) -> int:
+        """Remove entries whose expiry has passed, at most ``limit`` (all when <= 0); how many were removed.
+
+        Never needed for correctness: an expired key is already absent for
+        every operation. It frees the room they take (and the quota they
+        count against). Runs as short atomic steps of a few hundred entries
+        with pauses between, so other greenlets keep running; the whole is
+        not atomic. Writes also remove a few expired entries on their way,
+        and the Locust plugin purges in the background (``--kv-purge-interval``).
+        """
+        try:
+            wanted = _check_limit(limit)
+            removed = 0
+            while wanted <= 0 or removed < wanted:
+                step = PURGE_BATCH if wanted <= 0 else min(PURGE_BATCH, wanted - removed)
+                done = self._backend.purge_expired(step)
+                if type(done) is not int or not 0 <= done <= step:
+                    raise UnexpectedStoreOutputError("backend returned a result outside its contract")
+                removed += done
+                if done < step:
+                    break
+                _pause()
+            return removed
+        except BaseException as exc:
+            raise self._failure(exc, "purge_expired")  # noqa: B904
 
     # -- batches --------------------------------------------------------------
 
@@ -940,14 +1048,16 @@ class KV:
         except BaseException as exc:
             raise self._failure(exc, "get_many")  # noqa: B904
 
-    def set_many(self, items: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> int:
+    def set_many(self, items: Mapping[str, Any] | Iterable[tuple[str, Any]], *, ttl: float | None = None) -> int:
         """Store every ``(key, value)`` (a dict or pairs), all or nothing, atomically; how many were given.
 
         Every key and value is checked before the store is touched: one bad
         item and nothing is written. A key given twice keeps its last value.
-        At most 100,000 items.
+        At most 100,000 items. Every item gets the expiry ``set`` would give
+        it (``ttl`` None: none).
         """
         try:
+            ms = None if ttl is None else _check_expiry(ttl)
             pairs = items.items() if isinstance(items, dict) else items
             if isinstance(pairs, (str, bytes)) or not hasattr(pairs, "__iter__"):
                 raise InvalidArgumentError(f"items must be a dict or (key, value) pairs, not {type(items).__name__}")
@@ -960,7 +1070,10 @@ class KV:
                 if len(encoded) > MAX_BATCH:
                     raise InvalidArgumentError(f"a batch takes at most {MAX_BATCH} items")
             if encoded:
-                self._backend.set_many(encoded)
+                if ms is None:
+                    self._backend.set_many(encoded)
+                else:
+                    self._backend.set_many(encoded, ms)
             return len(encoded)
         except BaseException as exc:
             raise self._failure(exc, "set_many")  # noqa: B904
@@ -1572,6 +1685,10 @@ _OPERATIONS: Final = (
     "set_if_absent",
     "compare_and_swap_detailed",
     "compare_and_delete_detailed",
+    "expire",
+    "persist",
+    "ttl",
+    "purge_expired",
     "get_many",
     "set_many",
     "delete_many",

@@ -4,6 +4,13 @@ The model keeps each value's serialized bytes (as the json serialization
 writes them), so comparisons follow the store's rule: values compare by their
 serialized form.
 
+Expiring keys are modelled as each key's expiry in milliseconds: on a
+backend with its own clock (memory, disk) keys expire when the machine moves
+its fake clock past their expiry, and the model then forgets them (the store
+must treat them as absent for every operation, purged or not); on a server
+clock (redis) lives are long, so nothing expires during a run, and ``ttl``
+is checked against the life given.
+
 Leases are modelled too: each key's lease record ``(token, expires_ms)``,
 kept until it is released, completed, taken over or its key removed (an
 expired record counts in ``allocation_stats().expired``). On a backend with
@@ -51,6 +58,8 @@ DELTAS = st.integers(-5, 5) | st.integers(-(2**64), 2**64)
 COUNTER_TEXT = re.compile(rb'^"?(-?[0-9]+)"?$')
 KEY_LISTS = st.lists(KEYS, max_size=5)
 TTLS = st.sampled_from([0.001, 0.002, 0.007, 0.05]) | st.integers(1, 4000).map(lambda ms: ms / 1000)
+LIVES = st.none() | st.sampled_from([0.001, 0.002, 0.05]) | st.integers(1, 4000).map(lambda ms: ms / 1000)
+"""A key's ttl: None for none."""
 OWNERS = st.sampled_from(["", "user-1", "é"])
 COUNTS = st.integers(1, 5)
 START_MS = 1_700_000_000_000
@@ -77,6 +86,7 @@ class StoreMachine(RuleBasedStateMachine):
         if self.fake_clock:
             backend.clock = lambda: self.now
         self.leases: dict[str, tuple[int, int]] = {}  # key -> (token, expires_ms), live or expired
+        self.expires: dict[str, int] = {}  # key -> when it expires (ms; on a server clock: the life asked for)
         self.last_token = 0
         self.refs: list[Claim] = []  # claims handed out, most of them stale by now
 
@@ -109,9 +119,25 @@ class StoreMachine(RuleBasedStateMachine):
         return {k for k in self.model if k.startswith(prefix) and not self.live(k)}
 
     def remove(self, key: str) -> None:
-        """A key removed by any operation: its lease goes with it."""
+        """A key removed by any operation (or expired): its lease and its expiry go with it."""
         self.model.pop(key, None)
         self.leases.pop(key, None)
+        self.expires.pop(key, None)
+
+    def life(self, ttl: float | None) -> float | None:
+        """The ttl to pass for a key: on a server clock, long enough never to expire."""
+        return None if ttl is None else self.ttl_of(ttl)
+
+    def stored(self, key: str, value: bytes, ttl: float | None) -> None:
+        """A write that replaces the expiry (set, swap, set_many, a successful compare_and_swap)."""
+        self.model[key] = value
+        self.expire_in(key, ttl)
+
+    def expire_in(self, key: str, ttl: float | None) -> None:
+        if ttl is None:
+            self.expires.pop(key, None)
+        else:
+            self.expires[key] = self.now + self.ttl_ms(ttl) if self.fake_clock else self.ttl_ms(ttl)
 
     def granted(self, claims: list[Claim], ttl_ms: int, owner: str) -> None:
         """Check freshly granted claims and record them (in any order; tokens new and distinct)."""
@@ -131,10 +157,10 @@ class StoreMachine(RuleBasedStateMachine):
         forged = Claim(data.draw(KEYS), None, self.last_token + 1, "", 0.0)  # a token never issued
         return data.draw(st.lists(st.sampled_from([*self.refs, forged]), min_size=1, max_size=max_size))
 
-    @rule(key=KEYS, value=VALUES)
-    def set(self, key: str, value: Any) -> None:
-        assert self.kv.set(key, value) == value
-        self.model[key] = dump(value)
+    @rule(key=KEYS, value=VALUES, ttl=LIVES)
+    def set(self, key: str, value: Any, ttl: float | None) -> None:
+        assert self.kv.set(key, value, ttl=self.life(ttl)) == value
+        self.stored(key, dump(value), ttl)
 
     @rule(key=KEYS)
     def get(self, key: str) -> None:
@@ -153,44 +179,46 @@ class StoreMachine(RuleBasedStateMachine):
     def exists(self, key: str) -> None:
         assert self.kv.exists(key) is (key in self.model)
 
-    @rule(key=KEYS, delta=DELTAS)
-    def increment_by(self, key: str, delta: int) -> None:
+    @rule(key=KEYS, delta=DELTAS, ttl=LIVES)
+    def increment_by(self, key: str, delta: int, ttl: float | None) -> None:
         stored = self.model.get(key)
         match = COUNTER_TEXT.match(stored) if stored is not None else None
         if stored is not None and (match is None or stored.count(b'"') == 1):
             with pytest.raises(ValueParseError):
-                self.kv.increment_by(key, delta)
+                self.kv.increment_by(key, delta, ttl=self.life(ttl))
             return
         result = (int(match.group(1)) if match else 0) + delta
         if not -(2**63) <= result < 2**63:
             with pytest.raises(ValueParseError):
-                self.kv.increment_by(key, delta)
+                self.kv.increment_by(key, delta, ttl=self.life(ttl))
             return
-        assert self.kv.increment_by(key, delta) == result
+        assert self.kv.increment_by(key, delta, ttl=self.life(ttl)) == result
+        if stored is None:  # created: the ttl applies; a live counter keeps its expiry
+            self.expire_in(key, ttl)
         self.model[key] = b"%d" % result
 
-    @rule(key=KEYS, value=VALUES)
-    def get_or_set(self, key: str, value: Any) -> None:
-        result = self.kv.get_or_set(key, value)
+    @rule(key=KEYS, value=VALUES, ttl=LIVES)
+    def get_or_set(self, key: str, value: Any, ttl: float | None) -> None:
+        result = self.kv.get_or_set(key, value, ttl=self.life(ttl))
         if key in self.model:
             assert result == (self.expect(key), True)
         else:
             assert result == (value, False)
-            self.model[key] = dump(value)
+            self.stored(key, dump(value), ttl)
 
-    @rule(key=KEYS, value=VALUES)
-    def swap(self, key: str, value: Any) -> None:
+    @rule(key=KEYS, value=VALUES, ttl=LIVES)
+    def swap(self, key: str, value: Any, ttl: float | None) -> None:
         previous = self.expect(key) if key in self.model else None
-        assert self.kv.swap(key, value) == (previous, key in self.model)
-        self.model[key] = dump(value)
+        assert self.kv.swap(key, value, ttl=self.life(ttl)) == (previous, key in self.model)
+        self.stored(key, dump(value), ttl)
 
-    @rule(key=KEYS, new=VALUES, data=st.data())
-    def compare_and_swap(self, key: str, new: Any, data: st.DataObject) -> None:
+    @rule(key=KEYS, new=VALUES, data=st.data(), ttl=LIVES)
+    def compare_and_swap(self, key: str, new: Any, data: st.DataObject, ttl: float | None) -> None:
         old = data.draw(st.sampled_from([None, self.expect(key)]) if key in self.model else st.none() | VALUES)
         expected = self.model.get(key) == (None if old is None else dump(old))
-        assert self.kv.compare_and_swap(key, old, new) is expected
+        assert self.kv.compare_and_swap(key, old, new, ttl=self.life(ttl)) is expected
         if expected:
-            self.model[key] = dump(new)
+            self.stored(key, dump(new), ttl)
 
     @rule(key=KEYS)
     def delete_if_exists(self, key: str) -> None:
@@ -211,6 +239,7 @@ class StoreMachine(RuleBasedStateMachine):
         assert self.kv.clear() is True
         self.model.clear()
         self.leases.clear()
+        self.expires.clear()
 
     @rule(prefix=PREFIXES, limit=st.integers(-1, 4))
     def scan_all_pages(self, prefix: str, limit: int) -> None:
@@ -247,10 +276,11 @@ class StoreMachine(RuleBasedStateMachine):
 
     # -- more atomic operations, batches, prefixes -----------------------------------
 
-    @rule(key=KEYS, value=VALUES)
-    def set_if_absent(self, key: str, value: Any) -> None:
-        assert self.kv.set_if_absent(key, value) is (key not in self.model)
-        self.model.setdefault(key, dump(value))
+    @rule(key=KEYS, value=VALUES, ttl=LIVES)
+    def set_if_absent(self, key: str, value: Any, ttl: float | None) -> None:
+        assert self.kv.set_if_absent(key, value, ttl=self.life(ttl)) is (key not in self.model)
+        if key not in self.model:
+            self.stored(key, dump(value), ttl)
 
     @rule(key=KEYS, new=VALUES, data=st.data())
     def compare_and_swap_detailed(self, key: str, new: Any, data: st.DataObject) -> None:
@@ -258,7 +288,7 @@ class StoreMachine(RuleBasedStateMachine):
         existed = key in self.model
         if self.model.get(key) == (None if old is None else dump(old)):
             assert self.kv.compare_and_swap_detailed(key, old, new) == CompareAndSwapResult(True, "swapped", existed, None)
-            self.model[key] = dump(new)
+            self.stored(key, dump(new), None)
         else:
             current = self.expect(key) if existed else None
             assert self.kv.compare_and_swap_detailed(key, old, new) == CompareAndSwapResult(False, "mismatch", existed, current)
@@ -279,11 +309,47 @@ class StoreMachine(RuleBasedStateMachine):
         expected = [Lookup(k, self.expect(k), True) if k in self.model else Lookup(k, None, False) for k in keys]
         assert self.kv.get_many(keys) == expected
 
-    @rule(items=st.lists(st.tuples(KEYS, VALUES), max_size=5))
-    def set_many(self, items: list[tuple[str, Any]]) -> None:
-        assert self.kv.set_many(items) == len(items)
+    @rule(items=st.lists(st.tuples(KEYS, VALUES), max_size=5), ttl=LIVES)
+    def set_many(self, items: list[tuple[str, Any]], ttl: float | None) -> None:
+        assert self.kv.set_many(items, ttl=self.life(ttl)) == len(items)
         for key, value in items:
-            self.model[key] = dump(value)
+            self.stored(key, dump(value), ttl)
+
+    # -- expiring keys -----------------------------------------------------------------
+
+    @rule(key=KEYS, ttl=TTLS)
+    def expire(self, key: str, ttl: float) -> None:
+        assert self.kv.expire(key, self.ttl_of(ttl)) is (key in self.model)
+        if key in self.model:
+            self.expire_in(key, ttl)
+
+    @rule(key=KEYS)
+    def persist(self, key: str) -> None:
+        assert self.kv.persist(key) is (key in self.expires)
+        self.expires.pop(key, None)
+
+    @rule(key=KEYS)
+    def ttl(self, key: str) -> None:
+        if key not in self.model:
+            with pytest.raises(KeyNotFoundError):
+                self.kv.ttl(key)
+            return
+        left = self.kv.ttl(key)
+        if key not in self.expires:
+            assert left is None
+        elif self.fake_clock:
+            assert left == (self.expires[key] - self.now) / 1000
+        else:
+            assert left is not None and 0 < left <= self.expires[key] / 1000
+
+    @rule(limit=st.integers(-1, 3))
+    def purge_expired(self, limit: int) -> None:
+        removed = self.kv.purge_expired(limit)  # what writes already shed is not counted again
+        assert 0 <= removed and (limit <= 0 or removed <= limit)
+        if limit <= 0:
+            assert self.kv.purge_expired() == 0
+            if self.backend == "memory":
+                assert self.kv.stats().bytes == sum(len(k.encode()) + len(v) for k, v in self.model.items())
 
     @rule(keys=KEY_LISTS)
     def delete_many(self, keys: list[str]) -> None:
@@ -377,6 +443,8 @@ class StoreMachine(RuleBasedStateMachine):
     @rule(ms=st.sampled_from([0, 1]) | st.integers(0, 3000))
     def advance_the_clock(self, ms: int) -> None:
         self.now += ms
+        for key in [k for k, end in self.expires.items() if end <= self.now]:
+            self.remove(key)  # absent for every operation from now on, purged or not
 
     @rule(key=KEYS, ttl=TTLS, owner=OWNERS)
     def claim_key(self, key: str, ttl: float, owner: str) -> None:
@@ -508,8 +576,9 @@ class StoreMachine(RuleBasedStateMachine):
         stats = self.kv.stats()
         claims = sum(1 for k in self.leases if self.live(k))
         assert (stats.keys, stats.claims, stats.expired_claims) == (len(self.model), claims, len(self.leases) - claims)
-        if self.backend == "memory":
-            assert stats.bytes == sum(len(k.encode()) + len(v) for k, v in self.model.items())
+        if self.backend == "memory":  # expired keys count until they are purged
+            assert stats.bytes >= sum(len(k.encode()) + len(v) for k, v in self.model.items())
+        assert set(self.expires) <= set(self.model)
         self.allocation_stats("")
 
 

@@ -21,6 +21,7 @@ import gevent
 import pytest
 
 from locust_kv import KV
+from locust_kv.backends.base import Batch
 from locust_kv.errors import SnapshotReadError
 from locust_kv.snapshot import STEP_BYTES, STEP_ENTRIES, SnapshotReader, inspect, write_snapshot
 from locust_kv.snapshot import restore as snapshot_restore
@@ -86,8 +87,8 @@ class _RecordingBackend:
         self.slices: list[int] = []
         self.committed = False
 
-    def replace_all(self, batches: Iterator[list[tuple[bytes, bytes]]]) -> int:
-        for batch in batches:
+    def replace_all(self, batches: Iterator[Batch]) -> int:
+        for batch, _ in batches:
             self.slices.append(len(batch))
             if sum(self.slices) == self.stop_at:
                 break  # never asks for more, so never sees an error raised after the last slice
@@ -108,7 +109,7 @@ def test_other_greenlets_run_while_one_large_block_is_read_and_restored(
     ticks_at_first_slice: list[int] = []
     blocks = SnapshotReader.blocks
 
-    def watched_blocks(reader: SnapshotReader) -> Iterator[list[tuple[bytes, bytes]]]:
+    def watched_blocks(reader: SnapshotReader) -> Iterator[Batch]:
         for number, part in enumerate(blocks(reader)):
             if number == 0:
                 ticks_at_first_slice.append(ticker.ticks)
@@ -212,7 +213,8 @@ def test_slices_are_bounded_by_entries_and_bytes_and_give_back_every_entry(tmp_p
     write_snapshot(path, [rows[:1_500], rows[1_500:]], "memory", "")
     read: list[tuple[bytes, bytes]] = []
     with SnapshotReader(path) as reader:
-        for part in reader.blocks():
+        for part, expiries in reader.blocks():
+            assert expiries is None
             assert 1 <= len(part) <= STEP_ENTRIES
             assert len(part) == 1 or sum(len(k) + len(v) for k, v in part) <= STEP_BYTES
             read.extend(part)

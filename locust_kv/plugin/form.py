@@ -22,6 +22,8 @@ What each field does:
   ``Attachment.on_test_start``); refused while a test runs;
 - ``kv_report``: applied when the test starts; a change is refused while a
   test runs;
+- ``kv_purge_interval``: applied when the test starts (the background purge
+  of expired keys restarts with it);
 - ``kv_backup_to``: checked now (the target must be writable as a backup),
   written after the load;
 - ``kv_mask_prefix``: applied at once.

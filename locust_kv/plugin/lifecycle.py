@@ -151,6 +151,8 @@ class Attachment:
         self._replaced: tuple[str, ...] = ()  # a worker's own options the master's replaced, as last logged
         self._finished = False
         self._closed = False
+        self._purger: gevent.Greenlet | None = None  # the background purge of expired keys (coordinating process)
+        self._purging: tuple[KV | None, float] = (None, 0.0)  # the store and interval it purges
 
     def _read(self) -> Settings:
         return settings_module.read(self.environment.parsed_options, **self.overrides)
@@ -281,7 +283,44 @@ class Attachment:
             self._follow_master(wanted)
         else:
             self._keep_startup_options(wanted)
+            self._start_purger()
         self.timings.reset()
+
+    # -- the background purge of expired keys ----------------------------------
+
+    def _start_purger(self) -> None:
+        """Start the purge greenlet once, on the master or standalone process, if ``--kv-purge-interval`` asks for it."""
+        wanted = (self.kv, self.settings.purge_interval)
+        if self._purger is not None and not self._purger.dead and self._purging == wanted:
+            return
+        self._stop_purger()
+        if self.kv is not None and self.settings.purge_interval > 0:
+            self._purging = wanted
+            self._purger = gevent.spawn(self._purge_forever, *wanted)
+
+    def _purge_forever(self, kv: KV, interval: float) -> None:
+        """Every ``interval`` seconds, remove the store's expired keys in short steps, until the store closes.
+
+        Called unbound (``KV.purge_expired``), so that it is never timed as
+        a user's operation. A failure is logged and the next round tries
+        again: expired keys are absent whether or not they are purged.
+        """
+        while not kv.closed:
+            gevent.sleep(interval)
+            if kv.closed:
+                return
+            try:
+                removed = KV.purge_expired(kv)
+            except KVError as error:
+                logger.warning("locust_kv: the background purge of expired keys failed: %s", error)
+                continue
+            if removed:
+                logger.debug("locust_kv: purged %d expired keys", removed)
+
+    def _stop_purger(self) -> None:
+        purger, self._purger = self._purger, None
+        if purger is not None:
+            purger.kill(block=False)
 
     def _follow_master(self, wanted: Settings) -> None:
         """Open the store the master's options name and prove it is the master's, or refuse."""
@@ -557,6 +596,7 @@ class Attachment:
         self._closed = True
         if self.coordinates and self.timings:
             self._write_timings()
+        self._stop_purger()
         if self.kv is not None:
             self._close_store(self.kv)
 

@@ -75,6 +75,7 @@ OPTIONS: Final[tuple[Option, ...]] = (
     Option("serialization", str, DEFAULT_SERIALIZATION, "<name>", 'Value encoding: "json" or "string". Default: json.'),
     Option("max_keys", int, 0, "<n>", "Quota: refuse, with QuotaExceededError, a write that would store more keys than this; deletes, pops and claims always work. Every process of the run enforces it (0: no limit)."),
     Option("max_bytes", int, 0, "<n>", "Quota: refuse, with QuotaExceededError, a write that would store more data than this: key+value bytes (memory, redis), the pages of the entries' database (disk). 0: no limit."),
+    Option("purge_interval", float, 1.0, "<seconds>", "Seconds between two background purges of expired keys by the master or standalone process (in short steps that never hold up the users); 0: none, writes still remove a few on their way. Expired keys are absent for every operation whether or not they were purged. Default: 1."),
     Option("restore_from", str, None, "<snapshot>", "Snapshot to restore once, before any user starts (on the master or standalone process)."),
     Option("restore_max_entries", int, 0, "<n>", "Refuse a snapshot with more entries than this (0: no cap)."),
     Option("restore_max_bytes", int, 0, "<n>", "Refuse a snapshot with more key+value bytes than this (0: no cap)."),
@@ -105,6 +106,7 @@ class Settings:
     serialization: str = DEFAULT_SERIALIZATION
     max_keys: int = 0
     max_bytes: int = 0
+    purge_interval: float = 1.0
     restore_from: str | None = None
     restore_max_entries: int = 0
     restore_max_bytes: int = 0
@@ -240,6 +242,8 @@ def _convert(option: Option, raw: Any) -> Any:
         if value < 0:
             raise InvalidOptionsError(f"{option.flag} must be a whole number >= 0, not {raw!r}")
         return value
+    if option.kind is float:
+        return _seconds(option, raw)
     if option.choices:
         return _choice(option, raw)
     if raw is None:
@@ -249,6 +253,21 @@ def _convert(option: Option, raw: Any) -> Any:
     raw = raw.strip()
     # The web UI sends an empty field for an option that was never set.
     return raw if raw else option.default
+
+
+def _seconds(option: Option, raw: Any) -> float:
+    """A duration in seconds, >= 0 and finite, from a number or its text."""
+    value: float | None = None
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        value = float(raw)
+    elif isinstance(raw, str):
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            value = None
+    if value is None or not 0 <= value < float("inf"):  # NaN fails too
+        raise InvalidOptionsError(f"{option.flag} must be seconds >= 0, not {raw!r}")
+    return value
 
 
 class _Listed(list[str]):

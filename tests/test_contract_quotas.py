@@ -193,7 +193,7 @@ def test_restore_past_the_quota_is_refused_with_the_store_unchanged(
     _refused(roomy, lambda: roomy.restore(str(snapshot)), "restore past max_bytes")
     # The backend checks the loaded data too, whatever the source (a pipe's header cannot be read twice).
     rows = [(f"r{i}".encode(), b"1") for i in range(6)]
-    _refused(kv, lambda: kv._store.backend.replace_all(iter([rows])), "replace_all past max_keys")
+    _refused(kv, lambda: kv._store.backend.replace_all(iter([(rows, None)])), "replace_all past max_keys")
     fits = open_kv(**store_options(backend_name, tmp_path, "fits"), max_keys=10)
     assert fits.restore(str(snapshot)).total_entries == 10 and fits.size() == 10
     _refused(fits, lambda: fits.set("one-more", 1), "set after a restore to the limit")

@@ -113,6 +113,14 @@ the stored counter had over 300 digits, and Python refuses to print ints of
 more than 4,300 digits."""
 
 
+class _Unsettled(Exception):
+    """A script found more expired keys not yet purged than it walks in one short step."""
+
+
+_SETTLE_STEP: Final = 1_000
+"""Expired entries purged by one step before a script that must walk them runs again (about 2 ms at 1M keys)."""
+
+
 class RedisBackend(Backend):
     """A store in a Redis server. See the module docstring."""
 
@@ -270,8 +278,23 @@ class RedisBackend(Backend):
                 # script did not run, so loading it and running it again is safe.
                 self._execute("SCRIPT", "LOAD", self._scripts[name][1])
                 return self._execute_packed(packed)
+        except ResponseError as exc:
+            if str(exc).startswith("LKV_SETTLE"):
+                raise _Unsettled from exc
+            raise map_redis_error(exc, writing, self._secret) from exc
         except redis.RedisError as exc:
             raise map_redis_error(exc, writing, self._secret) from exc
+
+    def _settled(self, name: str, keys: list[bytes], args: list[Any], writing: bool) -> Any:
+        """Run a script that walks the expired keys not yet purged: when they are too many for one short
+        script (it answers LKV_SETTLE, having changed nothing of what the caller sees), purge them in steps
+        of 1,000 with a pause between, then run it again."""
+        while True:
+            try:
+                return self._run(name, keys, args, writing)
+            except _Unsettled:
+                self._run("purge_settling", self._writing, [_SETTLE_STEP], True)
+                pause()
 
     def _read(self, command: str, *args: Any) -> Any:
         try:
@@ -336,13 +359,13 @@ class RedisBackend(Backend):
 
     def size(self) -> int:
         """One script: ZCARD of the index less a ZCOUNT of the expired keys not yet purged, O(log n)."""
-        return int(self._run("count", [self._index, self._expires], [b"-", b"+"], False))
+        return int(self._settled("count", [self._index, self._expires], [b"-", b"+"], False))
 
     def scan(self, low: bytes, high: bytes | None, offset: int, limit: int) -> tuple[list[tuple[bytes, bytes]], bool]:
         """One script: ZRANGEBYLEX with LIMIT and HMGET, O(log n + k); with an offset by rank, still O(log n + k)."""
         count = min(limit, 1 << 62) + 1 if limit > 0 else 0  # the script's LIMIT is a signed 64-bit count
         keys, values = _unpack(
-            self._run("scan", [self._data, self._index, self._expires], [*_lex_range(low, high), count, offset], False), 2
+            self._settled("scan", [self._data, self._index, self._expires], [*_lex_range(low, high), count, offset], False), 2
         )
         rows = list(zip(keys, values))
         if 0 < limit < len(rows):
@@ -353,7 +376,7 @@ class RedisBackend(Backend):
     def random_key(self, prefix: bytes) -> bytes | None:
         end = prefix_end(prefix)
         high = b"+" if end is None else b"(" + end
-        key: bytes | None = self._run(
+        key: bytes | None = self._settled(
             "random_key", [self._index, self._expires], [prefix, high, repr(random.random()), _seed()], False
         )
         return key
@@ -379,7 +402,7 @@ class RedisBackend(Backend):
         x log n) (see ``scripts.py``). Never short while a free key remains.
         """
         keys, values, (first, ends) = _unpack(
-            self._run("claim_random", self._leased, [*_bounds(prefix), count, ttl_ms, owner, _seed()], True), 3
+            self._settled("claim_random", self._leased, [*_bounds(prefix), count, ttl_ms, owner, _seed()], True), 3
         )
         return [ClaimRecord(key, value, first + i, ends) for i, (key, value) in enumerate(zip(keys, values))]
 
@@ -407,7 +430,7 @@ class RedisBackend(Backend):
 
     def allocation_stats(self, prefix: bytes) -> tuple[int, int, int, int]:
         """One script: O(log n) for the whole store (counts of ``claims:ends``); a prefix walks its leases (ZMSCORE)."""
-        total, claimed, expired = self._run(
+        total, claimed, expired = self._settled(
             "allocation_stats", [self._index, *self._leases[1:], self._claims, self._expires], _bounds(prefix), False
         )
         return int(total), int(total) - int(claimed), int(claimed), int(expired)
@@ -428,18 +451,18 @@ class RedisBackend(Backend):
         """One script: ZLEXCOUNT on the index, O(log n) (ZCARD for the whole store), less the expired keys
         not yet purged in the range: O(log n) for the whole store, else O(E log n) for E expired keys not yet
         purged in the whole store (the writes' purging keeps E small)."""
-        return int(self._run("count", [self._index, self._expires], _lex_range(low, high), False))
+        return int(self._settled("count", [self._index, self._expires], _lex_range(low, high), False))
 
     def random_keys(self, prefix: bytes, count: int, unique: bool) -> list[bytes]:
         """One script: a ZRANGE by rank per draw, O(count x log n); the prefix's keys read once when they are few."""
         (keys,) = _unpack(
-            self._run("random_keys", [self._index, self._expires], [*_bounds(prefix), count, b"1" if unique else b"0", _seed()], False), 1
+            self._settled("random_keys", [self._index, self._expires], [*_bounds(prefix), count, b"1" if unique else b"0", _seed()], False), 1
         )
         return keys
 
     def pop_random(self, prefix: bytes, count: int) -> list[tuple[bytes, bytes]]:
         """One script: picks as :meth:`claim_random` does, then removes the keys and any expired leases on them."""
-        keys, values = _unpack(self._run("pop_random", self._leased, [*_bounds(prefix), count, _seed()], True), 2)
+        keys, values = _unpack(self._settled("pop_random", self._leased, [*_bounds(prefix), count, _seed()], True), 2)
         return list(zip(keys, values))
 
     def get_many(self, keys: list[bytes]) -> list[bytes | None]:
@@ -471,7 +494,7 @@ class RedisBackend(Backend):
         """As :meth:`scan`, without the HMGET."""
         count = min(limit, 1 << 62) + 1 if limit > 0 else 0
         (keys,) = _unpack(
-            self._run("scan_keys", [self._index, self._expires], [*_lex_range(low, high), count, offset], False), 1
+            self._settled("scan_keys", [self._index, self._expires], [*_lex_range(low, high), count, offset], False), 1
         )
         if 0 < limit < len(keys):
             keys.pop()
@@ -481,7 +504,7 @@ class RedisBackend(Backend):
     def stats(self) -> dict[str, int]:
         """One script. ``bytes`` is the data's key+value bytes, the counter every writing script keeps
         (computed once, O(n), for a namespace that predates it): what ``max_bytes`` limits."""
-        keys, size, claims, expired = self._run(
+        keys, size, claims, expired = self._settled(
             "stats",
             [self._data, self._index, self._claim_ends, self._claim_lapsed, self._claims, self._expires, self._bytes],
             [],

@@ -673,6 +673,15 @@ end
 return 1
 """
 
+# The most expired keys not yet purged that a script walks: past it, a read
+# (or the exact draw of a claim or pop) answers UNSETTLED before it changes
+# anything, the client purges in steps of 1,000 (PURGE_SETTLING, which a
+# restore does not refuse: purging is never visible) and runs it again. So
+# no script walks more than SETTLE of them: about a millisecond of server time.
+_SETTLE = """
+local SETTLE, UNSETTLED = 1000, 'LKV_SETTLE too many expired keys not yet purged'
+"""
+
 # -- leases, batches, prefixes ----------------------------------------------------
 #
 # Batches arrive as one MessagePack array in ARGV[1] (one argument: redis-py
@@ -771,7 +780,7 @@ end
 # phase's result, given that it succeeded, is a uniform subset too (the
 # free keys are interchangeable in it), so the result is uniform either
 # way. It comes up short only when fewer keys are free.
-_PICK = _LEASES + _DRAWS + """
+_PICK = _SETTLE + _LEASES + _DRAWS + """
 local function pick(prefix, high, count, now)
   local first, total = range_of(prefix, high)
   local picked, chosen = {}, {}
@@ -792,6 +801,7 @@ local function pick(prefix, high, count, now)
   if #picked == count then return picked end
   -- Exact: the prefix's expired keys go first (O(expired keys not yet purged)), then its expired leases.
   if redis.call('EXISTS', EXPIRES) == 1 then
+    if redis.call('ZCOUNT', EXPIRES, '-inf', ms(now)) > SETTLE then error(redis.error_reply(UNSETTLED)) end
     local gone = redis.call('ZRANGEBYSCORE', EXPIRES, '-inf', ms(now))
     local mine = {}
     for i = 1, #gone do
@@ -934,13 +944,14 @@ return cmsgpack.pack(results)
 # expired key not yet purged (ZRANGEBYSCORE up to the server's clock) and its
 # rank in the index (ZRANK): O(E log n) for E of them, nothing when none has
 # expired; the writes' purging steps keep E small.
-_EXPIRED = """
+_EXPIRED = _SETTLE + """
 local function read_now()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 local function expired_keys(expires, at)
   if redis.call('EXISTS', expires) == 0 then return {} end
+  if redis.call('ZCOUNT', expires, '-inf', string.format('%d', at)) > SETTLE then error(redis.error_reply(UNSETTLED)) end
   return redis.call('ZRANGEBYSCORE', expires, '-inf', string.format('%d', at))
 end
 -- The ranks of the keys gone among the index's ranks [first, first + total), relative to first, ascending.
@@ -1074,10 +1085,17 @@ return 1
 """
 
 # KEYS: 1-15, bytes. ARGV: limit. Removes up to limit expired entries; how many.
-PURGE_EXPIRED = _GATE + """
+_PURGE = """
 if redis.call('EXISTS', EXPIRES) == 0 then return 0 end
 return purge(tonumber(ARGV[1]))
 """
+PURGE_EXPIRED = _GATE + _PURGE
+_REFUSAL = """if leases > 0 and redis.call('EXISTS', KEYS[3]) == 1 then
+  return redis.error_reply('LKV_RESTORE a restore is in progress; retry when it completes')
+end
+"""
+assert _GATE.count(_REFUSAL) == 1
+PURGE_SETTLING = _GATE.replace(_REFUSAL, "") + _PURGE
 
 # KEYS: claims, expires. ARGV: key. Returns the live lease on the key as token, end
 # and owner (strings), or nil when it has none or it has ended (or the key expired). Reads only.
@@ -1325,6 +1343,7 @@ SCRIPTS: dict[str, str] = {
     "expire": EXPIRE,
     "persist": PERSIST,
     "purge_expired": PURGE_EXPIRED,
+    "purge_settling": PURGE_SETTLING,
     "scan": SCAN,
     "random_key": RANDOM_KEY,
     "claim_keys": CLAIM_KEYS,

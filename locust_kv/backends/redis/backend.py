@@ -12,6 +12,9 @@ script may touch all of its keys.
 * ``restore``, ``backup``: leases (a random token with an expiry, ``PX``).
 * ``backup:cursor``, ``backup:old``, ``backup:oldindex``, ``backup:new``:
   what a running backup has read, and what writers preserved for it.
+* ``expires``: sorted set of the keys that have an expiry, scored by it
+  (Unix ms of the server's clock); ``backup:oldexpires``: hash of the
+  expiries a running backup preserved; ``staging:expires``: a restore's.
 * ``markers``: hash of the markers, outside the key space.
 * ``claims``, ``claims:keys``, ``claims:ends``, ``claims:lapsed``: the
   leases (by key, by prefix, by end, and the expired ones swept aside),
@@ -19,7 +22,7 @@ script may touch all of its keys.
   ``scripts.py``.
 
 Every operation is one round trip: a plain command where one suffices
-(``HGET``, ``HEXISTS``, ``ZCARD``, the markers), else one Lua script
+(``HMGET`` for ``get``, the markers), else one Lua script
 (``scripts.py``) that updates the hash and the index together. A script runs
 with no other command interleaved, so each operation is atomic for every
 client of the server.
@@ -37,6 +40,29 @@ has not read yet first copies what the key held when the backup began into
 reads the next live keys and the next preserved ones, and the client merges
 them. Only ``clear`` waits for a backup (BackupInProgressError): preserving a
 whole store would copy it.
+
+Expiring keys. Redis 7.0 has no per-field expiry of a hash (HEXPIRE), so
+the backend keeps its own: ``expires`` holds each expiring key with its
+expiry, compared by every script with the server's ``TIME`` (one clock for
+every host). An entry whose expiry has passed stays in ``data``, ``index``
+and ``expires`` until something purges it, and is absent for every operation
+meanwhile: ``get`` and ``exists`` check its expiry, writes remove it and
+treat the key as absent, counts subtract the expired keys not yet purged,
+pages, draws, claims and backups leave them out. Purging (``HDEL``, ``ZREM``
+from the index and the expiries, the lease, the byte counter, together) is
+bounded: every write removes up to 16 (``ZRANGEBYSCORE ... LIMIT 0 16``) on
+its way, ``purge_expired(limit)`` up to ``limit``, a write refused by a quota
+up to 1,000 before it checks again. A read that must walk the expired keys
+not yet purged (a count of a range, a page, an exact draw, ``stats``) walks
+at most 1,000 of them; past that its script answers ``LKV_SETTLE`` before it
+changes anything, and the client purges in steps of 1,000 with a pause
+between, then runs it again, so no script holds the server long.
+
+``data`` also holds the field ``\\xffexpiring`` (not UTF-8, so never a key)
+while ``expires`` is not empty. A handle that has never seen it answers
+``get`` with one ``HMGET`` of the key and the flag, as fast as a plain
+``HGET``; once it sees the flag, every ``get`` of that handle is a script
+(``HGET``, ``ZSCORE``, and ``TIME`` when the key expires).
 
 Backup and restore leases expire unless the work renews them (every page or batch does), so a
 process killed while it holds one blocks nobody for longer than

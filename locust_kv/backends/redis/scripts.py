@@ -23,6 +23,12 @@ Keys of the writing scripts, in this order:
 12. ``claims:lapsed``: sorted set, score 0, of the keys of swept leases.
 13. ``claimtoken``: the fencing counter (INCRBY); never dropped, so a token
     never repeats.
+14. ``expires``: sorted set of the keys that have an expiry, scored by it
+    (Unix ms of the server's clock). ``data`` holds the field
+    ``\\xffexpiring`` (never a key: not UTF-8) while it is not empty, so that
+    a get on a store without expiries is one HMGET.
+15. ``backup:oldexpires``: hash, key -> its expiry when the backup began, for
+    the keys of ``backup:old`` that had one.
 
 Every writing script also takes ``bytes`` as its *last* key (``KEYS[#KEYS]``):
 the key+value bytes of ``data``, kept exact by every script that changes
@@ -47,9 +53,20 @@ each call, an exact draw sweeps them all. Live and expired leases are
 counted from these sets in O(log n) (a prefix also filters the unswept
 expired leases).
 
-Scripts that only change values (set, swap, increment...) take keys 1-8: a
-lease survives them. Scripts that remove keys or touch leases take 1-13 and
-drop the lease of every key they remove, in the same script. Every lease is
+Every writing script takes keys 1-15 and the counter: any of them may remove
+expired entries, and drops the lease of every key it removes, in the same
+script. A lease survives the scripts that only change values.
+
+Expiring keys: an entry whose expiry is at or before the server's clock is
+absent for every script, whether or not it was purged: a write first removes
+it (``live``, ``growth``) and treats the key as absent; reads leave it out.
+Every write first purges up to PURGE_STEP (16) expired entries (``step``);
+``purge_expired`` removes up to its limit; a write the quota refuses removes
+up to 1,000 and checks again. A read that must walk the expired keys not yet
+purged walks at most SETTLE (1,000) of them, else answers ``LKV_SETTLE``
+before changing anything and the client purges (``purge_settling``) first.
+Purging never preserves for a backup: a backup leaves out every entry expired
+when its page is read, and an entry purged has expired before that. Every lease is
 on a key that exists (clear and restore drop them all), so the scripts that
 walk leases never meet a key missing from the index.
 

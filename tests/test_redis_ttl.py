@@ -518,7 +518,8 @@ def test_measure_a_purge_step_among_a_million_expired_keys(tmp_path: Path, raw: 
             print(f"purge_expired({limit}): {took:.2f} ms")
         print(
             f"a set (purging 16 on its way): {write:.2f} ms; size() {size_ms:.2f} ms;"
-            f" count(range) {count_ms:.0f} ms in all (it first purged the store down to 1,000 expired, in steps of 1,000); get {get_ms:.2f} ms"
+            f" count(range) {count_ms:.0f} ms in all (it first purged the store down to 1,000 expired,"
+            f" in steps of 1,000); get {get_ms:.2f} ms"
         )
         backend.clear()
 

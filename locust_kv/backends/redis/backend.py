@@ -481,9 +481,8 @@ class RedisBackend(Backend):
 
     def random_keys(self, prefix: bytes, count: int, unique: bool) -> list[bytes]:
         """One script: a ZRANGE by rank per draw, O(count x log n); the prefix's keys read once when they are few."""
-        (keys,) = _unpack(
-            self._settled("random_keys", [self._index, self._expires], [*_bounds(prefix), count, b"1" if unique else b"0", _seed()], False), 1
-        )
+        args = [*_bounds(prefix), count, b"1" if unique else b"0", _seed()]
+        (keys,) = _unpack(self._settled("random_keys", [self._index, self._expires], args, False), 1)
         return keys
 
     def pop_random(self, prefix: bytes, count: int) -> list[tuple[bytes, bytes]]:

@@ -542,3 +542,16 @@ def test_reads_among_more_expired_keys_than_one_script_walks_purge_them_in_steps
     wait_past(raw, backend, b"t:00001")
     assert len(backend.pop_random(b"", 10)) == 5  # the exact draw
     consistent(raw, backend)
+
+
+def test_random_key_is_uniform_over_the_live_keys_among_expired_ones(backend: RedisBackend, raw: redis.Redis) -> None:
+    live = [b"u:%03d" % i for i in range(0, 100, 10)]
+    backend.set_many([(b"u:%03d" % i, b"v") for i in range(100) if i % 10], SHORT)
+    backend.set_many([(key, b"v") for key in live])
+    wait_past(raw, backend, b"u:001")
+    draws = Counter(backend.random_key(b"u:") for _ in range(2_000))
+    assert set(draws) == set(live)
+    # 10 keys, 200 draws expected each: a count outside [130, 270] is more than 5 standard deviations off.
+    assert all(130 <= n <= 270 for n in draws.values()), draws
+    many = Counter(backend.random_keys(b"u:", 2_000, False))
+    assert set(many) == set(live) and all(130 <= n <= 270 for n in many.values()), many

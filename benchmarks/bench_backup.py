@@ -142,7 +142,7 @@ class FormatAlone:
         from locust_kv.snapshot import SnapshotReader
 
         with SnapshotReader(path) as reader:
-            return sum(len(block) for block in reader.blocks())
+            return sum(len(block) for block, _ in reader.blocks())
 
 
 def run(impls: dict[str, Any], n: int, rounds: int, workdir: str, progress: Any = print) -> dict[str, Any]:

@@ -182,7 +182,7 @@ def populate(kv, count: int) -> None:  # type: ignore[no-untyped-def]
 
     def batches():  # type: ignore[no-untyped-def]
         for start in range(0, count, 10_000):
-            yield [(b"user:%06d" % i, ENCODED) for i in range(start, min(count, start + 10_000))]
+            yield [(b"user:%06d" % i, ENCODED) for i in range(start, min(count, start + 10_000))], None
 
     kv._backend.replace_all(batches())
 

@@ -45,9 +45,9 @@ def _key(i: int) -> str:
     return f"k:{i:07d}"
 
 
-def _batches(total: int) -> Iterator[list[tuple[bytes, bytes]]]:
+def _batches(total: int) -> Iterator[tuple[list[tuple[bytes, bytes]], None]]:
     for first in range(0, total, 10_000):
-        yield [(_key(i).encode(), VALUE) for i in range(first, min(first + 10_000, total))]
+        yield [(_key(i).encode(), VALUE) for i in range(first, min(first + 10_000, total))], None
 
 
 def _median_ms(call: Callable[[], Any], repeats: int) -> float:

@@ -160,6 +160,27 @@ def test_a_runaway_locustfile_stops_at_max_keys_with_one_stable_error(tmp_path: 
         assert kv.size() == 20 and kv.count("request:") == 20
 
 
+@requires_disk
+@pytest.mark.parametrize("interval", ["0.2", "0"])
+def test_the_master_purges_expired_keys_in_the_background(tmp_path: Path, interval: str) -> None:
+    """Users store keys that expire at once and never write again: only --kv-purge-interval removes them."""
+    store = tmp_path / "expiring.lmdb"
+    result = run_locust(
+        "expiring.py", *HEADLESS, "--processes", "2", "--kv-path", str(store), "--kv-purge-interval", interval,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, describe(result)
+    with open_kv(backend="disk", path=store) as kv:
+        written = kv.get("written")
+        assert written >= 4 * 200 and kv.size() == 1  # the expired keys are absent either way
+        left = kv.purge_expired()
+    if interval == "0":
+        # Nothing purged them but the users' own writes as they started (at most 16 a write, two writes a user).
+        assert written - 4 * 2 * 16 <= left <= written, describe(result)
+    else:
+        assert left == 0, describe(result)
+
+
 def _assert_one_line(result, name: str) -> None:  # type: ignore[no-untyped-def]
     assert result.returncode == 1, describe(result)
     lines = result.lines_with("locust_kv: the test did not start")
@@ -178,6 +199,9 @@ def _assert_one_line(result, name: str) -> None:  # type: ignore[no-untyped-def]
         (["--kv-backend", "memory", "--kv-restore-max-entries", "5"], "InvalidOptionsError"),
         (["--kv-backend", "memory", "--kv-restore-max-bytes", "lots"], "InvalidOptionsError"),
         (["--kv-backend", "memory", "--kv-max-keys", "-3"], "InvalidOptionsError"),
+        (["--kv-backend", "memory", "--kv-purge-interval", "soon"], "InvalidOptionsError"),
+        (["--kv-backend", "memory", "--kv-purge-interval", "-1"], "InvalidOptionsError"),
+        (["--kv-backend", "memory", "--kv-purge-interval", "nan"], "InvalidOptionsError"),
         (["--kv-backend", "memory", "--kv-restore-from", "missing.snapshot"], "SnapshotNotFoundError"),
         pytest.param(["--kv-path", "."], "DiskPathError", marks=requires_disk),
         pytest.param(["--kv-path", "not-lmdb.txt"], "DiskStoreOpenError", marks=requires_disk),
@@ -221,6 +245,7 @@ def test_memory_backend_refuses_several_processes(tmp_path: Path) -> None:
 def test_options_from_command_line_environment_and_config_file(tmp_path: Path, out: Path) -> None:
     (tmp_path / "locust.conf").write_text(
         "kv-backend = memory\nkv-serialization = json\nkv-clear = true\nkv-backup-to = conf.snapshot\n"
+        "kv-purge-interval = 0.5\n"
     )
     env = {
         "KV_TEST_OUT": str(out),
@@ -249,6 +274,7 @@ def test_options_from_command_line_environment_and_config_file(tmp_path: Path, o
         "mask_prefix": None,
         "max_keys": 0,  # no quota
         "max_bytes": 0,
+        "purge_interval": 0.5,  # config file
     }
     assert probe["store"]["serialization"] == "string"
     assert (tmp_path / "cli.snapshot").exists()

@@ -555,3 +555,53 @@ def test_random_key_is_uniform_over_the_live_keys_among_expired_ones(backend: Re
     assert all(130 <= n <= 270 for n in draws.values()), draws
     many = Counter(backend.random_keys(b"u:", 2_000, False))
     assert set(many) == set(live) and all(130 <= n <= 270 for n in many.values()), many
+
+
+def _churn(options: dict[str, object], seed: int) -> None:
+    """In a forked child: a second of every kind of write on 200 keys, a third of them expiring within 50 ms."""
+    import random
+
+    rng = random.Random(seed)
+    with open_kv(**options) as kv:
+        backend: RedisBackend = kv._store.backend  # type: ignore[attr-defined]
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            key = b"c:%03d" % rng.randrange(200)
+            ttl = rng.choice([None, None, rng.randrange(1, 50)])
+            action = rng.randrange(9)
+            if action == 0:
+                backend.set(key, b"v" * rng.randrange(20), ttl)
+            elif action == 1:
+                backend.delete(key)
+            elif action == 2:
+                backend.increment_by(b"n:%d" % rng.randrange(20), 1, ttl)
+            elif action == 3:
+                backend.swap(key, b"s", ttl)
+            elif action == 4:
+                backend.set_many([(b"c:%03d" % rng.randrange(200), b"m") for _ in range(5)], ttl)
+            elif action == 5:
+                backend.expire(key, rng.randrange(1, 50)) if rng.random() < 0.5 else backend.persist(key)
+            elif action == 6:
+                backend.purge_expired(rng.randrange(1, 30))
+            elif action == 7:
+                records = backend.claim_random(b"c:", 2, rng.randrange(1, 100), b"")
+                backend.complete_claims([(r.key, r.token) for r in records], rng.random() < 0.5)
+            else:
+                backend.get_or_set(key, b"g", ttl)
+
+
+def test_processes_writing_expiring_keys_keep_data_index_expiries_and_bytes_in_step(
+    tmp_path: Path, backend: RedisBackend, raw: redis.Redis
+) -> None:
+    backend.stats()  # the byte counter exists from the start
+    options = store_options("redis", tmp_path)
+    wait_all_ok([fork_call(_churn, options, seed) for seed in range(3)])
+    consistent(raw, backend)
+    time.sleep(0.06)
+    live = backend.scan_keys(b"", None, 0, 0)[0]
+    assert backend.size() == len(live) == backend.count(b"", None) == backend.stats()["keys"]
+    assert all(backend.expiry(key)[0] for key in live)
+    while backend.purge_expired(1_000):
+        pass
+    assert raw.zcard(names(backend)["index"]) == len(live)
+    consistent(raw, backend)

@@ -323,7 +323,7 @@ def test_a_backup_reads_the_moment_it_began_while_writers_change_every_kind_of_k
         backend.set(key, value)
     reader = backend.begin_backup(False)
     pages = reader.batches(4)
-    read = list(next(pages))
+    read = list(next(pages)[0])
     assert [k for k, _ in read] == [b"k00", b"k01", b"k02", b"k03"]
     # Already read, not yet read, deleted, created, recreated, counted: the backup sees none of it.
     backend.set(b"k01", b"changed-after-read")
@@ -338,7 +338,7 @@ def test_a_backup_reads_the_moment_it_began_while_writers_change_every_kind_of_k
     backend.get_or_set(b"k16x", b"new")
     assert backend.compare_and_swap(b"k17", b"17", b"cas")
     assert backend.compare_and_swap(b"zz", None, b"absent-then-set")
-    for page in pages:
+    for page, _ in pages:
         read.extend(page)
         backend.set(b"k19", b"late change")
         backend.delete(b"k18")
@@ -356,7 +356,7 @@ def test_a_backup_with_every_key_deleted_under_it_still_reads_them_all(redis_kv:
     reader = backend.begin_backup(True)
     for key in before:
         backend.delete(key)
-    read = [row for page in reader.batches(1_000) for row in page]
+    read = [row for page, _ in reader.batches(1_000) for row in page]
     reader.close()
     assert dict(read) == before and backend.size() == 0
 
@@ -375,10 +375,10 @@ def test_every_byte_survives_scan_backup_and_restore(redis_kv: KV, tmp_path: Pat
     backend = redis_kv._store.backend  # type: ignore[attr-defined]
     rows = {f"k:{i:03d}:é\x00🙂".encode(): bytes(range(i, 256)) + bytes(range(i)) for i in range(256)}
     rows[b"k:empty"] = b""
-    backend.replace_all(iter([sorted(rows.items())]))
+    backend.replace_all(iter([(sorted(rows.items()), None)]))
     assert dict(backend.scan(b"k:", b"k;", 0, 0)[0]) == rows
     reader = backend.begin_backup(False)
-    assert dict(row for page in reader.batches(100) for row in page) == rows
+    assert dict(row for page, _ in reader.batches(100) for row in page) == rows
     reader.close()
 
 

@@ -19,6 +19,7 @@ import redis
 from redis.crc import key_slot
 
 from locust_kv import KV, open_kv
+from locust_kv.backends.base import Batch
 from locust_kv.backends.redis.backend import RedisBackend
 from locust_kv.errors import BackupInProgressError, RestoreInProgressError
 
@@ -228,7 +229,7 @@ def test_tokens_never_repeat_across_clear_and_restore(backend: RedisBackend) -> 
     backend.clear()
     fill(backend, 1)
     (second,) = backend.claim_keys([key], 60_000, b"")
-    backend.replace_all(iter([[(key, b"restored")]]))
+    backend.replace_all(iter([([(key, b"restored")], None)]))
     (third,) = backend.claim_keys([key], 60_000, b"")
     assert first is not None and second is not None and third is not None
     assert first.token < second.token < third.token
@@ -239,7 +240,7 @@ def test_restore_drops_every_lease_and_refuses_claims_while_it_runs(backend: Red
     records = backend.claim_keys(keys, 60_000, b"")
     refused: list[type] = []
 
-    def batches() -> Iterator[list[tuple[bytes, bytes]]]:
+    def batches() -> Iterator[Batch]:
         for attempt in (
             lambda: backend.claim_keys([keys[0]], 1_000, b""),
             lambda: backend.claim_random(b"k:", 1, 1_000, b""),
@@ -250,7 +251,7 @@ def test_restore_drops_every_lease_and_refuses_claims_while_it_runs(backend: Red
             with pytest.raises(RestoreInProgressError):
                 attempt()
             refused.append(RestoreInProgressError)
-        yield [(key, b"new") for key in keys[:5]]
+        yield [(key, b"new") for key in keys[:5]], None
 
     assert backend.replace_all(batches()) == 5 and len(refused) == 5
     assert lease_records(backend, server) == (0, 0)
@@ -263,14 +264,14 @@ def test_a_backup_reads_its_moment_while_claims_complete_and_pops_remove_keys(ba
     before = {key: b"v" + key for key in keys}
     reader = backend.begin_backup(False)
     pages = reader.batches(500)
-    read = list(next(pages))
+    read = list(next(pages)[0])
     popped = backend.pop_random(b"k:", 300)
     claimed = backend.claim_random(b"k:", 300, 60_000, b"")
     assert all(backend.complete_claims([(r.key, r.token) for r in claimed], True))
     backend.delete_many(keys[1_000:1_200])
     backend.delete_prefix(b"k:02", 0)
     backend.set_many([(b"k:00001", b"changed"), (b"new", b"created")])
-    for page in pages:
+    for page, _ in pages:
         read.extend(page)
         backend.pop_random(b"k:", 50)
     reader.close()
@@ -285,7 +286,7 @@ def test_clear_waits_for_a_backup_and_claims_do_not(backend: RedisBackend) -> No
     assert record is not None and backend.release_claims([(record.key, record.token)]) == [True]
     with pytest.raises(BackupInProgressError):
         backend.clear()
-    assert [row for page in reader.batches(100) for row in page] == [(k, b"v" + k) for k in keys]
+    assert [row for page, _ in reader.batches(100) for row in page] == [(k, b"v" + k) for k in keys]
     reader.close()
 
 

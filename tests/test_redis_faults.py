@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from locust_kv import open_kv
+from locust_kv.backends.base import Batch
 from locust_kv.errors import (
     BackupInProgressError,
     ErrorGroup,
@@ -246,7 +247,7 @@ kv = open_kv(backend="redis", url={url!r}, namespace="lease", lease_timeout={lea
 backend = kv._store.backend
 if {what!r} == "restore":
     def batches():
-        yield [(b"staged:1", b"1"), (b"staged:2", b"2")]
+        yield [(b"staged:1", b"1"), (b"staged:2", b"2")], None
         print("holding", flush=True)
         time.sleep(3600)
     backend.replace_all(batches())
@@ -297,9 +298,9 @@ def _backs_up(kv, path: Path) -> bool:  # type: ignore[no-untyped-def]
 # -- leases are renewed by the work, and lost by a stall ------------------------------------------
 
 
-def _slow_batches(count: int, pause_seconds: float) -> Iterator[list[tuple[bytes, bytes]]]:
+def _slow_batches(count: int, pause_seconds: float) -> Iterator[Batch]:
     for n in range(count):
-        yield [(b"slow:%04d" % n, b"%d" % n)]
+        yield [(b"slow:%04d" % n, b"%d" % n)], None
         time.sleep(pause_seconds)
 
 

@@ -12,6 +12,9 @@ script may touch all of its keys.
 * ``restore``, ``backup``: leases (a random token with an expiry, ``PX``).
 * ``backup:cursor``, ``backup:old``, ``backup:oldindex``, ``backup:new``:
   what a running backup has read, and what writers preserved for it.
+* ``expires``: sorted set of the keys that have an expiry, scored by it
+  (Unix ms of the server's clock); ``backup:oldexpires``: hash of the
+  expiries a running backup preserved; ``staging:expires``: a restore's.
 * ``markers``: hash of the markers, outside the key space.
 * ``claims``, ``claims:keys``, ``claims:ends``, ``claims:lapsed``: the
   leases (by key, by prefix, by end, and the expired ones swept aside),
@@ -19,7 +22,7 @@ script may touch all of its keys.
   ``scripts.py``.
 
 Every operation is one round trip: a plain command where one suffices
-(``HGET``, ``HEXISTS``, ``ZCARD``, the markers), else one Lua script
+(``HMGET`` for ``get``, the markers), else one Lua script
 (``scripts.py``) that updates the hash and the index together. A script runs
 with no other command interleaved, so each operation is atomic for every
 client of the server.
@@ -37,6 +40,29 @@ has not read yet first copies what the key held when the backup began into
 reads the next live keys and the next preserved ones, and the client merges
 them. Only ``clear`` waits for a backup (BackupInProgressError): preserving a
 whole store would copy it.
+
+Expiring keys. Redis 7.0 has no per-field expiry of a hash (HEXPIRE), so
+the backend keeps its own: ``expires`` holds each expiring key with its
+expiry, compared by every script with the server's ``TIME`` (one clock for
+every host). An entry whose expiry has passed stays in ``data``, ``index``
+and ``expires`` until something purges it, and is absent for every operation
+meanwhile: ``get`` and ``exists`` check its expiry, writes remove it and
+treat the key as absent, counts subtract the expired keys not yet purged,
+pages, draws, claims and backups leave them out. Purging (``HDEL``, ``ZREM``
+from the index and the expiries, the lease, the byte counter, together) is
+bounded: every write removes up to 16 (``ZRANGEBYSCORE ... LIMIT 0 16``) on
+its way, ``purge_expired(limit)`` up to ``limit``, a write refused by a quota
+up to 1,000 before it checks again. A read that must walk the expired keys
+not yet purged (a count of a range, a page, an exact draw, ``stats``) walks
+at most 1,000 of them; past that its script answers ``LKV_SETTLE`` before it
+changes anything, and the client purges in steps of 1,000 with a pause
+between, then runs it again, so no script holds the server long.
+
+``data`` also holds the field ``\\xffexpiring`` (not UTF-8, so never a key)
+while ``expires`` is not empty. A handle that has never seen it answers
+``get`` with one ``HMGET`` of the key and the flag, as fast as a plain
+``HGET``; once it sees the flag, every ``get`` of that handle is a script
+(``HGET``, ``ZSCORE``, and ``TIME`` when the key expires).
 
 Backup and restore leases expire unless the work renews them (every page or batch does), so a
 process killed while it holds one blocks nobody for longer than
@@ -89,7 +115,7 @@ from ...errors import (
     StoreWriteError,
     UnexpectedStoreOutputError,
 )
-from ..base import Backend, BackupReader, ClaimRecord, prefix_end
+from ..base import Backend, BackupReader, Batch, ClaimRecord, prefix_end
 from .errors import map_redis_error
 from .scripts import SCRIPTS
 
@@ -111,6 +137,14 @@ _DELTA_CAP: Final = 2**1024
 """Deltas beyond this are sent as this: the result could be in range only if
 the stored counter had over 300 digits, and Python refuses to print ints of
 more than 4,300 digits."""
+
+
+class _Unsettled(Exception):
+    """A script found more expired keys not yet purged than it walks in one short step."""
+
+
+_SETTLE_STEP: Final = 1_000
+"""Expired entries purged by one step before a script that must walk them runs again (about 2 ms at 1M keys)."""
 
 
 class RedisBackend(Backend):
@@ -139,11 +173,20 @@ class RedisBackend(Backend):
         self._copies = [prefix + b"backup:cursor", prefix + b"backup:old", prefix + b"backup:oldindex", prefix + b"backup:new"]
         self._gated = [self._data, self._index, self._restore, self._backup, *self._copies]
         self._leases = [self._claims, self._claim_keys, self._claim_ends, self._claim_lapsed]
+        # Expiring keys: key -> expiry (Unix ms of the server's clock), and what a backup preserved of them.
+        self._expires = prefix + b"expires"
+        self._old_expires = prefix + b"backup:oldexpires"
+        self._staging_expires = prefix + b"staging:expires"
         # The data's key+value bytes, kept by every writing script; it is their last key.
         self._bytes = prefix + b"bytes"
         self._staging_bytes = prefix + b"staging:bytes"
-        self._writing = [*self._gated, self._bytes]
-        self._leased = [*self._gated, *self._leases, prefix + b"claimtoken", self._bytes]
+        # Every writing script may remove expired entries (and their leases), so all take every key.
+        self._leased = [
+            *self._gated, *self._leases, prefix + b"claimtoken", self._expires, self._old_expires, self._bytes,
+        ]
+        self._writing = self._leased
+        # Whether this handle has seen the store's flag of expiring keys: until then a get is one HMGET.
+        self._timed = False
         # This handle's quota, passed to every script that adds data as its last two arguments (0: none).
         self.max_keys = spec.max_keys
         self.max_bytes = spec.max_bytes
@@ -261,8 +304,23 @@ class RedisBackend(Backend):
                 # script did not run, so loading it and running it again is safe.
                 self._execute("SCRIPT", "LOAD", self._scripts[name][1])
                 return self._execute_packed(packed)
+        except ResponseError as exc:
+            if str(exc).startswith("LKV_SETTLE"):
+                raise _Unsettled from exc
+            raise map_redis_error(exc, writing, self._secret) from exc
         except redis.RedisError as exc:
             raise map_redis_error(exc, writing, self._secret) from exc
+
+    def _settled(self, name: str, keys: list[bytes], args: list[Any], writing: bool) -> Any:
+        """Run a script that walks the expired keys not yet purged: when they are too many for one short
+        script (it answers LKV_SETTLE, having changed nothing of what the caller sees), purge them in steps
+        of 1,000 with a pause between, then run it again."""
+        while True:
+            try:
+                return self._run(name, keys, args, writing)
+            except _Unsettled:
+                self._run("purge_settling", self._writing, [_SETTLE_STEP], True)
+                pause()
 
     def _read(self, command: str, *args: Any) -> Any:
         try:
@@ -273,34 +331,48 @@ class RedisBackend(Backend):
     # -- single-key operations -----------------------------------------------------------
 
     def get(self, key: bytes) -> bytes | None:
-        value: bytes | None = self._read("HGET", self._data, key)  # a reply is Any to the checker
-        return value
+        """One HMGET of the value and of the flag of expiring keys while the store has never had one, else one script.
+
+        The flag (a field of ``data`` that no key can be) is set while any
+        key has an expiry; once this handle sees it, every get runs the
+        script (HGET, ZSCORE, and TIME when the key expires).
+        """
+        if not self._timed:
+            value, flag = self._read("HMGET", self._data, key, _FLAG)
+            if flag is None:
+                return value  # type: ignore[no-any-return]
+            self._timed = True
+        found: bytes | None = self._run("get", [self._data, self._expires], [key], False)
+        return found
 
     def exists(self, key: bytes) -> bool:
-        return bool(self._read("HEXISTS", self._data, key))
+        return bool(self._run("exists", [self._data, self._expires], [key], False))
 
-    def set(self, key: bytes, value: bytes) -> None:
-        self._run("set", self._writing, [key, value, *self._limits], True)
+    def set(self, key: bytes, value: bytes, ttl_ms: int | None = None) -> None:
+        self._run("set", self._writing, [key, value, _ttl(ttl_ms), *self._limits], True)
 
     def delete(self, key: bytes) -> bool:
         return bool(self._run("delete", self._leased, [key], True))
 
-    def increment_by(self, key: bytes, delta: int) -> int:
+    def increment_by(self, key: bytes, delta: int, ttl_ms: int | None = None) -> int:
         if not -_DELTA_CAP <= delta <= _DELTA_CAP:
             delta = _DELTA_CAP if delta > 0 else -_DELTA_CAP
-        return int(self._run("increment_by", self._writing, [key, b"%d" % delta, *self._limits], True))
+        return int(self._run("increment_by", self._writing, [key, b"%d" % delta, _ttl(ttl_ms), *self._limits], True))
 
-    def get_or_set(self, key: bytes, value: bytes) -> tuple[bytes, bool]:
-        reply = self._run("get_or_set", self._writing, [key, value, *self._limits], True)
+    def get_or_set(self, key: bytes, value: bytes, ttl_ms: int | None = None) -> tuple[bytes, bool]:
+        reply = self._run("get_or_set", self._writing, [key, value, _ttl(ttl_ms), *self._limits], True)
         return (reply[1], True) if reply[0] else (value, False)
 
-    def swap(self, key: bytes, value: bytes) -> bytes | None:
-        reply = self._run("swap", self._writing, [key, value, *self._limits], True)
+    def swap(self, key: bytes, value: bytes, ttl_ms: int | None = None) -> bytes | None:
+        reply = self._run("swap", self._writing, [key, value, _ttl(ttl_ms), *self._limits], True)
         return reply[1] if reply[0] else None
 
-    def compare_and_swap(self, key: bytes, old: bytes | None, new: bytes) -> bool:
-        args = [key, new, b"0", b"", *self._limits] if old is None else [key, new, b"1", old, *self._limits]
-        return bool(self._run("compare_and_swap", self._writing, args, True))
+    def compare_and_swap(self, key: bytes, old: bytes | None, new: bytes, ttl_ms: int | None = None) -> bool:
+        return bool(self._run("compare_and_swap", self._writing, self._cas_args(key, old, new, ttl_ms), True))
+
+    def _cas_args(self, key: bytes, old: bytes | None, new: bytes, ttl_ms: int | None) -> list[Any]:
+        guard = [b"0", b""] if old is None else [b"1", old]
+        return [key, new, *guard, _ttl(ttl_ms), *self._limits]
 
     def compare_and_delete(self, key: bytes, old: bytes) -> bool:
         return bool(self._run("compare_and_delete", self._leased, [key, old], True))
@@ -308,20 +380,19 @@ class RedisBackend(Backend):
     # -- whole-store operations ----------------------------------------------------------
 
     def clear(self) -> None:
-        self._run(
-            "clear",
-            [*self._gated, *self._leases, self._staging_data, self._staging_index, self._staging_bytes, self._bytes],
-            [],
-            True,
-        )
+        staging = [self._staging_data, self._staging_index, self._staging_bytes, self._staging_expires]
+        self._run("clear", [*self._leased[:-1], *staging, self._bytes], [], True)
 
     def size(self) -> int:
-        return int(self._read("ZCARD", self._index))
+        """One script: ZCARD of the index less a ZCOUNT of the expired keys not yet purged, O(log n)."""
+        return int(self._settled("count", [self._index, self._expires], [b"-", b"+"], False))
 
     def scan(self, low: bytes, high: bytes | None, offset: int, limit: int) -> tuple[list[tuple[bytes, bytes]], bool]:
         """One script: ZRANGEBYLEX with LIMIT and HMGET, O(log n + k); with an offset by rank, still O(log n + k)."""
         count = min(limit, 1 << 62) + 1 if limit > 0 else 0  # the script's LIMIT is a signed 64-bit count
-        keys, values = _unpack(self._run("scan", [self._data, self._index], [*_lex_range(low, high), count, offset], False), 2)
+        keys, values = _unpack(
+            self._settled("scan", [self._data, self._index, self._expires], [*_lex_range(low, high), count, offset], False), 2
+        )
         rows = list(zip(keys, values))
         if 0 < limit < len(rows):
             rows.pop()
@@ -331,7 +402,9 @@ class RedisBackend(Backend):
     def random_key(self, prefix: bytes) -> bytes | None:
         end = prefix_end(prefix)
         high = b"+" if end is None else b"(" + end
-        key: bytes | None = self._run("random_key", [self._index], [prefix, high, repr(random.random())], False)
+        key: bytes | None = self._settled(
+            "random_key", [self._index, self._expires], [prefix, high, repr(random.random()), _seed()], False
+        )
         return key
 
     # -- claims (leases) -------------------------------------------------------------------
@@ -355,7 +428,7 @@ class RedisBackend(Backend):
         x log n) (see ``scripts.py``). Never short while a free key remains.
         """
         keys, values, (first, ends) = _unpack(
-            self._run("claim_random", self._leased, [*_bounds(prefix), count, ttl_ms, owner, _seed()], True), 3
+            self._settled("claim_random", self._leased, [*_bounds(prefix), count, ttl_ms, owner, _seed()], True), 3
         )
         return [ClaimRecord(key, value, first + i, ends) for i, (key, value) in enumerate(zip(keys, values))]
 
@@ -375,7 +448,7 @@ class RedisBackend(Backend):
 
     def read_lease(self, key: bytes) -> tuple[int, int, bytes] | None:
         """One script: an HGET of the lease, compared with the server's clock."""
-        reply = self._run("read_lease", [self._claims], [key], False)
+        reply = self._run("read_lease", [self._claims, self._expires], [key], False)
         if reply is None:
             return None
         token, ends, owner = reply
@@ -383,16 +456,17 @@ class RedisBackend(Backend):
 
     def allocation_stats(self, prefix: bytes) -> tuple[int, int, int, int]:
         """One script: O(log n) for the whole store (counts of ``claims:ends``); a prefix walks its leases (ZMSCORE)."""
-        total, claimed, expired = self._run(
-            "allocation_stats", [self._index, *self._leases[1:]], _bounds(prefix), False
+        total, claimed, expired = self._settled(
+            "allocation_stats", [self._index, *self._leases[1:], self._claims, self._expires], _bounds(prefix), False
         )
         return int(total), int(total) - int(claimed), int(claimed), int(expired)
 
     # -- more single-call operations ----------------------------------------------------
 
-    def compare_and_swap_detailed(self, key: bytes, old: bytes | None, new: bytes) -> tuple[bool, bytes | None]:
-        args = [key, new, b"0", b"", *self._limits] if old is None else [key, new, b"1", old, *self._limits]
-        reply = self._run("compare_and_swap_detailed", self._writing, args, True)
+    def compare_and_swap_detailed(
+        self, key: bytes, old: bytes | None, new: bytes, ttl_ms: int | None = None
+    ) -> tuple[bool, bytes | None]:
+        reply = self._run("compare_and_swap_detailed", self._writing, self._cas_args(key, old, new, ttl_ms), True)
         return bool(reply[0]), reply[1] if len(reply) > 1 else None
 
     def compare_and_delete_detailed(self, key: bytes, old: bytes) -> tuple[bool, bytes | None]:
@@ -400,29 +474,29 @@ class RedisBackend(Backend):
         return bool(reply[0]), reply[1] if len(reply) > 1 else None
 
     def count(self, low: bytes, high: bytes | None) -> int:
-        """ZLEXCOUNT on the index, O(log n) (ZCARD for the whole store)."""
-        if not low and high is None:
-            return self.size()
-        return int(self._read("ZLEXCOUNT", self._index, *_lex_range(low, high)))
+        """One script: ZLEXCOUNT on the index, O(log n) (ZCARD for the whole store), less the expired keys
+        not yet purged in the range: O(log n) for the whole store, else O(E log n) for E expired keys not yet
+        purged in the whole store (the writes' purging keeps E small)."""
+        return int(self._settled("count", [self._index, self._expires], _lex_range(low, high), False))
 
     def random_keys(self, prefix: bytes, count: int, unique: bool) -> list[bytes]:
         """One script: a ZRANGE by rank per draw, O(count x log n); the prefix's keys read once when they are few."""
-        (keys,) = _unpack(
-            self._run("random_keys", [self._index], [*_bounds(prefix), count, b"1" if unique else b"0", _seed()], False), 1
-        )
+        args = [*_bounds(prefix), count, b"1" if unique else b"0", _seed()]
+        (keys,) = _unpack(self._settled("random_keys", [self._index, self._expires], args, False), 1)
         return keys
 
     def pop_random(self, prefix: bytes, count: int) -> list[tuple[bytes, bytes]]:
         """One script: picks as :meth:`claim_random` does, then removes the keys and any expired leases on them."""
-        keys, values = _unpack(self._run("pop_random", self._leased, [*_bounds(prefix), count, _seed()], True), 2)
+        keys, values = _unpack(self._settled("pop_random", self._leased, [*_bounds(prefix), count, _seed()], True), 2)
         return list(zip(keys, values))
 
     def get_many(self, keys: list[bytes]) -> list[bytes | None]:
-        (values,) = _unpack(self._run("get_many", [self._data], [_packb(keys)], False), 1)
+        (values,) = _unpack(self._run("get_many", [self._data, self._expires], [_packb(keys)], False), 1)
         return [value if value is not False else None for value in values]
 
-    def set_many(self, items: list[tuple[bytes, bytes]]) -> None:
-        self._run("set_many", self._writing, [_packb([part for item in items for part in item]), *self._limits], True)
+    def set_many(self, items: list[tuple[bytes, bytes]], ttl_ms: int | None = None) -> None:
+        packed = _packb([part for item in items for part in item])
+        self._run("set_many", self._writing, [packed, _ttl(ttl_ms), *self._limits], True)
 
     def delete_many(self, keys: list[bytes]) -> int:
         return int(self._run("delete_many", self._leased, [_packb(keys)], True))
@@ -433,18 +507,20 @@ class RedisBackend(Backend):
         deleted = 0
         while True:
             step = _DELETE_STEP if limit <= 0 else min(_DELETE_STEP, limit - deleted)
-            removed, rest = self._run("delete_range", self._leased, [low, high, step], True)
-            deleted += int(removed)
+            removed, stepped, rest = self._run("delete_range", self._leased, [low, high, step], True)
+            deleted += int(removed)  # live keys; the expired ones the step also removed are not counted
             if not rest:
                 return deleted, True
-            if 0 < limit <= deleted or not removed:
+            if 0 < limit <= deleted or not stepped:
                 return deleted, False
             pause()
 
     def scan_keys(self, low: bytes, high: bytes | None, offset: int, limit: int) -> tuple[list[bytes], bool]:
         """As :meth:`scan`, without the HMGET."""
         count = min(limit, 1 << 62) + 1 if limit > 0 else 0
-        (keys,) = _unpack(self._run("scan_keys", [self._index], [*_lex_range(low, high), count, offset], False), 1)
+        (keys,) = _unpack(
+            self._settled("scan_keys", [self._index, self._expires], [*_lex_range(low, high), count, offset], False), 1
+        )
         if 0 < limit < len(keys):
             keys.pop()
             return keys, True
@@ -453,10 +529,30 @@ class RedisBackend(Backend):
     def stats(self) -> dict[str, int]:
         """One script. ``bytes`` is the data's key+value bytes, the counter every writing script keeps
         (computed once, O(n), for a namespace that predates it): what ``max_bytes`` limits."""
-        keys, size, claims, expired = self._run(
-            "stats", [self._data, self._index, self._claim_ends, self._claim_lapsed, self._bytes], [], False
+        keys, size, claims, expired = self._settled(
+            "stats",
+            [self._data, self._index, self._claim_ends, self._claim_lapsed, self._claims, self._expires, self._bytes],
+            [],
+            False,
         )
         return {"keys": int(keys), "bytes": int(size), "claims": int(claims), "expired_claims": int(expired)}
+
+    # -- expiring keys ----------------------------------------------------------------------
+
+    def expire(self, key: bytes, ttl_ms: int) -> bool:
+        return bool(self._run("expire", self._writing, [key, ttl_ms], True))
+
+    def persist(self, key: bytes) -> bool:
+        return bool(self._run("persist", self._writing, [key], True))
+
+    def expiry(self, key: bytes) -> tuple[bool, int | None]:
+        """One script: HEXISTS, ZSCORE and the server's TIME."""
+        reply = self._run("expiry", [self._data, self._expires], [key], False)
+        return bool(reply[0]), int(reply[1]) if len(reply) > 1 else None
+
+    def purge_expired(self, limit: int) -> int:
+        """One script: up to ``limit`` of the earliest expiries up to the server's clock, removed with their leases."""
+        return int(self._run("purge_expired", self._writing, [max(1, limit)], True))
 
     def rebuild_key_list(self) -> None:
         """Nothing to do: every script updates the index with the data, so it never falls behind."""
@@ -482,19 +578,24 @@ class RedisBackend(Backend):
         RestoreInProgressError during a restore.
         """
         lease = secrets.token_hex(16)
-        self._run("backup_begin", [self._restore, self._backup, *self._copies], [lease, self._lease_ms], False)
+        self._run(
+            "backup_begin", [self._restore, self._backup, *self._copies, self._old_expires], [lease, self._lease_ms], False
+        )
         return _RedisBackupReader(self, lease)
 
-    def _backup_page(self, lease: str, after: bytes, count: int) -> tuple[list[tuple[bytes, bytes]], bytes | None]:
-        """The entries of the backup's moment after ``after``, and the last key they cover (None: the end)."""
-        keys, values, created, old_keys, old_values = _unpack(
+    def _backup_page(
+        self, lease: str, after: bytes, count: int
+    ) -> tuple[list[tuple[bytes, bytes, int]], bytes | None]:
+        """The entries of the backup's moment after ``after`` with their expiries (0: none), and the last key
+        they cover (None: the end). Entries expired by the server's clock when the page is read are left out."""
+        keys, values, created, ends, old_keys, old_values, old_ends, (now,) = _unpack(
             self._run(
                 "backup_page",
-                [self._data, self._index, self._backup, *self._copies],
+                [self._data, self._index, self._backup, *self._copies, self._expires, self._old_expires],
                 [lease, after, count, self._lease_ms],
                 False,
             ),
-            5,
+            8,
         )
         # Both lists hold keys after ``after``; a full one may stop short of
         # keys the other has, so the page covers keys up to the smaller of
@@ -502,21 +603,25 @@ class RedisBackend(Backend):
         # the backup's.
         bounds = [page[-1] for page in (keys, old_keys) if len(page) == count]
         last = min(bounds) if bounds else None
-        preserved = {k: v for k, v in zip(old_keys, old_values) if last is None or k <= last}
+        if not ends:
+            ends = [0] * len(keys)
+        preserved = {
+            k: (v, e) for k, v, e in zip(old_keys, old_values, old_ends or [0] * len(old_keys)) if last is None or k <= last
+        }
         rows = [
-            (k, preserved.pop(k, v))
-            for k, v, new in zip(keys, values, created)
+            (k, *preserved.pop(k, (v, e)))
+            for k, v, new, e in zip(keys, values, created, ends)
             if (last is None or k <= last) and (k in preserved or not new)
         ]
         if preserved:
-            rows.extend(preserved.items())
+            rows.extend((k, v, e) for k, (v, e) in preserved.items())
             rows.sort()
-        return rows, last
+        return [row for row in rows if not 0 < row[2] <= now], last
 
     def _end_backup(self, lease: str) -> None:
-        self._run("backup_end", [self._backup, *self._copies], [lease], True)
+        self._run("backup_end", [self._backup, *self._copies, self._old_expires], [lease], True)
 
-    def replace_all(self, batches: Iterator[list[tuple[bytes, bytes]]]) -> int:
+    def replace_all(self, batches: Iterator[Batch]) -> int:
         """Load the staging keys under the restore lease, then rename them into place in one script.
 
         Raises BackupInProgressError during a backup, RestoreInProgressError
@@ -527,22 +632,25 @@ class RedisBackend(Backend):
         """
         token = secrets.token_hex(16)
         lease_ms = self._lease_ms
-        staging = [self._restore, self._staging_data, self._staging_index, self._staging_bytes]
+        staging = [self._restore, self._staging_data, self._staging_index, self._staging_bytes, self._staging_expires]
         self._run("restore_begin", [self._restore, self._backup, *staging[1:]], [token, lease_ms], True)
         try:
-            for batch in batches:
+            for entries, ends in batches:
                 pause()  # reading and verifying the batch was work too
-                for start in range(0, len(batch), _RESTORE_ROWS):
-                    rows = [part for row in batch[start : start + _RESTORE_ROWS] for part in row]
-                    # The server's cmsgpack reads the original format, where bytes are "raw".
-                    self._run("restore_load", staging, [token, lease_ms, msgpack.packb(rows, use_bin_type=False)], True)
+                for start in range(0, len(entries), _RESTORE_ROWS):
+                    rows = [part for row in entries[start : start + _RESTORE_ROWS] for part in row]
+                    part = ends[start : start + _RESTORE_ROWS] if ends is not None else None
+                    # The server's cmsgpack reads the original format, where bytes are "raw". Entries whose
+                    # expiry is at or before the server's clock when their rows arrive are left out there.
+                    timed = _packb(part) if part is not None and any(part) else b""
+                    self._run("restore_load", staging, [token, lease_ms, _packb(rows), timed], True)
                     pause()
             return int(
                 self._run(
                     "restore_finish",
                     [
                         self._restore, self._data, self._index, self._staging_data, self._staging_index, *self._leases,
-                        self._staging_bytes, self._bytes,
+                        self._staging_bytes, self._bytes, self._expires, self._staging_expires,
                     ],
                     [token, *self._limits],
                     True,
@@ -557,6 +665,21 @@ class RedisBackend(Backend):
 
     def close(self) -> None:
         self._pool.disconnect()
+
+
+_FLAG: Final = b"\xffexpiring"
+"""The field of ``data`` present while any key has an expiry (no key is: keys are UTF-8)."""
+
+
+def _ttl(ttl_ms: int | None) -> bytes:
+    """A script's ttl argument: the milliseconds, or empty for no expiry."""
+    return b"" if ttl_ms is None else b"%d" % ttl_ms
+
+
+def _batch(rows: list[tuple[bytes, bytes, int]]) -> Batch:
+    """Rows with their expiries as a backup's batch: the expiries None when none expires."""
+    ends = [end for _, _, end in rows]
+    return [(key, value) for key, value, _ in rows], ends if any(ends) else None
 
 
 def _lex_range(low: bytes, high: bytes | None) -> list[bytes]:
@@ -605,19 +728,19 @@ class _RedisBackupReader(BackupReader):
         self._lease = lease
         self._closed = False
 
-    def batches(self, batch_size: int) -> Iterator[list[tuple[bytes, bytes]]]:
+    def batches(self, batch_size: int) -> Iterator[Batch]:
         page_size = max(1, min(batch_size, _BACKUP_PAGE))
         after: bytes | None = b""
-        batch: list[tuple[bytes, bytes]] = []
+        batch: list[tuple[bytes, bytes, int]] = []
         while after is not None:
             rows, after = self._backend._backup_page(self._lease, after, page_size)
             batch.extend(rows)
             while len(batch) >= batch_size:
-                yield batch[:batch_size]
+                yield _batch(batch[:batch_size])
                 batch = batch[batch_size:]
             pause()  # a hub without monkey patching runs its other greenlets too
         if batch:
-            yield batch
+            yield _batch(batch)
 
     def close(self) -> None:
         if self._closed:

@@ -148,7 +148,7 @@ def test_default_file_name_is_in_the_working_directory(
 def test_empty_store_round_trip_empties_the_target(kv: KV, tmp_path: Path) -> None:
     assert kv.backup(tmp_path / "empty.kv").total_entries == 0
     kv.set("a", 1)
-    assert kv.restore(tmp_path / "empty.kv") == (0,)
+    assert kv.restore(tmp_path / "empty.kv") == (0, 0)
     assert kv.size() == 0
     assert kv.random_key() == ""
 
@@ -394,7 +394,7 @@ def test_budgets_are_checked_before_anything_is_applied(kv: KV, tmp_path: Path) 
     assert "max_bytes is 1599" in caught.value.message
     assert _contents(kv) == {"keep": 1}
 
-    assert kv.restore(tmp_path / "s.kv", max_entries=100, max_bytes=1_600) == (100,)
+    assert kv.restore(tmp_path / "s.kv", max_entries=100, max_bytes=1_600) == (100, 0)
     assert _contents(kv) == source
 
 

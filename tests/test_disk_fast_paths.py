@@ -117,8 +117,9 @@ else:
                 current = txn.get(key, None, view.data)
                 if current is not None and (
                     not view.expiring
+                    or (now := _time() * 1000 if self.clock is wall_clock_ms else self.clock()) < view.floor
                     or (end := txn.get(key, None, view.expires)) is None
-                    or int.from_bytes(end, "big") > self.clock()
+                    or int.from_bytes(end, "big") > now
                 ):
                     return current, True
         finally:
@@ -203,7 +204,10 @@ def test_size_inlines_its_step_for_a_store_without_expiries() -> None:
     assert isinstance(body[-1], ast.Return) and body[-1].value is not None
     assert ast.dump(returns[0]) == ast.dump(body[-1].value)
     gates = [ast.unparse(inner.test) for inner in ast.walk(node) if isinstance(inner, ast.If)]
-    assert "(txn.id() == self._verified_txn or self._verify(txn, view)) and (not view.expiring)" in gates
+    assert (
+        "(txn.id() == self._verified_txn or self._verify(txn, view)) and "
+        "(not view.expiring or (_time() * 1000 if self.clock is wall_clock_ms else self.clock()) < view.floor)"
+    ) in gates
 
 
 def test_the_read_fast_paths_have_one_shape() -> None:

@@ -482,3 +482,64 @@ def test_measure_a_purge_step_at_a_million_expired_keys(tmp_path: Path) -> None:
     print(f"size() with ~{MILLION - 8_016:,} expired unpurged (an O(expired) walk in steps): {(time.perf_counter() - started) * 1e3:.0f} ms")
     assert size == 1
     store.close()
+
+
+# -- the floor: reads skip the expiry lookups while nothing can have expired --------------------
+
+
+def test_the_floor_follows_the_earliest_expiry_and_purges_raise_it(store: DiskBackend) -> None:
+    now = _fake_clock(store)
+    store.set(b"late", b"1", 50_000)
+    assert (_state(store).expiring, _state(store).floor) == (True, START + 50_000)
+    store.set(b"later", b"1", 90_000)
+    assert _state(store).floor == START + 50_000  # a later expiry leaves it
+    store.set_many([(b"early", b"1"), (b"early2", b"1")], 20_000)
+    assert _state(store).floor == START + 20_000  # an earlier one lowers it, in the write's transaction
+    store.expire(b"late", 10_000)
+    assert _state(store).floor == START + 10_000
+    now[0] = START + 10_000
+    assert store.get(b"late") is None and store.get(b"early") == b"1"  # at the floor: looked up, expired
+    now[0] = START + 20_001
+    assert store.get(b"early") is None and not store.exists(b"early2") and store.size() == 1
+    assert store.purge_expired(100) == 3
+    assert _state(store).floor == START + 90_000  # raised to the earliest expiry left
+    assert store.get(b"later") == b"1"
+    store.persist(b"later")
+    store.purge_expired(100)
+    assert _state(store).floor == layout.NO_EXPIRY  # none left: no read looks one up
+    store.set(b"again", b"1", 5_000)
+    assert _state(store).floor == START + 20_001 + 5_000
+    now[0] += 5_000
+    assert store.get(b"again") is None and store.get(b"later") == b"1"
+
+
+def test_a_restore_and_a_clear_set_the_floor(store: DiskBackend) -> None:
+    _fake_clock(store)
+    batch: Batch = ([(b"a", b"1"), (b"b", b"2"), (b"c", b"3")], [START + 70_000, 0, START + 30_000])
+    assert store.replace_all(iter([batch])) == 3
+    assert (_state(store).expiring, _state(store).floor) == (True, START + 30_000)
+    store.clear()
+    assert not _state(store).expiring
+    assert store.replace_all(iter([([(b"a", b"1")], None)])) == 1
+    assert not _state(store).expiring
+
+
+def _lower_the_floor(path: Path) -> None:  # pragma: no cover - runs in the child
+    backend = _open(path)
+    backend.set(b"brief", b"x", 150)
+    backend.close()
+
+
+def test_another_process_lowering_the_floor_is_seen_by_every_reader(tmp_path: Path) -> None:
+    """A reader whose view says nothing expires for an hour must still see a key another process set for 150 ms expire."""
+    path = tmp_path / "s.lmdb"
+    backend = _open(path)
+    backend.set(b"long", b"1", LONG)
+    assert backend.get(b"long") == b"1"  # the view, with its floor an hour away, is this process's now
+    wait_all_ok([fork_call(_lower_the_floor, path)], timeout=30)
+    assert backend.get(b"brief") == b"x"
+    time.sleep(0.2)
+    assert backend.get(b"brief") is None and not backend.exists(b"brief")
+    assert backend.get_or_set(b"brief", b"new") == (b"new", False)
+    assert backend.get(b"long") == b"1"
+    backend.close()

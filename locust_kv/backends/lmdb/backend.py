@@ -47,13 +47,14 @@ from __future__ import annotations
 import os
 import secrets
 from random import random
+from time import time as _time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Final
 
 import lmdb
 
 from ..._cooperative import pause
-from ..base import Backend, BackupReader, Batch, ClaimRecord
+from ..base import Backend, BackupReader, Batch, ClaimRecord, wall_clock_ms
 from . import claims, expiry, generations, ranges, sampling
 from .engine import Engine
 from .errors import DELETE, EXISTS, INDEX, READ, REBUILD, SCAN, SIZE, WRITE
@@ -124,8 +125,11 @@ class DiskBackend(Engine, Backend):
                         value = txn.get(key, None, view.data)
                         if value is None or not view.expiring:
                             return value
+                        now = _time() * 1000 if self.clock is wall_clock_ms else self.clock()
+                        if now < view.floor:  # nothing has expired yet
+                            return value
                         end = txn.get(key, None, view.expires)
-                        return value if end is None or int.from_bytes(end, "big") > self.clock() else None
+                        return value if end is None or int.from_bytes(end, "big") > now else None
                 finally:
                     txn.abort()
             except lmdb.Error:
@@ -142,8 +146,11 @@ class DiskBackend(Engine, Backend):
                         value = txn.get(key, None, view.data)
                         if value is None or not view.expiring:
                             return value is not None
+                        now = _time() * 1000 if self.clock is wall_clock_ms else self.clock()
+                        if now < view.floor:  # nothing has expired yet
+                            return True
                         end = txn.get(key, None, view.expires)
-                        return end is None or int.from_bytes(end, "big") > self.clock()
+                        return end is None or int.from_bytes(end, "big") > now
                 finally:
                     txn.abort()
             except lmdb.Error:
@@ -156,7 +163,10 @@ class DiskBackend(Engine, Backend):
                 txn = self._begin()
                 try:
                     view = self._view
-                    if (txn.id() == self._verified_txn or self._verify(txn, view)) and not view.expiring:
+                    if (txn.id() == self._verified_txn or self._verify(txn, view)) and (
+                        not view.expiring
+                        or (_time() * 1000 if self.clock is wall_clock_ms else self.clock()) < view.floor
+                    ):
                         return txn.stat(view.data)["entries"]
                 finally:
                     txn.abort()
@@ -243,8 +253,9 @@ class DiskBackend(Engine, Backend):
                             current = txn.get(key, None, view.data)
                             if current is not None and (
                                 not view.expiring
+                                or (now := _time() * 1000 if self.clock is wall_clock_ms else self.clock()) < view.floor
                                 or (end := txn.get(key, None, view.expires)) is None
-                                or int.from_bytes(end, "big") > self.clock()
+                                or int.from_bytes(end, "big") > now
                             ):
                                 return current, True
                     finally:

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Final
 
 from ..base import PURGE_STEP, apply_increment
 from .index import index_add, index_remove
-from .layout import STATE_KEY, State, put_state
+from .layout import NO_EXPIRY, STATE_KEY, State, put_state
 from .leases import end_key
 
 if TYPE_CHECKING:
@@ -91,6 +91,8 @@ def _at(ms: int) -> bytes:
 
 def is_dead(txn: Txn, view: View, key: bytes, now: int) -> bool:
     """Whether the stored ``key`` has an expiry at or before ``now``."""
+    if now < view.floor:
+        return False
     raw = txn.get(key, None, view.expires)
     return raw is not None and _ms(raw) <= now
 
@@ -98,7 +100,7 @@ def is_dead(txn: Txn, view: View, key: bytes, now: int) -> bool:
 def live_value(txn: Txn, view: View, key: bytes, now: int) -> bytes | None:
     """The value of ``key`` unless absent or expired (a read: removes nothing)."""
     value = txn.get(key, None, view.data)
-    if value is None or not view.expiring:
+    if value is None or not view.expiring or now < view.floor:
         return value
     raw = txn.get(key, None, view.expires)
     if raw is not None and _ms(raw) <= now:
@@ -111,7 +113,7 @@ def dead_test(txn: Txn, view: View, now: int) -> Dead | None:
 
     None costs one seek of the ends' first record; a test costs one lookup per key tested.
     """
-    if not view.expiring:
+    if not view.expiring or now < view.floor:
         return None
     cursor = txn.cursor(view.expiry_ends)
     if not cursor.first() or _ms(cursor.key()) > now:
@@ -181,10 +183,13 @@ def put_expiry(txn: Txn, view: View, key: bytes, at: int) -> None:
     old = txn.replace(key, end, view.expires)
     if old is not None:
         txn.delete(old, key, view.expiry_ends)
-    elif not view.expiring:
+    if not view.expiring or at < view.floor:
+        # The state in this transaction: an earlier write of the same transaction may have changed it.
         state = State.decode(txn.get(STATE_KEY))
         if not state.expiring:
-            put_state(txn, state.replace(expiring=True))  # the engine adopts it when the step ends
+            put_state(txn, state.replace(expiring=True, floor=at))  # the engine adopts it when the step ends
+        elif at < state.floor:
+            put_state(txn, state.replace(floor=at))
     txn.put(end, key, True, True, False, view.expiry_ends)  # a duplicate of the expiry
 
 
@@ -238,10 +243,20 @@ def purge(txn: Txn, view: View, now: int, limit: int) -> int:
 
 
 def purge_expired(txn: Txn, view: View, limit: int, clock: Callable[[], int]) -> int:
-    """``purge_expired``'s step: up to ``limit`` expired entries removed."""
+    """``purge_expired``'s step: up to ``limit`` expired entries removed, and the state's floor raised to
+    the earliest expiry left (:data:`~.layout.NO_EXPIRY` when none is), so that reads skip the expiry
+    lookups again until it passes. Writes that purge on their way leave the floor as it is: raising it
+    changes the state record, which every process then reads again."""
     if not view.expiring:
         return 0
-    return purge(txn, view, clock(), limit)
+    removed = purge(txn, view, clock(), limit)
+    cursor = txn.cursor(view.expiry_ends)
+    floor = _ms(cursor.key()) if cursor.first() else NO_EXPIRY
+    if floor != view.floor:
+        state = State.decode(txn.get(STATE_KEY))
+        if state.expiring and floor > state.floor:
+            put_state(txn, state.replace(floor=floor))
+    return removed
 
 
 # -- writes on a store whose keys may expire ---------------------------------------------------

@@ -359,8 +359,10 @@ def finish_restore(
     _drop_generation(txn, view, state.generation)
     for db in (view.claims, view.ends):  # the leases were on the keys the flip replaces
         txn.drop(db, delete=False)
-    expiring = txn.stat(view.generations[staging][3])["entries"] > 0
-    put_state(txn, State(staging, VALID if track_keys else NONE, 0, expiring))
+    ends = txn.cursor(view.generations[staging][4])
+    expiring = ends.first()
+    floor = int.from_bytes(ends.key(), "big") if expiring else 0
+    put_state(txn, State(staging, VALID if track_keys else NONE, 0, expiring, floor))
     return txn.stat(view.generations[staging][0])["entries"]
 
 

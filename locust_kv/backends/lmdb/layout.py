@@ -95,7 +95,10 @@ VALID: Final = b"v"
 NONE: Final = b"n"
 BUILDING: Final = b"b"  # followed by the builder's pid, a dot and its token
 EXPIRING: Final = b"e"
-"""The state record's fourth field: the live generation may hold expiries."""
+"""The state record's fourth field: the live generation may hold expiries; after it, their floor."""
+
+NO_EXPIRY: Final = 2**62
+"""The floor of a generation whose expiries were all purged: later than any expiry a write can set."""
 
 PAGE_SIZE: Final = os.sysconf("SC_PAGE_SIZE")
 
@@ -113,14 +116,26 @@ class State:
     restorer: int
     expiring: bool = False
     """Whether the live generation may hold expiries (set by the first expiry, reset by clear and restore)."""
+    floor: int = 0
+    """With ``expiring``: no expiry of the live generation is earlier (Unix ms; 0: unknown). Lowered in
+    the transaction that sets an earlier expiry, raised by ``purge_expired``: while the clock is before
+    it, nothing has expired, and reads skip every expiry lookup."""
 
-    def replace(self, *, index: bytes | None = None, restorer: int | None = None, expiring: bool | None = None) -> State:
-        """This state with its index status, its restorer or its expiry flag replaced."""
+    def replace(
+        self,
+        *,
+        index: bytes | None = None,
+        restorer: int | None = None,
+        expiring: bool | None = None,
+        floor: int | None = None,
+    ) -> State:
+        """This state with its index status, its restorer, its expiry flag or its floor replaced."""
         return State(
             self.generation,
             self.index if index is None else index,
             self.restorer if restorer is None else restorer,
             self.expiring if expiring is None else expiring,
+            self.floor if floor is None else floor,
         )
 
     @classmethod
@@ -129,9 +144,13 @@ class State:
             raise BucketNotFoundError("the disk store's state record is missing (a foreign or damaged file)")
         try:
             fields = raw.split(b":")
-            expiring = len(fields) == 4 and fields.pop() == EXPIRING
+            expiring, floor = False, 0
+            if len(fields) == 4:
+                last = fields.pop()
+                expiring = last[:1] == EXPIRING
+                floor = int(last[1:]) if expiring and len(last) > 1 else 0
             generation, index, restorer = fields
-            state = cls(int(generation), index, int(restorer), expiring)
+            state = cls(int(generation), index, int(restorer), expiring, floor)
         except ValueError:
             raise BucketNotFoundError("the disk store's state record is damaged") from None
         if state.generation not in (0, 1):
@@ -140,7 +159,7 @@ class State:
 
     def encode(self) -> bytes:
         if self.expiring:
-            return b"%d:%s:%d:%s" % (self.generation, self.index, self.restorer, EXPIRING)
+            return b"%d:%s:%d:%s%d" % (self.generation, self.index, self.restorer, EXPIRING, self.floor)
         return b"%d:%s:%d" % (self.generation, self.index, self.restorer)
 
     @property
@@ -180,7 +199,7 @@ class View:
     """
 
     __slots__ = (
-        "claims", "data", "ends", "expires", "expiring", "expiry_ends", "fillable", "generations", "indexed",
+        "claims", "data", "ends", "expires", "expiring", "expiry_ends", "fillable", "floor", "generations", "indexed",
         "maintain", "raw", "slotof", "slots", "state", "writable",
     )
 
@@ -195,6 +214,8 @@ class View:
     expiry_ends: Db
     expiring: bool
     """Whether the live generation may hold expiries (the state's flag): False skips every expiry lookup."""
+    floor: int
+    """The state's floor of the expiries: while the clock is before it, none has expired."""
     claims: Db
     ends: Db
     generations: tuple[Generation, ...]
@@ -220,6 +241,7 @@ class View:
             self.fillable = NO_STATE
             self.data = self.slots = self.slotof = self.expires = self.expiry_ends = absent
             self.maintain = self.indexed = self.expiring = False
+            self.floor = 0
             return
         # Writes go ahead while the store has this state, unless it names a restorer.
         self.writable = raw if state.restorer == 0 else NO_STATE
@@ -228,6 +250,7 @@ class View:
         self.fillable = NO_STATE if at_limit else self.writable
         self.data, self.slots, self.slotof, self.expires, self.expiry_ends = dbs[state.generation]
         self.expiring = state.expiring
+        self.floor = state.floor if state.expiring else 0
         self.maintain = state.maintained
         self.indexed = state.index == VALID
 

@@ -20,10 +20,14 @@ before claims lacks them):
 The state, ``b"<g>:<index>:<restorer>"``, names the live generation, the
 index status (``v`` valid, ``n`` none, ``b<pid>.<token>`` being rebuilt by
 that process; older files may hold ``b<token>``) and the pid of a process
-replacing the dataset (0 when none); ``b"<g>:<index>:<restorer>:e"`` says
-that the live generation has held an expiry since it was last cleared or
-restored (a store that never used expiries keeps the three fields, and its
-operations skip every expiry lookup). Every transaction reads it first and
+replacing the dataset (0 when none); ``b"<g>:<index>:<restorer>:e<floor>"``
+says that the live generation has held an expiry since it was last cleared
+or restored, and that none of its expiries is earlier than ``floor`` (Unix
+ms): while the clock is before it, reads skip the expiry lookups. A write
+that sets an earlier expiry lowers the floor in its transaction, and
+``purge_expired`` raises it to the earliest expiry left. A store that never
+used expiries keeps the three fields, and its operations skip every expiry
+lookup. Every transaction reads it first and
 compares it with what this process last saw (a :class:`View`).
 """
 

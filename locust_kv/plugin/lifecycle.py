@@ -61,7 +61,14 @@ import gevent
 from locust.event import EventHook
 from locust.runners import STATE_CLEANUP, STATE_MISSING, STATE_RUNNING, STATE_SPAWNING, MasterRunner, WorkerRunner
 
-from ..errors import DatabaseNotOpenError, KVError, MemoryBackendNotSharedError, StoreNotSharedError
+from ..errors import (
+    BackupInProgressError,
+    DatabaseNotOpenError,
+    KVError,
+    MemoryBackendNotSharedError,
+    RestoreInProgressError,
+    StoreNotSharedError,
+)
 from .. import snapshot
 from ..options import scope_of
 from ..store import KV, open_kv, open_stores, read_marker, set_reporter, write_marker
@@ -311,6 +318,9 @@ class Attachment:
                 return
             try:
                 removed = KV.purge_expired(kv)
+            except (BackupInProgressError, RestoreInProgressError) as error:
+                logger.debug("locust_kv: the background purge waits for a backup or restore: %s", error)
+                continue
             except KVError as error:
                 logger.warning("locust_kv: the background purge of expired keys failed: %s", error)
                 continue

@@ -429,8 +429,10 @@ def test_a_store_made_before_claims_opens_and_claims(tmp_path: Path) -> None:
 PROCESSES = 4
 
 
-def _claim_until_empty(store: DiskBackend, count: int, out: Path) -> None:
+def _claim_until_empty(store: DiskBackend, count: int, out: Path, start_at: float) -> None:
     got = []
+    while time.time() < start_at:  # every process starts at once: claiming the pool takes a few ms
+        time.sleep(0.001)
     while True:
         records = store.claim_random(b"pool:", count, LONG, b"%d" % os.getpid())
         if not records:
@@ -445,13 +447,16 @@ def test_processes_claiming_at_random_never_share_a_key(tmp_path: Path, count: i
     keys = _fill(store, 1_500, b"pool:")
     _fill(store, 100, b"else:")
     outs = [tmp_path / f"got{i}.json" for i in range(PROCESSES)]
-    wait_all_ok([fork_call(_claim_until_empty, store, count, out) for out in outs])
+    start_at = time.time() + 0.5
+    wait_all_ok([fork_call(_claim_until_empty, store, count, out, start_at) for out in outs])
     grants = [tuple(g) for out in outs for g in json.loads(out.read_text())]
     granted_keys = [bytes.fromhex(key) for key, _ in grants]
     assert sorted(granted_keys) == keys  # every key once, none twice
     tokens = [token for _, token in grants]
     assert len(set(tokens)) == len(tokens)
-    assert all(json.loads(out.read_text()) for out in outs)  # every process got some
+    # The processes really raced: LMDB's writer mutex is not fair, so one may be held off until the pool is
+    # gone (seen: a first call waiting 38 ms while three others claimed all 1,500), but never all but one.
+    assert sum(1 for out in outs if json.loads(out.read_text())) >= 2
     assert store.allocation_stats(b"pool:") == (1_500, 0, 1_500, 0)
     store.close()
 

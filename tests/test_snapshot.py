@@ -587,5 +587,5 @@ def test_the_last_block_is_handed_over_only_after_the_trailer_is_verified(tmp_pa
     assert not backend.committed
 
     path.write_bytes(good_snapshot)
-    assert snapshot_restore(backend, path, 0, 0) == (25_000,)  # type: ignore[arg-type]
+    assert snapshot_restore(backend, path, 0, 0) == (25_000, 0)  # type: ignore[arg-type]
     assert backend.committed

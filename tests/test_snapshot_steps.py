@@ -177,7 +177,7 @@ def test_the_last_slice_is_handed_over_only_after_the_trailer_is_verified(tmp_pa
 
     path.write_bytes(one_block)
     backend = _RecordingBackend(stop_at=ENTRIES)
-    assert snapshot_restore(backend, path, 0, 0) == (ENTRIES,)  # type: ignore[arg-type]
+    assert snapshot_restore(backend, path, 0, 0) == (ENTRIES, 0)  # type: ignore[arg-type]
     assert backend.committed
     assert max(backend.slices) <= STEP_ENTRIES
 

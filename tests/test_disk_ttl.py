@@ -24,7 +24,7 @@ import pytest
 
 from locust_kv.backends import lmdb as disk
 from locust_kv.backends.base import PURGE_STEP, Batch
-from locust_kv.backends.lmdb import layout
+from locust_kv.backends.lmdb import expiry, layout
 from locust_kv.backends.lmdb.backend import DiskBackend
 from locust_kv.errors import QuotaExceededError
 
@@ -543,3 +543,49 @@ def test_another_process_lowering_the_floor_is_seen_by_every_reader(tmp_path: Pa
     assert backend.get_or_set(b"brief", b"new") == (b"new", False)
     assert backend.get(b"long") == b"1"
     backend.close()
+
+
+# -- many expired entries stored: a range operation purges them first --------------------------
+
+
+def _many_expired(store: DiskBackend, n: int = 1_000) -> list[int]:
+    now = _fake_clock(store)
+    store.set_many([(b"x:%05d" % i, b"1") for i in range(n)], 1_000)
+    store.set(b"live", b"1")
+    now[0] += 1_000
+    return now
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda b: b.scan_keys(b"", None, 0, 10) == ([b"live"], False),
+        lambda b: b.scan(b"", None, 0, 10) == ([(b"live", b"1")], False),
+        lambda b: b.random_key(b"") == b"live",
+        lambda b: b.random_keys(b"", 3, True) == [b"live"],
+        lambda b: [r.key for r in b.claim_random(b"", 3, LONG, b"o")] == [b"live"],
+        lambda b: b.stats()["keys"] == 1,
+        lambda b: b.allocation_stats(b"") == (1, 1, 0, 0),
+        lambda b: b.count(b"x", None) == 0,
+    ],
+    ids=["scan_keys", "scan", "random_key", "random_keys", "claim_random", "stats", "allocation_stats", "count"],
+)
+def test_a_range_operation_purges_many_expired_entries_first(store: DiskBackend, call) -> None:  # type: ignore[no-untyped-def]
+    _many_expired(store)
+    assert call(store)
+    _, ends = _records(store)
+    assert len(ends) < expiry.SETTLE_AT  # purged before the operation (in steps), not skipped one by one
+    _check_records(store)
+
+
+def test_during_a_restore_a_range_read_goes_on_without_purging(store: DiskBackend) -> None:
+    _many_expired(store)
+    seen = []
+
+    def batches() -> Iterator[Batch]:
+        seen.append(store.scan_keys(b"", None, 0, 10))  # writers are refused now: the scan skips, one by one
+        yield [(b"new", b"1")], None
+
+    assert store.replace_all(batches()) == 1
+    assert seen == [([b"live"], False)]
+    assert store.scan_keys(b"", None, 0, 10) == ([b"new"], False)

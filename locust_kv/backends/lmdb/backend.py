@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Final
 import lmdb
 
 from ..._cooperative import pause
+from ...errors import RestoreInProgressError
 from ..base import Backend, BackupReader, Batch, ClaimRecord, wall_clock_ms
 from . import claims, expiry, generations, ranges, sampling
 from .engine import Engine
@@ -360,6 +361,7 @@ class DiskBackend(Engine, Backend):
         return self._random_key_slow(prefix)
 
     def _random_key_slow(self, prefix: bytes) -> bytes | None:
+        self._settle()
         clock = self.clock
         found = self._read(INDEX, sampling.random_probe, prefix, sampling.REJECTION_TRIES, clock)
         if found is WALK and self._resume_orphaned_rebuild():
@@ -467,8 +469,10 @@ class DiskBackend(Engine, Backend):
     def scan(self, low: bytes, high: bytes | None, offset: int, limit: int) -> tuple[list[tuple[bytes, bytes]], bool]:
         """One read transaction. An offset is a cursor walk, O(offset), pausing as :meth:`count` does.
 
-        While keys expire, each key read costs one lookup of its expiry (none while none is expired).
+        While keys expire, each key read costs one lookup of its expiry (none while none is expired);
+        many expired entries are purged first (:meth:`_settle`).
         """
+        self._settle()
         if offset > 0:
             rows: tuple[list[tuple[bytes, bytes]], bool] = self._read_in_steps(
                 SCAN, ranges.scan_after_steps, low, high, offset, limit, scan_in, self.clock
@@ -477,7 +481,11 @@ class DiskBackend(Engine, Backend):
         return self._read(SCAN, scan_in, low, high, limit, self.clock)
 
     def begin_backup(self, allow_concurrent_writes: bool) -> BackupReader:
-        """A point-in-time reader in both modes: one LMDB read transaction; writers go on."""
+        """A point-in-time reader in both modes: one LMDB read transaction; writers go on.
+
+        Many expired entries are purged first (:meth:`_settle`): a batch skips them one lookup at a time.
+        """
+        self._settle()
         return generations.begin_backup(self)
 
     def replace_all(self, batches: Iterator[Batch]) -> int:
@@ -486,6 +494,7 @@ class DiskBackend(Engine, Backend):
 
     def stats(self) -> dict[str, int]:
         """One read transaction: O(1) for keys and bytes, O(log n + ended leases) for the two lease counts."""
+        self._settle()
         return self._read(SIZE, self._stats_in)
 
     def _stats_in(self, txn: Txn, view: View) -> dict[str, int]:
@@ -508,6 +517,7 @@ class DiskBackend(Engine, Backend):
         about 4n/c draws; with a prefix, a nearly exhausted pool pays the
         exact read on every call.
         """
+        self._settle()
         return self._write(WRITE, claims.claim_random, prefix, count, ttl_ms, owner, self.clock)
 
     def release_claims(self, refs: list[tuple[bytes, int]]) -> list[bool]:
@@ -529,6 +539,7 @@ class DiskBackend(Engine, Backend):
 
         Done in steps with pauses between them, as :meth:`count` is.
         """
+        self._settle()
         return self._read_in_steps(SIZE, claims.allocation_stats, prefix, self.clock)
 
     def compare_and_swap_detailed(
@@ -550,14 +561,17 @@ class DiskBackend(Engine, Backend):
         purged yet that are in the range: a walk of every expired entry not
         purged yet, O(those) (writes and ``purge_expired`` keep them few).
         """
+        self._settle()
         return self._read_in_steps(SIZE, count_in, low, high, self.clock)
 
     def random_keys(self, prefix: bytes, count: int, unique: bool) -> list[bytes]:
         """In one read transaction; see :func:`~locust_kv.backends.lmdb.sampling.random_keys` for the costs."""
+        self._settle()
         return self._read(INDEX, sampling.random_keys, prefix, count, unique, self.clock)
 
     def pop_random(self, prefix: bytes, count: int) -> list[tuple[bytes, bytes]]:
         """Chosen as :meth:`claim_random` chooses (same costs), removed in the same transaction."""
+        self._settle()
         return self._write(DELETE, pop_random, prefix, count, self.clock)
 
     def get_many(self, keys: list[bytes]) -> list[bytes | None]:
@@ -590,12 +604,38 @@ class DiskBackend(Engine, Backend):
 
     def scan_keys(self, low: bytes, high: bytes | None, offset: int, limit: int) -> tuple[list[bytes], bool]:
         """As :meth:`scan`."""
+        self._settle()
         if offset > 0:
             keys: tuple[list[bytes], bool] = self._read_in_steps(
                 SCAN, ranges.scan_after_steps, low, high, offset, limit, ranges.scan_keys, self.clock
             )
             return keys
         return self._read(SCAN, ranges.scan_keys, low, high, limit, self.clock)
+
+    def _settle(self) -> None:
+        """Before an operation over a range: when many expired entries are still stored, purge them first.
+
+        Scans, draws, claims of a range and statistics skip expired entries
+        one lookup at a time, inside one transaction that cannot pause: a
+        million of them would hold the hub for seconds. So when at least
+        :data:`~.expiry.SETTLE_AT` are stored (a read of their deadline
+        index, O(SETTLE_AT), and nothing at all while the clock is before the
+        state's floor), they are purged first, in write transactions of
+        :data:`~.expiry.SETTLE_STEP` with a pause between, as
+        ``purge_expired`` does; the operation then finds few. Purging changes
+        nothing any operation can see. During a restore, which refuses every
+        writer, the operation goes on without it.
+        """
+        view = self._view
+        if not view.expiring or self.clock() < view.floor:
+            return
+        clock = self.clock
+        while self._read(SIZE, expiry.expired_at_least, expiry.SETTLE_AT, clock) >= expiry.SETTLE_AT:
+            try:
+                self._write(DELETE, expiry.purge_expired, expiry.SETTLE_STEP, clock)
+            except RestoreInProgressError:
+                return
+            pause()
 
     # -- expiring keys (see :mod:`.expiry`) ------------------------------------------------------
 

@@ -44,6 +44,8 @@ if TYPE_CHECKING:
 __all__ = [
     "COUNT_STEP",
     "QUOTA_PURGE",
+    "SETTLE_AT",
+    "SETTLE_STEP",
     "Dead",
     "compare_and_delete",
     "compare_and_swap",
@@ -52,6 +54,7 @@ __all__ = [
     "delete",
     "drop_expiry",
     "expire",
+    "expired_at_least",
     "expired_entries",
     "get_or_set",
     "increment",
@@ -106,6 +109,25 @@ def live_value(txn: Txn, view: View, key: bytes, now: int) -> bytes | None:
     if raw is not None and _ms(raw) <= now:
         return None
     return value
+
+
+SETTLE_AT: Final = 256
+"""Expired entries still stored past which an operation over a range purges them first (``DiskBackend._settle``)."""
+
+SETTLE_STEP: Final = 1_000
+"""Expired entries one transaction of that purge removes: about 3 ms."""
+
+
+def expired_at_least(txn: Txn, view: View, wanted: int, clock: Callable[[], int]) -> int:
+    """How many stored entries have expired, counted up to ``wanted``: O(log n + wanted)."""
+    if not view.expiring:
+        return 0
+    found = 0
+    for _ in expired_entries(txn, view, clock()):
+        found += 1
+        if found >= wanted:
+            break
+    return found
 
 
 def dead_test(txn: Txn, view: View, now: int) -> Dead | None:

@@ -306,8 +306,12 @@ def test_web_summary_lookup_and_prefix_paging(env, web) -> None:  # type: ignore
     summary = web.get("/base/kv/api/summary").get_json()
     assert (summary["backend"], summary["keys"], summary["serialization"]) == ("memory", 8, "json")
     assert web.get("/base/kv/api/key", query_string={"key": "user:3"}).get_json() == {
-        "key": "user:3", "found": True, "value": '{"id":3}'
+        "key": "user:3", "found": True, "value": '{"id":3}', "ttl": None
     }
+    env.kv.set("session", "abc", ttl=600)
+    session = web.get("/base/kv/api/key", query_string={"key": "session"}).get_json()
+    assert session["value"] == '"abc"' and 590 < session["ttl"] <= 600  # the key browser shows what is left
+    env.kv.delete("session")
     assert web.get("/base/kv/api/key", query_string={"key": "nope"}).get_json() == {"key": "nope", "found": False}
     keys, cursor, pages = [], "", 0
     while True:

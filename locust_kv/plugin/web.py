@@ -97,11 +97,12 @@ def install(attachment: Attachment, web_ui: WebUI) -> None:
         def find() -> dict[str, Any]:
             try:
                 value = KV.get(kv(), key)
+                left = KV.ttl(kv(), key)  # seconds before it expires, None for never (absent by now: not found)
             except KeyNotFoundError:
                 return {"key": key, "found": False}
             if _masked(key, attachment.settings.masked_prefixes):
-                return {"key": key, "found": True, "value": MASK, "masked": True}
-            return {"key": key, "found": True, "value": _text(value, kv().serialization)}
+                return {"key": key, "found": True, "value": MASK, "masked": True, "ttl": left}
+            return {"key": key, "found": True, "value": _text(value, kv().serialization), "ttl": left}
 
         return _answer(find)
 

@@ -1047,18 +1047,6 @@ if ARGV[1] ~= '-' then first = redis.call('ZLEXCOUNT', KEYS[1], '-', '(' .. stri
 return total - #holes(KEYS[1], expired_keys(KEYS[2], now), first, total)
 """
 
-# KEYS: data, expires. ARGV: key. The value when the key is live, else false.
-GET = """
-local value = redis.call('HGET', KEYS[1], ARGV[1])
-if value then
-  local ends = redis.call('ZSCORE', KEYS[2], ARGV[1])
-  if ends then
-    local t = redis.call('TIME')
-    if tonumber(ends) <= tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) then return false end
-  end
-end
-return value
-"""
 
 # KEYS: data, expires. ARGV: key. 1 when the key is live.
 EXISTS = """
@@ -1353,7 +1341,6 @@ SCRIPTS: dict[str, str] = {
     "compare_and_delete_detailed": COMPARE_AND_DELETE_DETAILED,
     "clear": CLEAR,
     "increment_by": INCREMENT_BY,
-    "get": GET,
     "exists": EXISTS,
     "count": COUNT,
     "expiry": EXPIRY,

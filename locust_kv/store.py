@@ -232,34 +232,27 @@ def _check_count(count: object, what: str = "count") -> int:
     return value
 
 
-def _check_ttl(ttl: object) -> int:
-    """A lease duration in seconds (int or float, > 0, at most a week) as whole milliseconds, rounded up."""
+def _milliseconds(ttl: object, longest_ms: int, none: str) -> int:
+    """Seconds (int or float, > 0, at most ``longest_ms``) as whole milliseconds, rounded up; ``none`` ends the messages."""
     if type(ttl) is not float and type(ttl) is not int:
         if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
-            raise InvalidArgumentError(f"ttl must be seconds as a float or int, not {type(ttl).__name__}")
+            raise InvalidArgumentError(f"ttl must be seconds as a float or int{none}, not {type(ttl).__name__}")
     seconds = float(ttl)
-    if not 0 < seconds <= _MAX_TTL_SECONDS:  # NaN fails too
-        raise InvalidArgumentError(f"ttl must be more than 0 and at most {MAX_CLAIM_TTL_MS // 1000} seconds")
+    if not 0 < seconds * 1000 <= longest_ms:  # NaN fails too
+        raise InvalidArgumentError(f"ttl must be more than 0 and at most {longest_ms // 1000} seconds{none}")
     ms = math.ceil(seconds * 1000)
     return ms if ms > 0 else 1
 
 
-_MAX_TTL_SECONDS: Final = MAX_CLAIM_TTL_MS / 1000
+def _check_ttl(ttl: object) -> int:
+    """A lease duration in seconds (int or float, > 0, at most a week) as whole milliseconds, rounded up."""
+    return _milliseconds(ttl, MAX_CLAIM_TTL_MS, "")
 
 
 def _check_expiry(ttl: object) -> int:
     """A key's time to live in seconds (int or float, > 0, at most ten years) as whole milliseconds, rounded up."""
-    if type(ttl) is not float and type(ttl) is not int:
-        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
-            raise InvalidArgumentError(f"ttl must be seconds as a float or int (None: no expiry), not {type(ttl).__name__}")
-    seconds = float(ttl)
-    if not 0 < seconds <= _MAX_EXPIRY_SECONDS:  # NaN fails too
-        raise InvalidArgumentError(f"ttl must be more than 0 and at most {MAX_EXPIRY_TTL_MS // 1000} seconds (None: no expiry)")
-    ms = math.ceil(seconds * 1000)
-    return ms if ms > 0 else 1
+    return _milliseconds(ttl, MAX_EXPIRY_TTL_MS, " (None: no expiry)")
 
-
-_MAX_EXPIRY_SECONDS: Final = MAX_EXPIRY_TTL_MS / 1000
 
 PURGE_BATCH: Final = 500
 """How many expired entries one step of ``purge_expired`` removes: a short atomic step on every backend."""

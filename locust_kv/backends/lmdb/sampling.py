@@ -58,7 +58,7 @@ from __future__ import annotations
 
 import enum
 import random as _random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import islice
 from random import random
 from typing import TYPE_CHECKING, Final
@@ -256,33 +256,54 @@ def sample(
 
 def _sample_all(txn: Txn, view: View, prefix: bytes, count: int, dead: Dead | None) -> list[bytes]:
     """A uniform subset of the live keys with ``prefix``: random slots raced against a read of the range (see :func:`_race`)."""
-    picked: list[bytes] = []
-    chosen: set[bytes] = set()
     pool = RangeReader(txn, view.data, prefix, dead)
-    if view.indexed:
-        slots = txn.cursor(view.slots)
-        if slots.last():
-            total = int.from_bytes(slots.key(), "big") + 1
-            for budget in _race(pool, count):
-                misses = 0
-                while len(picked) < count and misses < budget:
-                    key = _draw(slots, total)
-                    if (
-                        key is not None
-                        and key.startswith(prefix)
-                        and key not in chosen
-                        and (dead is None or not dead(key))
-                    ):
-                        chosen.add(key)
-                        picked.append(key)
-                        continue
-                    misses += 1
-                if len(picked) == count:
-                    return picked
+    picked, chosen = _draw_racing(txn, view, pool, prefix, count, dead, None)
+    if len(picked) == count:
+        return picked
     keys = pool.read_all()
     if chosen:
         keys = [key for key in keys if key not in chosen]
     return picked + _sample(keys, min(count - len(picked), len(keys)))
+
+
+def _draw_racing(
+    txn: Txn,
+    view: View,
+    pool: RangeReader,
+    prefix: bytes,
+    count: int,
+    dead: Dead | None,
+    accept: Callable[[bytes], bool] | None,
+) -> tuple[list[bytes], set[bytes]]:
+    """Up to ``count`` distinct live keys with ``prefix`` (and ``accept``-ed) from random index slots, raced
+    against the read of the range by ``pool`` (see :func:`_race`): all of them, or fewer when the read
+    ended first and the caller samples the rest exactly. Returns the keys and their set."""
+    picked: list[bytes] = []
+    chosen: set[bytes] = set()
+    if not view.indexed:
+        return picked, chosen
+    slots = txn.cursor(view.slots)
+    if not slots.last():
+        return picked, chosen
+    total = int.from_bytes(slots.key(), "big") + 1
+    for budget in _race(pool, count):
+        misses = 0
+        while len(picked) < count and misses < budget:
+            key = _draw(slots, total)
+            if (
+                key is not None
+                and key.startswith(prefix)
+                and key not in chosen
+                and (accept is None or accept(key))
+                and (dead is None or not dead(key))
+            ):
+                chosen.add(key)
+                picked.append(key)
+                continue
+            misses += 1
+        if len(picked) == count:
+            break
+    return picked, chosen
 
 
 def _race(pool: RangeReader, count: int) -> Iterator[int]:
@@ -313,32 +334,16 @@ def _sample_claimable_in_range(
 ) -> list[bytes]:
     """A uniform subset of the claimable keys with ``prefix``: random slots checked against their lease
     (and their expiry), raced against a read of the range (see :func:`_race`), else exact."""
-    picked: list[bytes] = []
-    chosen: set[bytes] = set()
+    get = txn.get
+    claims = view.claims
+
+    def free(key: bytes) -> bool:
+        return (record := get(key, None, claims)) is None or expires(record) <= now
+
     pool = RangeReader(txn, view.data, prefix, dead)
-    if view.indexed:
-        slots = txn.cursor(view.slots)
-        if slots.last():
-            total = int.from_bytes(slots.key(), "big") + 1
-            get = txn.get
-            claims = view.claims
-            for budget in _race(pool, count):
-                misses = 0
-                while len(picked) < count and misses < budget:
-                    key = _draw(slots, total)
-                    if (
-                        key is not None
-                        and key.startswith(prefix)
-                        and key not in chosen
-                        and ((record := get(key, None, claims)) is None or expires(record) <= now)
-                        and (dead is None or not dead(key))
-                    ):
-                        chosen.add(key)
-                        picked.append(key)
-                        continue
-                    misses += 1
-                if len(picked) == count:
-                    return picked
+    picked, chosen = _draw_racing(txn, view, pool, prefix, count, dead, free)
+    if len(picked) == count:
+        return picked
     # Exact: the range less its live leases (keys only: no lease record is decoded).
     ended = [key for key in expired_keys(txn, view, now) if key.startswith(prefix)]
     held = set(range_keys(txn, view.claims, prefix)).difference(ended)

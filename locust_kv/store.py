@@ -706,10 +706,7 @@ class KV:
         InvalidArgumentError for a ttl that is not more than 0 (or past ten years).
         """
         try:
-            if ttl is None:
-                self._backend.set(encode_key(key), self._dumps(value))
-            else:
-                self._backend.set(encode_key(key), self._dumps(value), _check_expiry(ttl))
+            self._backend.set(encode_key(key), self._dumps(value), None if ttl is None else _check_expiry(ttl))
             return value
         except BaseException as exc:
             raise self._failure(exc, "set", key)  # noqa: B904
@@ -749,9 +746,7 @@ class KV:
                 if not isinstance(delta, int) or isinstance(delta, bool):
                     raise ValueNumberRequiredError(f"delta must be an int, not {type(delta).__name__}")
                 delta = int.__int__(delta)  # the plain value of an int subclass, whatever its own methods do
-            if ttl is None:
-                return self._backend.increment_by(encode_key(key), delta)
-            return self._backend.increment_by(encode_key(key), delta, _check_expiry(ttl))
+            return self._backend.increment_by(encode_key(key), delta, None if ttl is None else _check_expiry(ttl))
         except BaseException as exc:
             raise self._failure(exc, "increment_by", key)  # noqa: B904
 
@@ -764,10 +759,9 @@ class KV:
         key's expiry as it was.
         """
         try:
-            if ttl is None:
-                stored, loaded = _pair(self._backend.get_or_set(encode_key(key), self._dumps(value)))
-            else:
-                stored, loaded = _pair(self._backend.get_or_set(encode_key(key), self._dumps(value), _check_expiry(ttl)))
+            stored, loaded = _pair(
+                self._backend.get_or_set(encode_key(key), self._dumps(value), None if ttl is None else _check_expiry(ttl))
+            )
             return _new(GetOrSetResult, (self._loads(stored) if loaded else value, loaded))
         except BaseException as exc:
             raise self._failure(exc, "get_or_set", key)  # noqa: B904
@@ -779,10 +773,7 @@ class KV:
         was absent. The expiry is set as ``set`` sets it (``ttl`` None: none).
         """
         try:
-            if ttl is None:
-                previous = self._backend.swap(encode_key(key), self._dumps(value))
-            else:
-                previous = self._backend.swap(encode_key(key), self._dumps(value), _check_expiry(ttl))
+            previous = self._backend.swap(encode_key(key), self._dumps(value), None if ttl is None else _check_expiry(ttl))
             if previous is None:
                 return _new(SwapResult, (None, False))
             return _new(SwapResult, (self._loads(previous), True))
@@ -800,9 +791,9 @@ class KV:
         """
         try:
             expected = None if old is None else self._dumps(old)
-            if ttl is None:
-                return self._backend.compare_and_swap(encode_key(key), expected, self._dumps(new))
-            return self._backend.compare_and_swap(encode_key(key), expected, self._dumps(new), _check_expiry(ttl))
+            return self._backend.compare_and_swap(
+                encode_key(key), expected, self._dumps(new), None if ttl is None else _check_expiry(ttl)
+            )
         except BaseException as exc:
             raise self._failure(exc, "compare_and_swap", key)  # noqa: B904
 
@@ -922,9 +913,8 @@ class KV:
         ``ttl`` applies only when it stores.
         """
         try:
-            if ttl is None:
-                return not _pair(self._backend.get_or_set(encode_key(key), self._dumps(value)))[1]
-            return not _pair(self._backend.get_or_set(encode_key(key), self._dumps(value), _check_expiry(ttl)))[1]
+            stored = self._backend.get_or_set(encode_key(key), self._dumps(value), None if ttl is None else _check_expiry(ttl))
+            return not _pair(stored)[1]
         except BaseException as exc:
             raise self._failure(exc, "set_if_absent", key)  # noqa: B904
 
@@ -1063,10 +1053,7 @@ class KV:
                 if len(encoded) > MAX_BATCH:
                     raise InvalidArgumentError(f"a batch takes at most {MAX_BATCH} items")
             if encoded:
-                if ms is None:
-                    self._backend.set_many(encoded)
-                else:
-                    self._backend.set_many(encoded, ms)
+                self._backend.set_many(encoded, ms)
             return len(encoded)
         except BaseException as exc:
             raise self._failure(exc, "set_many")  # noqa: B904

@@ -26,6 +26,8 @@ from locust_kv.backends.base import PURGE_STEP, Batch
 from locust_kv.backends.memory import _SHARDS, MemoryBackend
 from locust_kv.errors import BackupInProgressError, QuotaExceededError
 
+from .test_memory_stalls import _ticking
+
 _names = itertools.count()
 
 T0 = 1_000_000_000
@@ -442,22 +444,8 @@ def test_a_range_operation_purges_a_mass_expiry_in_steps_that_let_others_run(b: 
     b.set_many([(b"e%06d" % i, b"v") for i in range(n)], ttl_ms=10)
     b.set_many([(b"l%06d" % i, b"v") for i in range(100)])
     clock.advance(10)
-    ticks = 0
-
-    def ticker() -> None:
-        nonlocal ticks
-        while True:
-            ticks += 1
-            gevent.sleep(0)
-
-    spinner = gevent.spawn(ticker)
-    gevent.sleep(0)
-    try:
-        before = ticks
-        assert b.count(b"", None) == 100
-        during = ticks - before
-    finally:
-        spinner.kill()
+    counted, during = _ticking(lambda: b.count(b"", None))
+    assert counted == 100
     assert during >= 10  # one pause per step
     assert len(stored(b)) == 100
 

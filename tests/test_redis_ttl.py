@@ -24,23 +24,12 @@ from locust_kv.errors import QuotaExceededError
 
 from .conftest import session_redis_url, store_options
 from .disk_helpers import fork_call, wait_all_ok
+from .test_redis_claims import backend, kv  # noqa: F401 - the same fixtures: a redis store of the test's own, and its backend
 
 SHORT = 200
 """Milliseconds of the short expiries."""
 
 LONG = 600_000
-
-
-@pytest.fixture
-def kv(tmp_path: Path) -> Iterator[KV]:
-    handle = open_kv(**store_options("redis", tmp_path))
-    yield handle
-    handle.close()
-
-
-@pytest.fixture
-def backend(kv: KV) -> RedisBackend:
-    return kv._store.backend  # type: ignore[attr-defined, no-any-return]
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""What a key range costs on each backend: ``count(start=, end=)`` and a page at an ``offset``.
+"""What a key range costs on each backend: ``count(start=, end=)`` and a page at an ``offset``; what the disk rank index costs writers.
 
     python benchmarks/bench_ranges.py [--quick] [--out FILE]
 
@@ -12,11 +12,19 @@ the store, it times through the ``KV`` handle:
 - ``list_keys(start=..., end=..., limit=10)``: the first ten, for comparison.
 
 Medians of several calls (wall clock: the redis backend waits on its
-server). Memory and redis keep ranks (a SortedList's positional index, a
-sorted set's spans), so their figures should not grow with the range; the
-disk backend walks the range with an LMDB cursor, so its count and offset
-grow linearly (O(k)). Nothing here asserts; it prints, and ``--out`` writes
-the table as text.
+server). Every backend keeps ranks: memory a SortedList's positional index,
+redis a sorted set's spans, disk its rank index (``locust_kv.backends.lmdb.ranks``,
+part of the key index). So their figures should not grow with the range.
+``disk-walk`` is the disk store without the key index (``track_keys=False``),
+which walks the range with an LMDB cursor: O(k), for comparison.
+
+The second table is what the rank index costs the writes that keep it: the
+median microseconds of ``set`` of a new key, ``set`` of an existing one and
+``delete``, one call per key of 200,000, on a disk store with the key index
+and on one without it, side by side in the same run (the difference is the
+whole key index: slots and ranks).
+
+Nothing here asserts; it prints, and ``--out`` writes the tables as text.
 """
 
 from __future__ import annotations
@@ -79,11 +87,55 @@ def measure(kv: Any, total: int, sizes: tuple[int, ...], repeats: int) -> list[t
     return rows
 
 
+def _per_call_us(calls: Callable[[int], Any], total: int) -> float:
+    """Median microseconds of one call over 20 rounds of ``total / 20`` calls."""
+    rounds = []
+    step = total // 20
+    for first in range(0, total, step):
+        started = time.perf_counter()
+        for i in range(first, first + step):
+            calls(i)
+        rounds.append((time.perf_counter() - started) / step)
+    return statistics.median(rounds) * 1e6
+
+
+def writes_table(total: int) -> list[str]:
+    """``set`` of new keys, ``set`` of existing ones and ``delete``, with and without the key index, alternated."""
+    results: dict[bool, list[list[float]]] = {True: [], False: []}
+    for _ in range(3):
+        for indexed in (True, False):
+            with tempfile.TemporaryDirectory() as place:
+                kv = open_kv(backend="disk", path=f"{place}/writes.lmdb", map_size=1 << 30, track_keys=indexed)
+                try:
+                    results[indexed].append(
+                        [
+                            _per_call_us(lambda i: kv.set(_key(i), i), total),
+                            _per_call_us(lambda i: kv.set(_key(i), i), total),
+                            _per_call_us(lambda i: kv.delete(_key(i)), total),
+                        ]
+                    )
+                finally:
+                    kv.close()
+    best = {indexed: [min(run[i] for run in runs) for i in range(3)] for indexed, runs in results.items()}
+    lines = [
+        f"Disk writes, {total:,} keys: best of 3 alternated runs of the median µs per call",
+        "",
+        f"{'key index':<10} {'set (new key)':>14} {'set (existing)':>15} {'delete':>8}",
+    ]
+    for indexed, label in ((True, "on"), (False, "off")):
+        lines.append(f"{label:<10} {best[indexed][0]:>14.2f} {best[indexed][1]:>15.2f} {best[indexed][2]:>8.2f}")
+    ratios = [best[True][i] / best[False][i] for i in range(3)]
+    lines.append(f"{'on / off':<10} {ratios[0]:>13.2f}x {ratios[1]:>14.2f}x {ratios[2]:>7.2f}x")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a store of 110,000 keys, ranges of 10,000 and 100,000")
     parser.add_argument("--out", type=Path, help="also write the table here")
-    parser.add_argument("--backends", default="memory,disk,redis", help="comma-separated (default: all three)")
+    parser.add_argument(
+        "--backends", default="memory,disk,disk-walk,redis", help="comma-separated (default: memory,disk,disk-walk,redis)"
+    )
     args = parser.parse_args()
     total = 110_000 if args.quick else 1_100_000
     sizes = tuple(s for s in SIZES if s < total)
@@ -97,8 +149,10 @@ def main() -> None:
         for backend in args.backends.split(","):
             with tempfile.TemporaryDirectory() as place:
                 options: dict[str, Any] = {"backend": backend}
-                if backend == "disk":
-                    options.update(path=f"{place}/ranges.lmdb", map_size=1 << 30)
+                if backend.startswith("disk"):
+                    options.update(
+                        backend="disk", path=f"{place}/ranges.lmdb", map_size=1 << 30, track_keys=backend == "disk"
+                    )
                 elif backend == "redis":
                     try:
                         server = server or redis_server.start(allow_install=False)
@@ -113,7 +167,7 @@ def main() -> None:
                     loaded = time.perf_counter()
                     assert kv._backend.replace_all(_batches(total)) == total
                     print(f"{backend}: {total:,} keys restored in {time.perf_counter() - loaded:.1f}s", file=sys.stderr)
-                    repeats = 5 if backend == "disk" else 21
+                    repeats = 5 if backend == "disk-walk" else 21
                     for size, count_ms, offset_ms, first_ms in measure(kv, total, sizes, repeats):
                         lines.append(f"{backend:<8} {size:>10,} {count_ms:>17.3f} {offset_ms:>20.3f} {first_ms:>11.3f}")
                     kv.clear()
@@ -122,6 +176,7 @@ def main() -> None:
     finally:
         if server is not None:
             server.stop()
+    lines += ["", *writes_table(20_000 if args.quick else 200_000)]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:

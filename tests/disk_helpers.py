@@ -150,3 +150,64 @@ def reader_pids(env: lmdb.Environment) -> list[int]:
         if fields and fields[0].isdigit():
             pids.append(int(fields[0]))
     return pids
+
+
+# -- the rank index --------------------------------------------------------------------------------
+
+
+def rank_index_problems(txn: lmdb.Transaction, slotof: Any, ranks_db: Any) -> list[str]:
+    """What is wrong with one generation's rank index, checked against its indexed keys (``slotof``); [] when nothing.
+
+    Every level in use has a head; a key is a fence on exactly the levels up to
+    its own (``ranks.level_of``); each record counts the keys from it to the
+    next fence of its level.
+    """
+    from bisect import bisect_left
+
+    from locust_kv.backends.lmdb import ranks
+
+    keys = [key for key, _ in txn.cursor(slotof)]
+    levels: dict[int, list[tuple[bytes, int]]] = {}
+    for record, raw in txn.cursor(ranks_db):
+        levels.setdefault(record[0], []).append((record[1:], int.from_bytes(raw, "big")))
+    problems = []
+    top = max(levels, default=0)
+    if sorted(levels) != list(range(1, top + 1)):
+        problems.append(f"levels in use {sorted(levels)}, not 1..{top}")
+    highest = max((ranks.level_of(key) for key in keys), default=0)
+    if highest > top:
+        problems.append(f"a key of level {highest} above the top level {top}")
+    for level, fences in sorted(levels.items()):
+        names = [fence for fence, _ in fences]
+        if not names or names[0] != b"":
+            problems.append(f"level {level} has no head")
+            continue
+        wanted = [b""] + [key for key in keys if ranks.level_of(key) >= level]
+        if names != wanted:
+            problems.append(f"level {level}: {len(names) - 1} fences where {len(wanted) - 1} keys have the level")
+            continue
+        bounds = [bisect_left(keys, name) for name in names] + [len(keys)]
+        spans = [bounds[i + 1] - bounds[i] for i in range(len(names))]
+        counted = [count for _, count in fences]
+        if counted != spans:
+            bad = next(i for i in range(len(spans)) if spans[i] != counted[i])
+            problems.append(f"level {level}: fence {names[bad]!r} counts {counted[bad]}, its span holds {spans[bad]}")
+    return problems
+
+
+def assert_rank_index_matches(kv: Any) -> None:
+    """The live generation's rank index counts exactly its indexed keys (a disk store's handle)."""
+    backend = kv._backend
+    backend.size()  # open the environment and adopt the current state
+    view = backend._view
+    with backend._env.begin() as txn:
+        assert rank_index_problems(txn, view.slotof, view.ranks) == []
+
+
+def use_fanout(monkeypatch: Any, bits: int) -> None:
+    """Make the rank index's fences ``2**bits`` keys apart (levels appear at a few dozen keys); forked children inherit it."""
+    from locust_kv.backends.lmdb import ranks
+
+    monkeypatch.setattr(ranks, "FANOUT_BITS", bits)
+    monkeypatch.setattr(ranks, "_MASK", (1 << bits) - 1)
+    monkeypatch.setattr(ranks, "MAX_LEVEL", 64 // bits)

@@ -18,7 +18,13 @@ from locust_kv.backends.base import Batch
 from locust_kv.backends.lmdb import layout, sampling
 from locust_kv.errors import DiskStoreScanError, RestoreInProgressError
 
-from .disk_helpers import fork_call, wait_all_ok, wait_exit
+from .disk_helpers import assert_rank_index_matches, fork_call, use_fanout, wait_all_ok, wait_exit
+
+
+@pytest.fixture(autouse=True)
+def small_fanout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fences 8 keys apart: every test here keeps a rank index of several levels, checked with the slots."""
+    use_fanout(monkeypatch, 3)
 
 
 def index_of(kv: KV) -> tuple[set[bytes], list[tuple[int, bytes]], dict[bytes, int], bytes]:
@@ -39,6 +45,7 @@ def assert_index_matches_data(kv: KV) -> None:
     assert [slot for slot, _ in slots] == list(range(len(slots)))  # dense
     assert {key for _, key in slots} == keys == set(slot_of)
     assert all(slot_of[key] == slot for slot, key in slots)
+    assert_rank_index_matches(kv)
 
 
 def chi2(counts: collections.Counter[str], expected_keys: list[str], draws: int) -> float:
@@ -456,10 +463,12 @@ def test_independent_draws_of_a_small_share_are_uniform(kv: KV) -> None:
 # -- counts of a large range: one read transaction held across pauses ----------------------------
 
 
-def test_a_count_of_a_large_range_lets_other_greenlets_run(kv: KV, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_count_of_a_large_range_lets_other_greenlets_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the key index (so without ranks), a count walks the range, pausing between steps."""
     from locust_kv.backends.lmdb import ranges
 
     monkeypatch.setattr(ranges, "COUNT_STEP", 256)
+    kv = open_kv(backend="disk", path=tmp_path / "s.lmdb", track_keys=False)
     _fill(kv, 20_000, 100)
     woke = 0
 
@@ -476,6 +485,7 @@ def test_a_count_of_a_large_range_lets_other_greenlets_run(kv: KV, monkeypatch: 
     during = woke - before
     assert kv.allocation_stats("p:").total == 20_000
     running.kill()
+    kv.close()
     assert during >= 20  # about 20,000 / 256 pauses
 
 
@@ -484,6 +494,8 @@ def test_a_count_in_steps_is_of_one_snapshot_while_writers_go_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, grow: bool
 ) -> None:
     """Writers add keys of the range ten at a time between the count's steps: every count is of one moment.
+
+    Without the key index, so that the count walks the range in steps.
 
     With ``grow``, the writes also make the map grow, which ends every
     transaction of the process: the count starts again and still answers
@@ -500,7 +512,9 @@ def test_a_count_in_steps_is_of_one_snapshot_while_writers_go_on(
 
     monkeypatch.setattr(engine, "_Interrupted", Counted)
     monkeypatch.setattr(ranges, "COUNT_STEP", 128)
-    with open_kv(backend="disk", path=tmp_path / "s.lmdb", map_size=1 << 20 if grow else 64 << 20) as kv:
+    with open_kv(
+        backend="disk", path=tmp_path / "s.lmdb", map_size=1 << 20 if grow else 64 << 20, track_keys=False
+    ) as kv:
         _fill(kv, 5_003, 0)
         stop = False
         written = 0

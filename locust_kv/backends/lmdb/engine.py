@@ -54,6 +54,7 @@ from ..base import quota_message
 from . import expiry, forks, growth
 from .errors import DELETE, NO_SPACE, OPEN, Family, map_lmdb_error, os_error
 from .layout import (
+    BUILDING,
     CLAIMS_DB,
     CLOSED_VIEW,
     DB_NAMES,
@@ -64,11 +65,13 @@ from .layout import (
     MAX_DBS,
     NONE,
     PAGE_SIZE,
+    RANKS_DB_NAMES,
     STATE_KEY,
     VALID,
     State,
     View,
     data_pages,
+    put_state,
 )
 from .locks import RESIZE_LOCK, RESTORE_LOCK, SPARE_BYTES, SideFile, allocate_lock
 from .spec import MIN_MAP_SIZE
@@ -271,13 +274,22 @@ class Engine:
                     raise BucketNotFoundError(
                         f"{self._spec.path} is an LMDB file but not a locust_kv store (its databases are missing)"
                     )
-                dbs = tuple(_generation(env, txn, names, more, True) for names, more in zip(DB_NAMES, EXPIRY_DB_NAMES))
+                dbs = tuple(
+                    _generation(env, txn, names, more, ranks, True)
+                    for names, more, ranks in zip(DB_NAMES, EXPIRY_DB_NAMES, RANKS_DB_NAMES)
+                )
                 txn.put(FORMAT_KEY, FORMAT)
                 txn.put(STATE_KEY, State(0, VALID if self._track_keys else NONE, 0).encode())
             elif fmt != FORMAT:
                 raise DiskStoreOpenError(f"disk store format {fmt!r} is not supported (this version reads {FORMAT!r})")
             else:
-                dbs = tuple(_generation(env, txn, names, more, False) for names, more in zip(DB_NAMES, EXPIRY_DB_NAMES))
+                unranked = any(_missing(env, txn, name) for name in RANKS_DB_NAMES)
+                dbs = tuple(
+                    _generation(env, txn, names, more, ranks, False)
+                    for names, more, ranks in zip(DB_NAMES, EXPIRY_DB_NAMES, RANKS_DB_NAMES)
+                )
+                if unranked:
+                    _rank_old_store(txn, dbs)
             claims = (env.open_db(CLAIMS_DB, txn=txn), env.open_db(ENDS_DB, txn=txn))
             state = txn.get(STATE_KEY)
             State.decode(state)
@@ -790,10 +802,46 @@ class Engine:
 
 
 def _generation(
-    env: lmdb.Environment, txn: Txn, names: tuple[bytes, bytes, bytes], expiry_names: tuple[bytes, bytes], create: bool
+    env: lmdb.Environment,
+    txn: Txn,
+    names: tuple[bytes, bytes, bytes],
+    expiry_names: tuple[bytes, bytes],
+    ranks_name: bytes,
+    create: bool,
 ) -> Generation:
-    """One generation's databases; its expiries' two are created when missing (a store made before expiries)."""
+    """One generation's databases; its expiries' two and its ranks are created when missing (a store made before them)."""
     data, slots, slotof = (env.open_db(name, txn=txn, create=create) for name in names)
     expires = env.open_db(expiry_names[0], txn=txn)
     expiry_ends = env.open_db(expiry_names[1], txn=txn, dupsort=True)
-    return data, slots, slotof, expires, expiry_ends
+    ranks = env.open_db(ranks_name, txn=txn)
+    return data, slots, slotof, expires, expiry_ends, ranks
+
+
+def _missing(env: lmdb.Environment, txn: Txn, name: bytes) -> bool:
+    """Whether the store has no database ``name`` (made by a release before it)."""
+    try:
+        env.open_db(name, txn=txn, create=False)
+    except lmdb.NotFoundError:
+        return True
+    return False
+
+
+ORPHANED_RANKING: Final = BUILDING + b"0.ranks"
+"""The index status of a store opened with a key index but no rank index: a build nobody runs (pid 0)."""
+
+
+def _rank_old_store(txn: Txn, dbs: tuple[Generation, ...]) -> None:
+    """Give a store made before the rank index one: its key index is emptied and marked as an orphaned build.
+
+    Writers keep it up from then on (slots, slot of and ranks together), and
+    the next ``random_key`` or ``count`` that would walk resumes the build in
+    short slices (``LMDBBackend._resume_orphaned_rebuild``), as after a
+    rebuild whose process was killed. Without a key index, nothing to do.
+    """
+    state = State.decode(txn.get(STATE_KEY))
+    if not state.maintained or state.restorer:
+        return
+    _, slots, slotof, _, _, _ = dbs[state.generation]
+    for db in (slots, slotof):
+        txn.drop(db, delete=False)
+    put_state(txn, state.replace(index=ORPHANED_RANKING))

@@ -36,6 +36,7 @@ from ..._cooperative import pause
 from ...errors import (
     BackupInProgressError,
     DiskStoreFullError,
+    DiskStoreIndexError,
     DiskStoreScanError,
     KVError,
     QuotaExceededError,
@@ -45,6 +46,7 @@ from ..base import Batch, BackupReader
 from .errors import SCAN, WRITE, map_lmdb_error
 from .layout import NONE, PAGE_SIZE, STATE_KEY, VALID, State, data_pages, put_state
 from .locks import BACKUP_LOCK, RESTORE_LOCK
+from .ranks import append_ranks, rank_add
 
 if TYPE_CHECKING:
     from lmdb import _Database as Db
@@ -305,7 +307,7 @@ def restore_rows(
     ends: list[int] | None = None,
 ) -> None:
     _check_restorer(view, owner)
-    data, slots_db, slotof, expires, expiry_ends = view.generations[staging]
+    data, slots_db, slotof, expires, expiry_ends, ranks = view.generations[staging]
     if ends is not None:
         # The staging generation's expiry databases, written directly (the state's flag is set by the flip).
         for (key, _), end in zip(rows, ends):
@@ -334,6 +336,8 @@ def restore_rows(
         cursor.putmulti(rows, append=True)
         slots.putmulti((((count + i).to_bytes(8, "big"), key) for i, (key, _) in enumerate(rows)), append=True)
         txn.cursor(slotof).putmulti(((key, (count + i).to_bytes(8, "big")) for i, (key, _) in enumerate(rows)), append=True)
+        if not append_ranks(txn, ranks, [key for key, _ in rows], count):
+            raise DiskStoreIndexError("the restore's rank index is damaged; nothing was restored")
         return
     for key, value in rows:
         if txn.replace(key, value, data) is None:
@@ -341,6 +345,8 @@ def restore_rows(
             txn.put(key, slot, True, True, False, slotof)
             slots.put(slot, key, False, True, True)
             count += 1
+            if not rank_add(txn, slotof, ranks, key):
+                raise DiskStoreIndexError("the restore's rank index is damaged; nothing was restored")
 
 
 def finish_restore(

@@ -1,7 +1,8 @@
-"""The key index: a dense array of slots ``0..n-1`` (``slots``) and its inverse (``slotof``), per generation.
+"""The key index: a dense array of slots ``0..n-1`` (``slots``), its inverse (``slotof``) and the rank index, per generation.
 
 Only inserting a new key or deleting one touches the index (two or three more
-B-tree updates in the same transaction); overwriting a key does not. The
+B-tree updates in the same transaction, and the rank index's, see
+:mod:`~.ranks`); overwriting a key does not. The
 index belongs to the store file: clearing, restoring or creating the store
 with ``track_keys=True`` gives it an index, with ``track_keys=False`` none;
 while it has one, every writer maintains it, and a rebuild builds it.
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Final
 
 from . import layout
 from .layout import NONE, VALID, put_index_status, put_state
+from .ranks import rank_add, rank_remove
 
 if TYPE_CHECKING:
     import lmdb
@@ -52,6 +54,8 @@ def index_add(txn: Txn, view: View, key: bytes) -> None:
         put_index_status(txn, NONE)
         return
     slots.put(slot, key, False, True, True)
+    if not rank_add(txn, view.slotof, view.ranks, key):
+        put_index_status(txn, NONE)
 
 
 def index_remove(txn: Txn, view: View, key: bytes) -> None:
@@ -60,6 +64,9 @@ def index_remove(txn: Txn, view: View, key: bytes) -> None:
     if slot is None:
         if view.indexed:  # an unindexed key is normal only while the index is being built
             put_index_status(txn, NONE)
+        return
+    if not rank_remove(txn, view.ranks, key):
+        put_index_status(txn, NONE)
         return
     slots = txn.cursor(view.slots)
     if not slots.last():
@@ -91,8 +98,8 @@ def random_slot(txn: Txn, view: View) -> bytes | None | Walk:
 
 def start_rebuild(txn: Txn, view: View, token: bytes) -> int:
     """Empty the index and mark it as being built by ``token``; the generation it belongs to."""
-    txn.drop(view.slots, delete=False)
-    txn.drop(view.slotof, delete=False)
+    for db in (view.slots, view.slotof, view.ranks):
+        txn.drop(db, delete=False)
     return put_index_status(txn, token).generation
 
 
@@ -115,7 +122,7 @@ def rebuild_slice(txn: Txn, view: View, token: bytes, owner: int, generation: in
         put_index_status(txn, VALID)
         return None
     slots = txn.cursor(view.slots)
-    slotof = view.slotof
+    slotof, ranks = view.slotof, view.ranks
     count = count_slots(slots)
     deadline = perf_counter() + layout.SLICE_SECONDS
     put = txn.put
@@ -124,6 +131,9 @@ def rebuild_slice(txn: Txn, view: View, token: bytes, owner: int, generation: in
         if put(key, slot, True, False, False, slotof):
             slots.put(slot, key, False, True, True)
             count += 1
+            if not rank_add(txn, slotof, ranks, key):
+                put_index_status(txn, NONE)
+                return None
         if not n & 255 and perf_counter() > deadline:
             return key
     put_index_status(txn, VALID)

@@ -16,6 +16,11 @@ before claims lacks them):
 * ``locust_kv.expiry_ends.<g>``: expiry (8 bytes) -> key, sorted duplicates,
   the same expiries in deadline order, so that purging finds the expired
   entries first (created on open when a store made before expiries lacks them).
+* ``locust_kv.ranks.<g>``: the rank index, counts of the indexed keys between
+  fences, so that ``count(start, end)`` is O(log n) (see
+  :mod:`~locust_kv.backends.lmdb.ranks`; part of the key index, kept with
+  ``slots`` and ``slotof``; created on open when a store made before ranks
+  lacks it, which then rebuilds its key index, see ``Engine._open_databases``).
 
 The state, ``b"<g>:<index>:<restorer>"``, names the live generation, the
 index status (``v`` valid, ``n`` none, ``b<pid>.<token>`` being rebuilt by
@@ -46,8 +51,8 @@ if TYPE_CHECKING:
 
     Txn = lmdb.Transaction[bytes]
     """A transaction of the store (values as bytes)."""
-    Generation = tuple[Db, Db, Db, Db, Db]
-    """One generation's databases: data, slots, slotof, expires, expiry_ends."""
+    Generation = tuple[Db, Db, Db, Db, Db, Db]
+    """One generation's databases: data, slots, slotof, expires, expiry_ends, ranks."""
 
 __all__ = [
     "BUILDING",
@@ -64,6 +69,7 @@ __all__ = [
     "NONE",
     "NO_STATE",
     "PAGE_SIZE",
+    "RANKS_DB_NAMES",
     "SLICE_SECONDS",
     "STATE_KEY",
     "TOKEN_KEY",
@@ -84,7 +90,9 @@ DB_NAMES: Final = tuple(
 )
 EXPIRY_DB_NAMES: Final = tuple((b"locust_kv.expires.%d" % g, b"locust_kv.expiry_ends.%d" % g) for g in (0, 1))
 """Each generation's expiries: key -> expiry, and expiry -> key (sorted duplicates)."""
-MAX_DBS: Final = 16  # 12 used: ten of the generations, the leases and their ends
+RANKS_DB_NAMES: Final = tuple(b"locust_kv.ranks.%d" % g for g in (0, 1))
+"""Each generation's rank index (see :mod:`~locust_kv.backends.lmdb.ranks`)."""
+MAX_DBS: Final = 16  # 14 used: twelve of the generations, the leases and their ends
 
 CLAIMS_DB: Final = b"locust_kv.claims"
 """The leases' database: key -> lease record; one for the store, outside the generations."""
@@ -199,12 +207,12 @@ class View:
     state with another state's databases. ``raw``, ``writable`` and
     ``fillable`` are what the fast paths compare the state record with:
     reads, writes that free data, writes that add data. ``data``, ``slots``,
-    ``slotof``, ``expires`` and ``expiry_ends`` are the live generation's databases.
+    ``slotof``, ``expires``, ``expiry_ends`` and ``ranks`` are the live generation's databases.
     """
 
     __slots__ = (
         "claims", "data", "ends", "expires", "expiring", "expiry_ends", "fillable", "floor", "generations", "indexed",
-        "maintain", "raw", "slotof", "slots", "state", "writable",
+        "maintain", "ranks", "raw", "slotof", "slots", "state", "writable",
     )
 
     raw: object
@@ -216,6 +224,7 @@ class View:
     slotof: Db
     expires: Db
     expiry_ends: Db
+    ranks: Db
     expiring: bool
     """Whether the live generation may hold expiries (the state's flag): False skips every expiry lookup."""
     floor: int
@@ -243,7 +252,7 @@ class View:
         if state is None:
             self.writable = NO_STATE
             self.fillable = NO_STATE
-            self.data = self.slots = self.slotof = self.expires = self.expiry_ends = absent
+            self.data = self.slots = self.slotof = self.expires = self.expiry_ends = self.ranks = absent
             self.maintain = self.indexed = self.expiring = False
             self.floor = 0
             return
@@ -252,7 +261,7 @@ class View:
         # Writes that add data take the fast path too, unless the map is at its limit:
         # then they go through the engine's run loop, which keeps the reserve for deletes.
         self.fillable = NO_STATE if at_limit else self.writable
-        self.data, self.slots, self.slotof, self.expires, self.expiry_ends = dbs[state.generation]
+        self.data, self.slots, self.slotof, self.expires, self.expiry_ends, self.ranks = dbs[state.generation]
         self.expiring = state.expiring
         self.floor = state.floor if state.expiring else 0
         self.maintain = state.maintained

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Final, TypeVar
 
 from ..base import prefix_end
 from .expiry import Dead, dead_test
+from .ranks import rank_of, select
 
 if TYPE_CHECKING:
     import lmdb
@@ -198,18 +199,37 @@ def nth_key_steps(
         step = min(step * 2, COUNT_STEP)
 
 
+def _select_after(txn: Txn, view: View, low: bytes, high: bytes | None, offset: int) -> bytes | None:
+    """The key ``offset`` keys into ``[low, high)`` from the rank index, O(log n); None past the range's end.
+
+    ``LookupError`` if the rank index is damaged.
+    """
+    first = select(txn, view.slotof, view.ranks, rank_of(txn, view.slotof, view.ranks, low) + offset)
+    if first is None or (high is not None and first >= high):
+        return None
+    return first
+
+
 def scan_after_steps(
     txn: Txn, view: View, low: bytes, high: bytes | None, offset: int, limit: int, page: Callable[..., T],
     clock: Callable[[], int],
 ) -> Generator[None, None, T]:
     """``page(txn, view, first, high, limit, clock)`` where ``first`` is the live key ``offset`` live keys into ``[low, high)``.
 
-    The skip walks in steps (:func:`nth_key_steps`); the page is read in the
+    With the key index and no expired entry, the rank index finds ``first``
+    in O(log n); else the skip walks in steps (:func:`nth_key_steps`). The page is read in the
     same transaction, so it is of the same snapshot. When the range holds
     ``offset`` keys or fewer, the page is of the empty range ``[low, low)``.
     """
     dead = dead_test(txn, view, clock()) if view.expiring else None
-    first = yield from nth_key_steps(txn, view.data, low, high, offset, dead)
+    first: bytes | None
+    if dead is None and view.indexed:
+        try:
+            first = _select_after(txn, view, low, high, offset)
+        except LookupError:  # a damaged rank index: the walk still answers
+            first = yield from nth_key_steps(txn, view.data, low, high, offset, dead)
+    else:
+        first = yield from nth_key_steps(txn, view.data, low, high, offset, dead)
     if first is None:
         return page(txn, view, low, low, limit, clock)
     return page(txn, view, first, high, limit, clock)

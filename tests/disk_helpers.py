@@ -158,9 +158,10 @@ def reader_pids(env: lmdb.Environment) -> list[int]:
 def rank_index_problems(txn: lmdb.Transaction, slotof: Any, ranks_db: Any) -> list[str]:
     """What is wrong with one generation's rank index, checked against its indexed keys (``slotof``); [] when nothing.
 
-    Every level in use has a head; a key is a fence on exactly the levels up to
-    its own (``ranks.level_of``); each record counts the keys from it to the
-    next fence of its level.
+    Every level in use has a head; an indexed key is a fence on exactly the
+    levels up to its own (``ranks.level_of``); a fence of no indexed key (one
+    kept after its key was deleted) is on all its levels and counts a key on
+    its top one; each record counts the keys from it to the next fence of its level.
     """
     from bisect import bisect_left
 
@@ -182,16 +183,23 @@ def rank_index_problems(txn: lmdb.Transaction, slotof: Any, ranks_db: Any) -> li
         if not names or names[0] != b"":
             problems.append(f"level {level} has no head")
             continue
-        wanted = [b""] + [key for key in keys if ranks.level_of(key) >= level]
-        if names != wanted:
-            problems.append(f"level {level}: {len(names) - 1} fences where {len(wanted) - 1} keys have the level")
+        wanted = {key for key in keys if ranks.level_of(key) >= level}
+        kept = set(names[1:]) - wanted
+        if not wanted <= set(names) or any(ranks.level_of(fence) < level for fence in kept):
+            problems.append(f"level {level}: fences {len(names) - 1}, keys of the level {len(wanted)}, kept {len(kept)}")
             continue
+        if level > 1 and not set(names) <= {fence for fence, _ in levels[level - 1]}:
+            problems.append(f"level {level} has fences that level {level - 1} lacks")
         bounds = [bisect_left(keys, name) for name in names] + [len(keys)]
         spans = [bounds[i + 1] - bounds[i] for i in range(len(names))]
         counted = [count for _, count in fences]
         if counted != spans:
             bad = next(i for i in range(len(spans)) if spans[i] != counted[i])
             problems.append(f"level {level}: fence {names[bad]!r} counts {counted[bad]}, its span holds {spans[bad]}")
+    for fence in {fence for fences in levels.values() for fence, _ in fences[1:]} - set(keys):
+        top_count = dict(levels.get(ranks.level_of(fence), [])).get(fence)
+        if top_count == 0:
+            problems.append(f"kept fence {fence!r} counts no key on its top level: it should have been removed")
     return problems
 
 

@@ -138,6 +138,25 @@ def test_expired_keys_are_left_out_of_ranked_counts(kv: KV, monkeypatch: pytest.
     _check_ranges(kv, live, random.Random(5))
 
 
+def test_a_fence_key_toggled_on_and_off_splits_only_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Deleting a fence key keeps its fence (counting the keys after it): inserting it again is a count, not a split."""
+    with open_kv(backend="disk", path=tmp_path / "s.lmdb") as kv:
+        kv.set_many({f"k{i:05d}": i for i in range(20_000)})
+        fence = next(f"k{i:05d}" for i in range(100, 20_000) if ranks.level_of(f"k{i:05d}".encode()) >= 1)
+        splits = []
+        span = ranks._span
+        monkeypatch.setattr(ranks, "_span", lambda *args: splits.append(args[-1]) or span(*args))
+        for _ in range(50):
+            kv.delete(fence)
+            assert kv.count(start=fence) == 20_000 - int(fence[1:]) - 1
+            kv.set(fence, 1)
+            assert kv.count(start=fence) == 20_000 - int(fence[1:])
+        assert splits == []
+        assert_rank_index_matches(kv)
+        kv.delete_prefix("k")  # every span empties: the kept fences go with the last key of theirs
+        assert [record for record in _records(kv) if len(record) > 1] == []
+
+
 def _batches(keys: list[bytes], size: int) -> Iterator[Batch]:
     for start in range(0, len(keys), size):
         yield [(key, b"1") for key in keys[start : start + size]], None

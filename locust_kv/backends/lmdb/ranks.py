@@ -13,7 +13,8 @@ the keys in ``slotof``, in one more database per generation,
   or on which process made them.
 * A key of level ``L >= 1`` is a *fence* on levels ``1..L``: a record
   ``bytes([level]) + key`` whose value (8 bytes, big-endian) counts the
-  indexed keys from it up to the next fence of the same level. Each level in
+  indexed keys from it up to the next fence of the same level. Every
+  indexed key of level ``L`` is a fence; a deleted one may stay one (below). Each level in
   use also has a *head*, the record ``bytes([level])`` (keys are never
   empty), that counts the keys before the level's first fence.
 * Level ``l`` has about ``n / 4096**l`` fences: up to about 16 million keys
@@ -33,9 +34,13 @@ leaves ``slotof``:
 
 * A key of level 0 adds or removes 1 at the fence before it on each level in
   use: a seek and a put per level (one up to 16 million keys), about 1.5 µs.
-* A fence key also splits the span of the fence before it, or merges its
-  span back into it. A split counts the keys up to the next fence, about
-  4,096 of them; it happens for 1 key in 4,096.
+* A fence key also splits the span of the fence before it: a count of the
+  keys up to the next fence, about 4,096 of them (0.3 ms), for 1 key in
+  4,096. Deleting it keeps its records, as a fence of no key whose span
+  still counts the keys after it, so that inserting it again is as cheap
+  as any other key (a flag or lock key toggled on and off would otherwise
+  split at every insert). A fence left counting no key at all is removed by
+  the delete that empties its span, so these do not pile up.
 
 Every function takes the generation's ``slotof`` and ``ranks`` databases
 (a restore fills the generation that is not live). A fence found missing, or
@@ -77,6 +82,7 @@ MAX_LEVEL: Final = 64 // FANOUT_BITS
 """Five levels, from a 64-bit hash: room for 4,096**5 keys."""
 
 _MASK: Final = (1 << FANOUT_BITS) - 1
+_ZERO: Final = bytes(8)
 _WALK: Final = 512
 """Keys read per chunk at the bottom of a walk."""
 
@@ -103,9 +109,16 @@ def _top(cursor: lmdb.Cursor[bytes]) -> int:
     return cursor.key()[0] if cursor.last() else 0
 
 
-def _before(cursor: lmdb.Cursor[bytes], level: int, key: bytes) -> bool:
-    """Put ``cursor`` on the last record of ``level`` below ``key``'s fence (the head at worst); False if none."""
-    if not (cursor.prev() if cursor.set_range(bytes((level,)) + key) else cursor.last()):
+def _at_or_before(cursor: lmdb.Cursor[bytes], level: int, key: bytes) -> bool:
+    """Put ``cursor`` on ``key``'s fence of ``level``, or the last record of ``level`` below it (the head at worst).
+
+    False if there is none (a damaged index).
+    """
+    probe = bytes((level,)) + key
+    if cursor.set_range(probe):
+        if cursor.key() != probe and not cursor.prev():
+            return False
+    elif not cursor.last():
         return False
     return cursor.key()[0] == level
 
@@ -155,8 +168,8 @@ def _span(txn: Txn, slotof: Db, cursor: lmdb.Cursor[bytes], level: int, key: byt
 
 
 def _bump(cursor: lmdb.Cursor[bytes], level: int, key: bytes, delta: int) -> bool:
-    """Add ``delta`` to the fence of ``level`` whose span holds ``key``; False if the index is damaged."""
-    if not _before(cursor, level, key):
+    """Add ``delta`` to the fence of ``level`` whose span holds ``key`` (the cursor left on it); False if damaged."""
+    if not _at_or_before(cursor, level, key):
         return False
     fence, raw = cursor.item()
     count = int.from_bytes(raw, "big") + delta
@@ -167,7 +180,7 @@ def _bump(cursor: lmdb.Cursor[bytes], level: int, key: bytes, delta: int) -> boo
 
 
 def rank_add(txn: Txn, slotof: Db, ranks: Db, key: bytes) -> bool:
-    """Count ``key``, just added to ``slotof``: one fence count per level, or a split where it is a fence.
+    """Count ``key``, just added to ``slotof``: one fence count per level, or a split where it is a new fence.
 
     False if the index turned out damaged (the caller stops trusting it).
     """
@@ -194,42 +207,66 @@ def rank_add(txn: Txn, slotof: Db, ranks: Db, key: bytes) -> bool:
         for level in range(top + 1, fences + 1):
             txn.put(bytes((level,)), before, True, True, False, ranks)
         top = fences
+    emptied = []
     for level in range(1, top + 1):
-        if level > fences:
-            if not _bump(cursor, level, key, 1):
-                return False
+        if not _at_or_before(cursor, level, key):
+            return False
+        previous, raw = cursor.item()
+        had = _count(raw)
+        if level > fences or previous[1:] == key:
+            # ``key``'s span is the fence before it, or its own fence, kept since it was deleted.
+            cursor.put(previous, (had + 1).to_bytes(8, "big"))
             continue
         # A split: the fence before keeps its keys below ``key``; ``key`` takes the rest, itself included.
-        if not _before(cursor, level, key):
-            return False
-        previous, had = cursor.key(), _count(cursor.value())
         mine = _span(txn, slotof, cursor, level, key)
         if mine < 1 or mine > had + 1:
             return False
         txn.put(previous, (had + 1 - mine).to_bytes(8, "big"), True, True, False, ranks)
         txn.put(bytes((level,)) + key, mine.to_bytes(8, "big"), True, True, False, ranks)
+        if had + 1 == mine and len(previous) > 1:
+            emptied.append(previous[1:])  # a kept fence of no key, now counting nothing here
+    for fence in emptied:
+        _drop_if_empty(txn, ranks, fence)
     return True
 
 
 def rank_remove(txn: Txn, ranks: Db, key: bytes) -> bool:
-    """Uncount ``key``, just removed from ``slotof``: one fence count per level, or a merge where it was a fence.
+    """Uncount ``key``, just removed from ``slotof``: one fence count per level.
 
-    False if the index turned out damaged (the caller stops trusting it).
+    A fence key's records stay, as fences of no key (their spans still count
+    the keys after them), so that inserting it again costs no split: a key
+    toggled on and off keeps the cost of any other. A fence left counting no
+    key on any of its levels is removed (the fence before takes its empty
+    span), so that such fences do not pile up. False if the index turned out
+    damaged (the caller stops trusting it).
     """
     cursor = txn.cursor(ranks)
     if not cursor.last():
         return True
     top = cursor.key()[0]
-    fences = level_of(key)
+    emptied = []
     for level in range(1, top + 1):
-        if level > fences:
-            if not _bump(cursor, level, key, -1):
-                return False
-            continue
-        raw = txn.pop(bytes((level,)) + key, ranks)
-        if raw is None or not _bump(cursor, level, key, _count(raw) - 1):
+        if not _bump(cursor, level, key, -1):
             return False
+        if cursor.value() == _ZERO and len(cursor.key()) > 1:
+            # A fence whose span on this level is now empty; the delete that empties its top level's drops it.
+            emptied.append(cursor.key()[1:])
+    for fence in emptied:
+        _drop_if_empty(txn, ranks, fence)
     return True
+
+
+def _drop_if_empty(txn: Txn, ranks: Db, fence: bytes) -> None:
+    """Remove ``fence``'s records if its span on its top level is empty (so on every level: spans nest).
+
+    Its top level's count falls only by deletes in that span, each of which
+    visits it there: so a fence is dropped by the delete that empties it.
+    """
+    levels = level_of(fence)
+    if txn.get(bytes((levels,)) + fence, None, ranks) != _ZERO:
+        return
+    for level in range(1, levels + 1):
+        txn.delete(bytes((level,)) + fence, b"", ranks)
 
 
 def append_ranks(txn: Txn, ranks: Db, keys: list[bytes], before: int) -> bool:

@@ -174,7 +174,7 @@ class Engine:
         self._resizes = 0
         self._dbs: tuple[Generation, ...] = ()
         self._claims: tuple[Db, Db] | None = None  # the leases' databases (by key, by end), shared by both generations
-        self._all_dbs: tuple[Db, ...] = ()  # the main database, the ten of the generations and the leases'
+        self._all_dbs: tuple[Db, ...] = ()  # the main database, the twelve of the generations and the leases' two
         self._view = CLOSED_VIEW
         self._verified_txn = -1
         """The id of a read snapshot whose state record was found equal to the view's (see :meth:`_verify`)."""

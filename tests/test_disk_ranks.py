@@ -208,6 +208,23 @@ def test_a_rebuild_beside_writers_leaves_exact_ranks(tmp_path: Path, monkeypatch
         _check_ranges(kv, kv.list_keys(start="k"), random.Random(4))
 
 
+def test_a_rebuild_alone_appends_the_ranks_slice_after_slice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No writer indexes a key ahead of the build: each slice's ranks are appended, with no search per key."""
+    use_fanout(monkeypatch, 2)
+    monkeypatch.setattr(layout, "SLICE_SECONDS", 0.0)  # a slice per 256 keys
+    added = []
+    rank_add = ranks.rank_add
+    import locust_kv.backends.lmdb.index as index
+
+    monkeypatch.setattr(index, "rank_add", lambda *args: added.append(args[-1]) or rank_add(*args))
+    with open_kv(backend="disk", path=tmp_path / "s.lmdb", track_keys=False) as kv:
+        kv.set_many({f"k{i:04d}": i for i in range(3_000)})
+        assert kv.rebuild_key_list() is True
+        assert added == []
+        assert_rank_index_matches(kv)
+        _check_ranges(kv, kv.list_keys(start="k"), random.Random(8))
+
+
 def _churn(path: Path, seed: int, rounds: int) -> None:
     """In a forked child: inserts and deletes of shared keys, every one in its own transaction."""
     with open_kv(backend="disk", path=path) as kv:

@@ -562,7 +562,7 @@ class DiskStoreSizeError(StoreReadError):
 
 
 class DiskStoreIndexError(StoreReadError):
-    """A ``random_key`` lookup in the disk store's key index failed."""
+    """A ``random_key`` lookup in the disk store's key index failed, or a restore found the index it fills inconsistent."""
 
     default_message = "disk store random key lookup failed"
 

@@ -174,6 +174,23 @@ def test_a_restore_in_key_order_appends_the_ranks_batch_after_batch(kv: KV, monk
     assert_rank_index_matches(kv)
 
 
+def test_a_restore_whose_ranks_come_out_inconsistent_restores_nothing(kv: KV, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fresh generation cannot hold a damaged rank index; if one ever did, the restore stops and the live data stays.
+
+    (The only fault here that cannot be produced for real: the function that would find it is replaced.)
+    """
+    from locust_kv.backends.lmdb import generations
+    from locust_kv.errors import DiskStoreIndexError
+
+    kv.set("live", 1)
+    monkeypatch.setattr(generations, "append_ranks", lambda *args: False)
+    with pytest.raises(DiskStoreIndexError, match="nothing was restored"):
+        kv._backend.replace_all(_batches([b"k%04d" % i for i in range(100)], 50))
+    assert kv.list_keys() == ["live"] and kv.count(start="a") == 1
+    kv.set("after", 1)  # writers go on
+    assert_rank_index_matches(kv)
+
+
 def test_a_restore_out_of_order_with_repeated_keys_counts_each_key_once(kv: KV) -> None:
     rng = random.Random(2)
     keys = [b"k%04d" % rng.randrange(1_200) for _ in range(2_000)]

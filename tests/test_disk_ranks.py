@@ -33,7 +33,8 @@ def kv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[KV]:
 
 
 def _walks_forbidden(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fail any count or offset that walks the range instead of asking the rank index."""
+    """Fail any count or offset that walks the range instead of asking the rank index, however small the range."""
+    monkeypatch.setattr(ranges, "WALK_FIRST", -1)
 
     def walk(*args: object, **kwargs: object) -> object:
         raise AssertionError("the range was walked")
@@ -93,6 +94,17 @@ def test_counts_and_offsets_match_a_sorted_model_through_random_writes(kv: KV, m
         _check_ranges(kv, sorted(model), rng)
     top = max(record[0] for record in _records(kv))
     assert top >= 4  # 1,200 keys, fences 4 apart: levels 1 to 4 or 5 were all split and merged
+
+
+@pytest.mark.parametrize("size", [0, 1, 64, 65, 66, 1_023, 1_024, 1_025, 2_500])
+def test_counts_read_small_ranges_and_rank_larger_ones(kv: KV, size: int) -> None:
+    """At most WALK_FIRST (1,024) keys: a read of the range; more: two ranks. The same answer either way."""
+    kv.set_many({f"k{i:04d}": i for i in range(3_000)})
+    start = "k0100"
+    end = f"k{100 + size:04d}"
+    assert kv.count(start=start, end=end) == size
+    assert kv.count(start=f"k{3_000 - size:04d}") == size  # no end
+    assert ranges.WALK_FIRST == 1_024  # the sizes above straddle it
 
 
 def _records(kv: KV) -> list[bytes]:

@@ -25,7 +25,7 @@ from .index import index_add, index_remove
 from .ranks import count_ranked
 from .layout import NONE, VALID, put_index_status
 from .leases import drop_lease, end_key, has_leases
-from .ranges import count_between_steps, range_end_test
+from .ranges import count_between_steps, count_small, range_end_test
 from .sampling import sample
 
 if TYPE_CHECKING:
@@ -219,14 +219,16 @@ def clear_counted(txn: Txn, view: View, track_keys: bool, clock: Callable[[], in
 def count_in(txn: Txn, view: View, low: bytes, high: bytes | None, clock: Callable[[], int]) -> Generator[None, None, int]:
     """The live keys of ``[low, high)``: the stored ones less the expired ones not purged yet, in steps.
 
-    The stored ones: O(1) for the whole store; with the key index, two ranks,
+    The stored ones: O(1) for the whole store; with the key index, a read of
+    the range if it holds at most ``WALK_FIRST`` (1,024) keys, else two ranks,
     O(log n) (:mod:`~.ranks`); without, a walk, O(k). The expired ones: a
     walk of every expired entry not purged yet (O(those, in the whole store)).
     """
     total = -1
     if view.indexed and (low or high is not None):
+        small = count_small(txn, view.data, low, high)
         try:
-            total = count_ranked(txn, view.slotof, view.ranks, low, high)
+            total = small if small is not None else count_ranked(txn, view.slotof, view.ranks, low, high)
         except LookupError:  # a damaged rank index: the walk still answers
             total = -1
     if total < 0:

@@ -3,7 +3,7 @@
     python benchmarks/bench_ranges.py [--quick] [--out FILE]
 
 Each backend holds the same 1,100,000 keys (``k:0000000`` ...), loaded by a
-restore. For ranges of 10,000, 100,000 and 1,000,000 keys in the middle of
+restore. For ranges of 1,000, 10,000, 100,000 and 1,000,000 keys in the middle of
 the store, it times through the ``KV`` handle:
 
 - ``count(start=..., end=...)``;
@@ -46,7 +46,7 @@ import redis_server  # noqa: E402
 from locust_kv import open_kv  # noqa: E402
 
 VALUE = b'{"user":12345,"name":"someone","active":true}'
-SIZES = (10_000, 100_000, 1_000_000)
+SIZES = (1_000, 10_000, 100_000, 1_000_000)
 
 
 def _key(i: int) -> str:
@@ -131,7 +131,7 @@ def writes_table(total: int) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="a store of 110,000 keys, ranges of 10,000 and 100,000")
+    parser.add_argument("--quick", action="store_true", help="a store of 110,000 keys, ranges of 1,000, 10,000 and 100,000")
     parser.add_argument("--out", type=Path, help="also write the table here")
     parser.add_argument(
         "--backends", default="memory,disk,disk-walk,redis", help="comma-separated (default: memory,disk,disk-walk,redis)"

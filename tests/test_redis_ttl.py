@@ -65,12 +65,21 @@ def counted_bytes(raw: redis.Redis, backend: RedisBackend) -> int:
 
 
 def consistent(raw: redis.Redis, backend: RedisBackend) -> None:
-    """The index holds the data's keys, the expiries only keys of the data, the counter the data's bytes."""
+    """The index holds the data's keys, the expiries only keys of the data, the counter the data's bytes;
+    with the flag at 2, each expiry is also the companion field ``<key>\\xff`` of data, and no other is there."""
     n = names(backend)
-    fields = {f for f in raw.hkeys(n["data"]) if f != b"\xffexpiring"}
+    every = set(raw.hkeys(n["data"])) - {b"\xffexpiring"}
+    fields = {f for f in every if not f.endswith(b"\xff")}
     assert set(raw.zrange(n["index"], 0, -1)) == fields
-    assert set(raw.zrange(n["expires"], 0, -1)) <= fields
-    assert raw.hexists(n["data"], b"\xffexpiring") == (raw.zcard(n["expires"]) > 0)
+    expiries = dict(raw.zrange(n["expires"], 0, -1, withscores=True))
+    assert set(expiries) <= fields
+    flag = raw.hget(n["data"], b"\xffexpiring")
+    assert (flag is not None) == (len(expiries) > 0)
+    companions = {f[:-1]: int(raw.hget(n["data"], f)) for f in every - fields}
+    if flag == b"2" or flag is None:
+        assert companions == {key: int(score) for key, score in expiries.items()}
+    else:  # 1: a store of an earlier release, whose expiries may lack theirs
+        assert all(expiries.get(key) == end for key, end in companions.items())
     if raw.exists(n["bytes"]):
         assert int(raw.get(n["bytes"])) == counted_bytes(raw, backend)
     assert set(raw.hkeys(n["claims"])) <= fields
@@ -594,3 +603,86 @@ def test_processes_writing_expiring_keys_keep_data_index_expiries_and_bytes_in_s
         pass
     assert raw.zcard(names(backend)["index"]) == len(live)
     consistent(raw, backend)
+
+
+# -- the expiry beside the value, for gets -----------------------------------------------------------
+
+
+def test_a_get_reads_the_expiry_beside_the_value_and_never_expires(
+    backend: RedisBackend, raw: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the flag at 2, a get is one MULTI of HMGET (value, companion, flag) and TIME: no read of ``expires``."""
+    backend.set(b"short", b"s", SHORT)
+    backend.set(b"long", b"l", LONG)
+    backend.set(b"plain", b"p")
+    assert raw.hget(names(backend)["data"], b"\xffexpiring") == b"2"
+
+    def refused(key: bytes) -> bytes | None:
+        raise AssertionError("the get read expires")
+
+    monkeypatch.setattr(backend, "_get_by_expires", refused)
+    assert backend.get(b"short") == b"s" and backend.get(b"long") == b"l" and backend.get(b"plain") == b"p"
+    wait_past(raw, backend, b"short")
+    assert backend.get(b"short") is None  # expired, not purged yet
+    assert raw.hexists(names(backend)["data"], b"short")
+    assert backend.get(b"long") == b"l" and backend.get(b"absent") is None
+    consistent(raw, backend)
+
+
+def test_a_store_flagged_by_an_earlier_release_is_read_through_expires_until_its_expiries_are_gone(
+    backend: RedisBackend, raw: redis.Redis
+) -> None:
+    """Flag 1 (an earlier release's): companions may be missing, so gets read ``expires``; new writes keep
+    the flag at 1 and still write companions; once no key expires the flag goes, and the next expiry sets 2."""
+    n = names(backend)
+    backend.set(b"short", b"s", SHORT)
+    backend.set(b"long", b"l", LONG)
+    # What the earlier release leaves: the expiries in ``expires`` only, and the flag at 1.
+    raw.hdel(n["data"], b"short\xff", b"long\xff")
+    raw.hset(n["data"], b"\xffexpiring", b"1")
+    backend.set(b"later", b"x", LONG)
+    assert raw.hget(n["data"], b"\xffexpiring") == b"1" and raw.hexists(n["data"], b"later\xff")
+    consistent(raw, backend)
+    wait_past(raw, backend, b"short")
+    assert backend.get(b"short") is None and backend.get(b"long") == b"l" and backend.get(b"later") == b"x"
+    backend.persist(b"long")
+    backend.persist(b"later")
+    backend.purge_expired(0)
+    assert not raw.hexists(n["data"], b"\xffexpiring")  # no key expires: the flag is gone
+    backend.set(b"new", b"n", LONG)
+    assert raw.hget(n["data"], b"\xffexpiring") == b"2" and raw.hexists(n["data"], b"new\xff")
+    assert backend.get(b"new") == b"n" and backend.get(b"long") == b"l"
+    consistent(raw, backend)
+
+
+def test_companions_follow_every_write_that_sets_or_drops_an_expiry(backend: RedisBackend, raw: redis.Redis) -> None:
+    backend.set_many([(b"m:%03d" % i, b"v") for i in range(50)], LONG)
+    backend.set_many([(b"m:%03d" % i, b"w") for i in range(0, 50, 2)])  # drops theirs
+    backend.expire(b"m:001", SHORT)
+    backend.persist(b"m:003")
+    backend.swap(b"m:005", b"x", LONG)
+    backend.increment_by(b"c", 1, LONG)
+    backend.get_or_set(b"g", b"1", LONG)
+    backend.compare_and_swap(b"m:007", b"v", b"y")  # replaces the expiry: none
+    backend.delete(b"m:009")
+    backend.delete_many([b"m:011", b"m:013"])
+    backend.delete_prefix(b"m:02", 0)
+    backend.pop_random(b"m:03", 2)
+    consistent(raw, backend)
+    wait_past(raw, backend, b"m:001")
+    assert backend.get(b"m:001") is None
+    backend.purge_expired(0)
+    consistent(raw, backend)
+    backend.clear()
+    assert raw.hkeys(names(backend)["data"]) == []
+
+
+def test_a_restore_writes_the_companions_and_the_flag_at_2(backend: RedisBackend, raw: redis.Redis) -> None:
+    backend.set(b"old", b"o", LONG)
+    now = server_ms(raw)
+    rows = [(b"r:%03d" % i, b"v") for i in range(20)]
+    ends = [now + LONG if i % 2 else 0 for i in range(20)]
+    assert backend.replace_all(iter([(rows, ends)])) == 20
+    assert raw.hget(names(backend)["data"], b"\xffexpiring") == b"2"
+    consistent(raw, backend)
+    assert backend.get(b"r:001") == b"v" and backend.get(b"r:002") == b"v" and backend.get(b"old") is None

@@ -26,7 +26,14 @@ Keys of the writing scripts, in this order:
 14. ``expires``: sorted set of the keys that have an expiry, scored by it
     (Unix ms of the server's clock). ``data`` holds the field
     ``\\xffexpiring`` (never a key: not UTF-8) while it is not empty, so that
-    a get on a store without expiries is one HMGET.
+    a get on a store without expiries is one HMGET. Its value ``2`` says that
+    ``data`` also holds each expiry as the field ``<key>\\xff`` (never a key
+    either), written and removed with the member of ``expires`` by the same
+    scripts, so that a get reads the value and its expiry with one HMGET
+    (with ``TIME``, in one MULTI). ``1`` (written by releases before the
+    companion fields) says they may be missing: gets then read ``expires``.
+    The flag is set to ``2`` only when it is absent, that is while no key
+    expires, so a ``1`` stays until the store's expiring keys are all gone.
 15. ``backup:oldexpires``: hash, key -> its expiry when the backup began, for
     the keys of ``backup:old`` that had one.
 
@@ -170,6 +177,13 @@ end
 -- server's clock); FLAG, a field of data that no key can be (not UTF-8), is there while it is not empty.
 local EXPIRES = KEYS[14]
 local FLAG = '\\255expiring'
+-- The field of data that holds key's expiry beside it, for gets (see the flag's value 2 above).
+local function companion(key) return key .. '\\255' end
+local function companions(keys, first, last)
+  local names = {}
+  for i = first, last do names[#names + 1] = companion(keys[i]) end
+  return names
+end
 local PURGE_STEP, QUOTA_PURGE = 16, 1000
 local clock
 local function now()
@@ -201,7 +215,9 @@ local function remove_keys(keys)
     end
     redis.call('HDEL', KEYS[1], unpack(part))
     redis.call('ZREM', KEYS[2], unpack(part))
-    redis.call('ZREM', EXPIRES, unpack(part))
+    if redis.call('ZREM', EXPIRES, unpack(part)) > 0 then
+      redis.call('HDEL', KEYS[1], unpack(companions(part, 1, #part)))
+    end
   end
   unlease_all(keys)
 end
@@ -232,10 +248,15 @@ end
 -- The expiry of a key just stored: ttl ms from now, or none ('').
 local function set_expiry(key, ttl)
   if ttl == '' then
-    if redis.call('ZREM', EXPIRES, key) == 1 then unflag() end
+    if redis.call('ZREM', EXPIRES, key) == 1 then
+      redis.call('HDEL', KEYS[1], companion(key))
+      unflag()
+    end
   else
-    redis.call('ZADD', EXPIRES, ms(now() + tonumber(ttl)), key)
-    redis.call('HSET', KEYS[1], FLAG, '1')
+    local ends = ms(now() + tonumber(ttl))
+    redis.call('ZADD', EXPIRES, ends, key)
+    redis.call('HSET', KEYS[1], companion(key), ends)
+    redis.call('HSETNX', KEYS[1], FLAG, '2')
   end
 end
 -- The error text when adding new_keys keys and grown key+value bytes would pass the quota (the last two
@@ -632,8 +653,15 @@ if ARGV[4] ~= '' then
   end
   fields = kept
   if #timed > 0 then
+    -- The expiries, and their companion fields in the staging data (see the flag's value 2 in _GATE).
+    local named = {}
+    for i = 1, #timed, 2 do
+      named[#named + 1] = timed[i + 1] .. '\\255'
+      named[#named + 1] = timed[i]
+    end
     redis.call('ZADD', KEYS[5], unpack(timed))
-    redis.call('HSET', KEYS[2], '\\255expiring', '1')
+    redis.call('HSET', KEYS[2], unpack(named))
+    redis.call('HSET', KEYS[2], '\\255expiring', '2')
   end
 end
 if #fields < 2 then return 0 end
@@ -1273,20 +1301,28 @@ for i = 1, #fields, 1000 do
 end
 if ARGV[2] == '' then
   if redis.call('EXISTS', EXPIRES) == 1 then
-    for i = 1, #distinct, 1000 do redis.call('ZREM', EXPIRES, unpack(distinct, i, math.min(i + 999, #distinct))) end
+    for i = 1, #distinct, 1000 do
+      local last = math.min(i + 999, #distinct)
+      if redis.call('ZREM', EXPIRES, unpack(distinct, i, last)) > 0 then
+        redis.call('HDEL', KEYS[1], unpack(companions(distinct, i, last)))
+      end
+    end
     unflag()
   end
 elseif #distinct > 0 then
   local ends = ms(now() + tonumber(ARGV[2]))
   for i = 1, #distinct, 500 do
-    local members = {}
+    local members, fields = {}, {}
     for j = i, math.min(i + 499, #distinct) do
       members[#members + 1] = ends
       members[#members + 1] = distinct[j]
+      fields[#fields + 1] = companion(distinct[j])
+      fields[#fields + 1] = ends
     end
     redis.call('ZADD', EXPIRES, unpack(members))
+    redis.call('HSET', KEYS[1], unpack(fields))
   end
-  redis.call('HSET', KEYS[1], FLAG, '1')
+  redis.call('HSETNX', KEYS[1], FLAG, '2')
 end
 account(grown)
 return 1

@@ -1312,15 +1312,15 @@ if ARGV[2] == '' then
 elseif #distinct > 0 then
   local ends = ms(now() + tonumber(ARGV[2]))
   for i = 1, #distinct, 500 do
-    local members, fields = {}, {}
+    local members, named = {}, {}
     for j = i, math.min(i + 499, #distinct) do
       members[#members + 1] = ends
       members[#members + 1] = distinct[j]
-      fields[#fields + 1] = companion(distinct[j])
-      fields[#fields + 1] = ends
+      named[#named + 1] = companion(distinct[j])
+      named[#named + 1] = ends
     end
     redis.call('ZADD', EXPIRES, unpack(members))
-    redis.call('HSET', KEYS[1], unpack(fields))
+    redis.call('HSET', KEYS[1], unpack(named))
   end
   redis.call('HSETNX', KEYS[1], FLAG, '2')
 end

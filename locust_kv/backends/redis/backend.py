@@ -357,36 +357,30 @@ class RedisBackend(Backend):
         # against a bare HMGET (raw, 40 alternated rounds): 1.12 to 1.17x; with ZSCORE for the expiry 1.21
         # to 1.22x, a read-only script 1.33 to 1.47x.
         named = b"$%d\r\n%s\r\n$%d\r\n%s\xff\r\n" % (len(key), key, len(key) + 1, key)
-        try:
-            fields, now = self._execute_packed([self._get_head + named + _FLAG_TIME_EXEC], 4)
-        except redis.RedisError as exc:
-            raise map_redis_error(exc, False, self._secret) from exc
-        for reply in (fields, now):
-            if isinstance(reply, redis.RedisError):  # an error reply to one of the queued commands
-                raise map_redis_error(reply, False, self._secret)
+        fields, now = self._transaction(self._get_head + named + _FLAG_TIME_EXEC, 4)
         value, ends, flag = fields
         if value is None or flag is None:
             return value  # type: ignore[no-any-return]  # absent, or no key of the store expires
         if flag != b"2":
             return self._get_by_expires(key)
-        if ends is None:
-            return value  # type: ignore[no-any-return]
-        # Expired when its expiry is at or before the server's clock, in milliseconds (as the scripts compare).
-        return value if int(ends) > int(now[0]) * 1000 + int(now[1]) // 1000 else None
+        return _unexpired(value, ends, now)
 
     def _get_by_expires(self, key: bytes) -> bytes | None:
         """A get that reads the expiry from ``expires`` (MULTI, HGET, ZSCORE, TIME, EXEC): for a flag of ``1``."""
         named = b"$%d\r\n%s\r\n" % (len(key), key)
+        value, ends, now = self._transaction(self._old_get_head + named + self._zscore_head + named + _GET_TAIL, 5)
+        return _unexpired(value, ends, now)
+
+    def _transaction(self, packed: bytes, replies: int) -> list[Any]:
+        """EXEC's replies to a prepacked MULTI ... EXEC of ``replies`` replies in all; an error reply raised as ours."""
         try:
-            value, ends, now = self._execute_packed([self._old_get_head + named + self._zscore_head + named + _GET_TAIL], 5)
+            results: list[Any] = self._execute_packed([packed], replies)
         except redis.RedisError as exc:
             raise map_redis_error(exc, False, self._secret) from exc
-        for reply in (value, ends, now):
-            if isinstance(reply, redis.RedisError):
+        for reply in results:
+            if isinstance(reply, redis.RedisError):  # an error reply to one of the queued commands
                 raise map_redis_error(reply, False, self._secret)
-        if value is None or ends is None:
-            return value  # type: ignore[no-any-return]
-        return value if float(ends) > int(now[0]) * 1000 + int(now[1]) // 1000 else None
+        return results
 
     def exists(self, key: bytes) -> bool:
         return bool(self._run("exists", [self._data, self._expires], [key], False))
@@ -708,6 +702,14 @@ class RedisBackend(Backend):
 
     def close(self) -> None:
         self._pool.disconnect()
+
+
+def _unexpired(value: bytes | None, ends: bytes | None, now: list[bytes]) -> bytes | None:
+    """``value`` unless its expiry ``ends`` (Unix ms, as text) is at or before the server's ``TIME`` ``now``,
+    in milliseconds, as the scripts compare."""
+    if value is None or ends is None:
+        return value
+    return value if float(ends) > int(now[0]) * 1000 + int(now[1]) // 1000 else None
 
 
 _FLAG: Final = b"\xffexpiring"

@@ -219,3 +219,27 @@ def use_fanout(monkeypatch: Any, bits: int) -> None:
     monkeypatch.setattr(ranks, "FANOUT_BITS", bits)
     monkeypatch.setattr(ranks, "_MASK", (1 << bits) - 1)
     monkeypatch.setattr(ranks, "MAX_LEVEL", 64 // bits)
+
+
+def rebuild_beside_writers(kv: Any, key_of: Callable[[int], str], span: int, writers: int) -> bool:
+    """``kv.rebuild_key_list()`` while ``writers`` greenlets set and delete random keys ``key_of(0..span-1)``; its result."""
+    import random
+
+    import gevent
+
+    stop = False
+
+    def writer(n: int) -> None:
+        rng = random.Random(n)
+        while not stop:
+            key = key_of(rng.randrange(span))
+            kv.delete(key) if rng.random() < 0.5 else kv.set(key, n)
+            gevent.sleep(0)
+
+    running = [gevent.spawn(writer, n) for n in range(writers)]
+    gevent.sleep(0)
+    try:
+        return bool(kv.rebuild_key_list())
+    finally:
+        stop = True
+        gevent.joinall(running, raise_error=True)

@@ -18,7 +18,14 @@ from locust_kv.backends.base import Batch
 from locust_kv.backends.lmdb import layout, sampling
 from locust_kv.errors import DiskStoreScanError, RestoreInProgressError
 
-from .disk_helpers import assert_rank_index_matches, fork_call, use_fanout, wait_all_ok, wait_exit
+from .disk_helpers import (
+    assert_rank_index_matches,
+    fork_call,
+    rebuild_beside_writers,
+    use_fanout,
+    wait_all_ok,
+    wait_exit,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -175,20 +182,7 @@ def test_rebuild_runs_in_slices_beside_writers(kv: KV, monkeypatch: pytest.Monke
     monkeypatch.setattr(layout, "SLICE_SECONDS", 0.0)  # a slice per 256 keys
     for i in range(5_000):
         kv.set(f"k{i:05d}", i)
-    stop = False
-
-    def writer(n: int) -> None:
-        rng = random.Random(n)
-        while not stop:
-            key = f"k{rng.randrange(6_000):05d}"
-            kv.delete(key) if rng.random() < 0.5 else kv.set(key, n)
-            gevent.sleep(0)
-
-    writers = [gevent.spawn(writer, n) for n in range(5)]
-    gevent.sleep(0)
-    kv.rebuild_key_list()
-    stop = True
-    gevent.joinall(writers, raise_error=True)
+    rebuild_beside_writers(kv, lambda i: f"k{i:05d}", 6_000, 5)
     assert_index_matches_data(kv)
 
 

@@ -13,7 +13,6 @@ from bisect import bisect_left
 from collections.abc import Iterator
 from pathlib import Path
 
-import gevent
 import lmdb
 import pytest
 
@@ -21,7 +20,14 @@ from locust_kv import KV, open_kv
 from locust_kv.backends.base import Batch
 from locust_kv.backends.lmdb import engine, layout, ranges, ranks
 
-from .disk_helpers import assert_rank_index_matches, fork_call, rank_index_problems, use_fanout, wait_all_ok
+from .disk_helpers import (
+    assert_rank_index_matches,
+    fork_call,
+    rank_index_problems,
+    rebuild_beside_writers,
+    use_fanout,
+    wait_all_ok,
+)
 
 
 @pytest.fixture
@@ -218,20 +224,7 @@ def test_a_rebuild_beside_writers_leaves_exact_ranks(tmp_path: Path, monkeypatch
         for i in range(3_000):
             kv.set(f"k{i:04d}", i)
         assert _records(kv) == []  # no key index, no ranks
-        stop = False
-
-        def writer(n: int) -> None:
-            rng = random.Random(n)
-            while not stop:
-                key = f"k{rng.randrange(3_500):04d}"
-                kv.delete(key) if rng.random() < 0.5 else kv.set(key, n)
-                gevent.sleep(0)
-
-        writers = [gevent.spawn(writer, n) for n in range(4)]
-        gevent.sleep(0)
-        assert kv.rebuild_key_list() is True
-        stop = True
-        gevent.joinall(writers, raise_error=True)
+        assert rebuild_beside_writers(kv, lambda i: f"k{i:04d}", 3_500, 4) is True
         assert kv._backend._view.indexed
         assert_rank_index_matches(kv)
         _check_ranges(kv, kv.list_keys(start="k"), random.Random(4))

@@ -269,6 +269,21 @@ def test_processes_writing_at_once_keep_one_exact_rank_index(tmp_path: Path, mon
         _check_ranges(kv, kv.list_keys(start="k"), random.Random(6))
 
 
+def _make_rankless(path: Path) -> None:
+    """Make the store file at ``path`` what the release before the rank index left: format 1, no ranks databases."""
+    env = lmdb.open(str(path), subdir=False, max_dbs=layout.MAX_DBS, lock=True)
+    with env.begin(write=True) as txn:
+        for name in layout.RANKS_DB_NAMES:
+            txn.drop(env.open_db(name, txn=txn), delete=True)
+        txn.put(layout.FORMAT_KEY, layout.RANKLESS_FORMAT)
+    env.close()
+
+
+def _format(path: Path) -> bytes | None:
+    with lmdb.open(str(path), subdir=False, max_dbs=layout.MAX_DBS, lock=True) as env, env.begin() as txn:
+        return txn.get(layout.FORMAT_KEY)
+
+
 def test_a_store_made_before_the_rank_index_gets_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Its key index is emptied and left as an orphaned build on open; the first count finishes the build."""
     use_fanout(monkeypatch, 2)
@@ -276,11 +291,7 @@ def test_a_store_made_before_the_rank_index_gets_one(tmp_path: Path, monkeypatch
     with open_kv(backend="disk", path=path) as kv:
         for i in range(2_000):
             kv.set(f"k{i:04d}", i)
-    env = lmdb.open(str(path), subdir=False, max_dbs=layout.MAX_DBS, lock=True)
-    with env.begin(write=True) as txn:  # what a store made by the previous release holds
-        for name in layout.RANKS_DB_NAMES:
-            txn.drop(env.open_db(name, txn=txn), delete=True)
-    env.close()
+    _make_rankless(path)
     with open_kv(backend="disk", path=path) as kv:
         kv.set("k5000", 1)  # a writer of the half-built index keeps it up
         assert kv._backend._view.state.index == engine.ORPHANED_RANKING
@@ -290,17 +301,29 @@ def test_a_store_made_before_the_rank_index_gets_one(tmp_path: Path, monkeypatch
         assert kv.size() == 2_001
     with open_kv(backend="disk", path=path) as kv:  # opened again: nothing more to do
         assert kv._backend.size() == 2_001 and kv._backend._view.indexed
+    assert _format(path) == layout.FORMAT == b"2"  # which the release before refuses to open
+
+
+def test_a_release_that_reads_only_the_rankless_format_refuses_a_store_of_this_one(tmp_path: Path) -> None:
+    """What the release before the rank index does with a file of this one: its format check, run here."""
+    path = tmp_path / "s.lmdb"
+    with open_kv(backend="disk", path=path) as kv:
+        kv.set("a", 1)
+    assert _format(path) == b"2"
+    from locust_kv.errors import DiskStoreOpenError
+
+    with pytest.MonkeyPatch.context() as older:
+        older.setattr(engine, "FORMAT", layout.RANKLESS_FORMAT)
+        older.setattr(engine, "RANKLESS_FORMAT", layout.RANKLESS_FORMAT)
+        with pytest.raises(DiskStoreOpenError, match="format b'2' is not supported"):
+            open_kv(backend="disk", path=path)
 
 
 def test_a_store_without_a_key_index_opens_unchanged(tmp_path: Path) -> None:
     path = tmp_path / "s.lmdb"
     with open_kv(backend="disk", path=path, track_keys=False) as kv:
         kv.set("a", 1)
-    env = lmdb.open(str(path), subdir=False, max_dbs=layout.MAX_DBS, lock=True)
-    with env.begin(write=True) as txn:
-        for name in layout.RANKS_DB_NAMES:
-            txn.drop(env.open_db(name, txn=txn), delete=True)
-    env.close()
+    _make_rankless(path)
     with open_kv(backend="disk", path=path) as kv:
         assert kv.count(start="a", end="b") == 1 and kv._backend._view.state.index == layout.NONE
 

@@ -65,6 +65,7 @@ from .layout import (
     MAX_DBS,
     NONE,
     PAGE_SIZE,
+    RANKLESS_FORMAT,
     RANKS_DB_NAMES,
     STATE_KEY,
     VALID,
@@ -280,16 +281,18 @@ class Engine:
                 )
                 txn.put(FORMAT_KEY, FORMAT)
                 txn.put(STATE_KEY, State(0, VALID if self._track_keys else NONE, 0).encode())
-            elif fmt != FORMAT:
-                raise DiskStoreOpenError(f"disk store format {fmt!r} is not supported (this version reads {FORMAT!r})")
+            elif fmt not in (FORMAT, RANKLESS_FORMAT):
+                raise DiskStoreOpenError(
+                    f"disk store format {fmt!r} is not supported (this version reads {FORMAT!r} and {RANKLESS_FORMAT!r})"
+                )
             else:
-                unranked = any(_missing(env, txn, name) for name in RANKS_DB_NAMES)
                 dbs = tuple(
                     _generation(env, txn, names, more, ranks, False)
                     for names, more, ranks in zip(DB_NAMES, EXPIRY_DB_NAMES, RANKS_DB_NAMES)
                 )
-                if unranked:
+                if fmt == RANKLESS_FORMAT:
                     _rank_old_store(txn, dbs)
+                    txn.put(FORMAT_KEY, FORMAT)
             claims = (env.open_db(CLAIMS_DB, txn=txn), env.open_db(ENDS_DB, txn=txn))
             state = txn.get(STATE_KEY)
             State.decode(state)
@@ -817,21 +820,12 @@ def _generation(
     return data, slots, slotof, expires, expiry_ends, ranks
 
 
-def _missing(env: lmdb.Environment, txn: Txn, name: bytes) -> bool:
-    """Whether the store has no database ``name`` (made by a release before it)."""
-    try:
-        env.open_db(name, txn=txn, create=False)
-    except lmdb.NotFoundError:
-        return True
-    return False
-
-
 ORPHANED_RANKING: Final = BUILDING + b"0.ranks"
 """The index status of a store opened with a key index but no rank index: a build nobody runs (pid 0)."""
 
 
 def _rank_old_store(txn: Txn, dbs: tuple[Generation, ...]) -> None:
-    """Give a store made before the rank index one: its key index is emptied and marked as an orphaned build.
+    """Give a store made before the rank index (format 1) one: its key index is emptied and marked as an orphaned build.
 
     Writers keep it up from then on (slots, slot of and ranks together), and
     the next ``random_key`` or ``count`` that would walk resumes the build in

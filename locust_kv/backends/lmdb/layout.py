@@ -69,6 +69,7 @@ __all__ = [
     "NONE",
     "NO_STATE",
     "PAGE_SIZE",
+    "RANKLESS_FORMAT",
     "RANKS_DB_NAMES",
     "SLICE_SECONDS",
     "STATE_KEY",
@@ -82,7 +83,11 @@ __all__ = [
 ]
 
 FORMAT_KEY: Final = b"locust_kv.format"
-FORMAT: Final = b"1"
+FORMAT: Final = b"2"
+"""The store file's format: 2 since the rank index. Releases before it read only 1, so they refuse a
+file of this release (``DiskStoreOpenError``) instead of writing to it without keeping its ranks."""
+RANKLESS_FORMAT: Final = b"1"
+"""The format before the rank index: such a file is upgraded when this release first opens it."""
 STATE_KEY: Final = b"locust_kv.state"
 MARKER_PREFIX: Final = b"locust_kv.marker."
 DB_NAMES: Final = tuple(

@@ -192,18 +192,24 @@ def test_a_restore_in_key_order_appends_the_ranks_batch_after_batch(kv: KV, monk
     assert_rank_index_matches(kv)
 
 
-def test_a_restore_whose_ranks_come_out_inconsistent_restores_nothing(kv: KV, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A fresh generation cannot hold a damaged rank index; if one ever did, the restore stops and the live data stays.
+def test_a_restore_whose_ranks_come_out_inconsistent_restores_nothing(
+    kv: KV, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fresh generation cannot hold a damaged rank index; if one ever did, ``restore`` raises DiskStoreIndexError
+    and the live data stays.
 
     (The only fault here that cannot be produced for real: the function that would find it is replaced.)
     """
     from locust_kv.backends.lmdb import generations
     from locust_kv.errors import DiskStoreIndexError
 
+    kv.set_many({f"k{i:04d}": i for i in range(100)})
+    kv.backup(tmp_path / "seed.kv")
+    kv.clear()
     kv.set("live", 1)
     monkeypatch.setattr(generations, "append_ranks", lambda *args: False)
     with pytest.raises(DiskStoreIndexError, match="nothing was restored"):
-        kv._backend.replace_all(_batches([b"k%04d" % i for i in range(100)], 50))
+        kv.restore(tmp_path / "seed.kv")
     assert kv.list_keys() == ["live"] and kv.count(start="a") == 1
     kv.set("after", 1)  # writers go on
     assert_rank_index_matches(kv)

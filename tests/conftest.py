@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,13 @@ def session_redis_url() -> str:
         _redis_server = RedisServer.start()
         os.environ[_SESSION_URL] = _redis_server.url
     return _redis_server.url
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """The free space where the tests make their stores: disk stores allocate their maps, and a full disk fails many tests at once."""
+    place = tempfile.gettempdir()
+    stat = os.statvfs(place)
+    return f"free disk space in {place}: {stat.f_bavail * stat.f_frsize / (1 << 30):.1f} GiB"
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -7,6 +7,7 @@ Everything runs against real redis-server processes started by the tests.
 from __future__ import annotations
 
 import inspect
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -234,6 +235,78 @@ def test_a_read_only_replica_refuses_writes_with_store_open_error(own_server: Re
             assert "ReadOnlyError" in str(info.value) or "read only" in str(info.value)
             assert info.value.operation == "set" and info.value.key == "customer:4711:token"
             assert "customer:4711" not in str(info.value) and "customer:4711" not in repr(info.value)
+    finally:
+        replica.stop()
+
+
+# -- the namespace's layout marker --------------------------------------------------------
+
+
+def test_an_open_marks_the_namespace_with_its_layout_and_clear_and_restore_keep_it(
+    redis_kv: KV, tmp_path: Path
+) -> None:
+    from locust_kv.backends.redis.backend import LAYOUT
+
+    layout = f"lkv:{{{store_options('redis', tmp_path)['namespace']}}}:layout"
+    client = redis.Redis.from_url(session_redis_url())
+    assert client.get(layout) == LAYOUT == b"1"
+    redis_kv.set("k", 1)
+    snapshot = tmp_path / "s.kvsnap"
+    redis_kv.backup(snapshot)
+    redis_kv.clear()
+    assert client.get(layout) == LAYOUT
+    redis_kv.restore(snapshot)
+    assert client.get(layout) == LAYOUT and redis_kv.get("k") == 1
+
+
+@pytest.mark.parametrize("marked", [b"2", b"0", b"layout"])
+def test_a_namespace_of_another_layout_is_refused_at_open_and_left_alone(marked: bytes, tmp_path: Path) -> None:
+    options = store_options("redis", tmp_path)
+    prefix = f"lkv:{{{options['namespace']}}}:"
+    client = redis.Redis.from_url(session_redis_url())
+    client.set(prefix + "layout", marked)
+    with pytest.raises(StoreOpenError) as info:
+        open_kv(**options)
+    assert f"its namespace has layout {marked!r}" in str(info.value)
+    assert "run the same release on every process of a namespace" in str(info.value)
+    assert sorted(client.scan_iter(match=prefix + "*")) == [(prefix + "layout").encode()]  # nothing written
+    assert client.get(prefix + "layout") == marked
+
+
+def test_a_namespace_made_before_the_marker_is_marked_by_its_next_open(tmp_path: Path) -> None:
+    options = store_options("redis", tmp_path)
+    layout = f"lkv:{{{options['namespace']}}}:layout"
+    client = redis.Redis.from_url(session_redis_url())
+    with open_kv(**options) as kv:
+        kv.set("k", {"v": 1}, ttl=600)
+    client.delete(layout)  # as a release before the marker left it
+    with open_kv(**options) as kv:
+        assert client.get(layout) == b"1"
+        assert kv.get("k") == {"v": 1} and 0 < kv.ttl("k") <= 600
+
+
+def test_a_replica_reads_a_namespace_by_its_marker(own_server: RedisServer) -> None:
+    primary = own_server.client()
+    primary.set("lkv:{newer}:layout", b"2")
+    with open_kv(backend="redis", url=own_server.url, namespace="current") as kv:
+        kv.set("k", 1)
+    with open_kv(backend="redis", url=own_server.url, namespace="unmarked") as kv:
+        kv.set("k", 2)
+    primary.delete("lkv:{unmarked}:layout")  # as a release before the marker left it
+    replica = RedisServer.start(extra=("--replicaof", "127.0.0.1", str(own_server.port)))
+    try:
+        names = ("lkv:{current}:layout", "lkv:{newer}:layout", "lkv:{unmarked}:data")
+        for _ in range(400):
+            if replica.client().exists(*names) == len(names):
+                break
+            time.sleep(0.05)
+        with open_kv(backend="redis", url=replica.url, namespace="current") as kv:
+            assert kv.get("k") == 1
+        with open_kv(backend="redis", url=replica.url, namespace="unmarked") as kv:
+            assert kv.get("k") == 2  # a replica cannot mark it, and reads it as this layout
+        with pytest.raises(StoreOpenError, match="its namespace has layout b'2'"):
+            open_kv(backend="redis", url=replica.url, namespace="newer")
+        assert not replica.client().exists("lkv:{unmarked}:layout")
     finally:
         replica.stop()
 

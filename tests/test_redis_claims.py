@@ -295,7 +295,9 @@ def test_every_lease_key_is_under_the_store_hash_tag(backend: RedisBackend, serv
     backend.claim_keys(keys, 60_000, b"")
     namespace = store_options("redis", tmp_path)["namespace"]
     names = [name for name in server.scan_iter(match=f"*{namespace}*")]
-    assert {backend._claims, backend._claim_keys, backend._claim_ends, backend._leased[12]}  # 12: claimtoken (the byte counter is last) <= set(names)
+    claimtoken = backend._leased[12]  # the byte counter is last
+    assert claimtoken.endswith(b":claimtoken")
+    assert {backend._claims, backend._claim_keys, backend._claim_ends, claimtoken} <= set(names)
     assert len({key_slot(name) for name in names}) == 1
 
 

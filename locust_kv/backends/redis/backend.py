@@ -16,6 +16,8 @@ script may touch all of its keys.
   (Unix ms of the server's clock); ``backup:oldexpires``: hash of the
   expiries a running backup preserved; ``staging:expires``: a restore's.
 * ``markers``: hash of the markers, outside the key space.
+* ``layout``: the namespace's layout (:data:`LAYOUT`), set by the first
+  open; an open that finds another refuses the store.
 * ``claims``, ``claims:keys``, ``claims:ends``, ``claims:lapsed``: the
   leases (by key, by prefix, by end, and the expired ones swept aside),
   outside the key space; ``claimtoken``: the fencing counter. See
@@ -62,8 +64,10 @@ between, then runs it again, so no script holds the server long.
 while ``expires`` is not empty. A handle that has never seen it answers
 ``get`` with one ``HMGET`` of the key and the flag, as fast as a plain
 ``HGET``; once it sees the flag, every ``get`` of that handle is one
-``MULTI``, ``HGET``, ``ZSCORE``, ``TIME``, ``EXEC`` in one round trip (atomic,
-as a script is, and cheaper than running one), compared on the client.
+``MULTI``, ``HMGET`` (the key, its expiry kept as the field ``<key>\\xff``,
+the flag), ``TIME``, ``EXEC`` in one round trip (atomic, as a script is, and
+cheaper than running one), compared on the client; a flag of ``1`` (an
+older release's) reads the expiry with ``ZSCORE`` instead.
 
 Backup and restore leases expire unless the work renews them (every page or batch does), so a
 process killed while it holds one blocks nobody for longer than
@@ -148,6 +152,15 @@ _SETTLE_STEP: Final = 1_000
 """Expired entries purged by one step before a script that must walk them runs again (about 2 ms at 1M keys)."""
 
 
+LAYOUT: Final = b"1"
+"""The namespace's layout, kept in ``lkv:{<namespace>}:layout``: set by the
+first open of a namespace (one made by a release before the marker gets it
+then), and an open refuses any other value with StoreOpenError. A release
+that changes the layout in a way this one would misread writes a new value,
+so this release refuses the namespace instead of reading or writing it
+wrongly."""
+
+
 class RedisBackend(Backend):
     """A store in a Redis server. See the module docstring."""
 
@@ -167,6 +180,7 @@ class RedisBackend(Backend):
         self._restore = prefix + b"restore"
         self._backup = prefix + b"backup"
         self._markers = prefix + b"markers"
+        self._layout = prefix + b"layout"
         self._claims = prefix + b"claims"
         self._claim_keys = prefix + b"claims:keys"
         self._claim_ends = prefix + b"claims:ends"
@@ -225,7 +239,17 @@ class RedisBackend(Backend):
             pipe.info("server")
             for _, source in self._scripts.values():
                 pipe.script_load(source)
-            info = pipe.execute()[0]
+            pipe.set(self._layout, LAYOUT, nx=True)
+            pipe.get(self._layout)
+            replies = pipe.execute(raise_on_error=False)
+            info, marking, layout = replies[0], replies[-2], replies[-1]
+            if isinstance(marking, redis.ReadOnlyError) and layout is None:
+                # A read-only replica of a namespace no release has marked: it
+                # reads as this layout; its first write is refused anyway.
+                layout = LAYOUT
+            for reply in replies:
+                if isinstance(reply, Exception) and not isinstance(reply, redis.ReadOnlyError):
+                    raise reply
         except redis.RedisError as exc:
             error = map_redis_error(exc, True, self._secret)
             if isinstance(error, (StoreReadError, StoreWriteError)):
@@ -238,6 +262,11 @@ class RedisBackend(Backend):
             raise StoreOpenError(
                 f"cannot open the store: the server is Redis {version or '(version unknown)'};"
                 " the redis backend needs Redis 6.2 or newer (or Valkey)"
+            )
+        if layout != LAYOUT:
+            raise StoreOpenError(
+                f"cannot open the store: its namespace has layout {layout!r} (written by another locust_kv release);"
+                f" this release reads layout {LAYOUT!r}: run the same release on every process of a namespace"
             )
 
     # -- the boundary ----------------------------------------------------------------------

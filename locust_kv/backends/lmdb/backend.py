@@ -405,11 +405,12 @@ class DiskBackend(Engine, Backend):
         A rebuild whose process was killed, or whose greenlet was killed
         (GreenletExit at a pause between its transactions), leaves the index
         marked ``b<owner>.<token>``: writers keep it up, but it is never
-        marked valid, and ``random_key()`` walks every key until a rebuild.
-        A rebuild is running when some process holds the shared rebuild lock
-        on the side file (the kernel drops it with its process) or one runs
-        in this process. Checked only here, where sampling would otherwise
-        walk the keys: one ``fcntl`` call beside milliseconds of reading.
+        marked valid, and ``random_key()`` and a ranged ``count`` walk every
+        key until a rebuild. A rebuild is running when some process holds the
+        shared rebuild lock on the side file (the kernel drops it with its
+        process) or one runs in this process. Checked only by those two, and
+        only while the index is marked as being built: one ``fcntl`` call
+        beside milliseconds of reading.
         The partial index is consistent (every indexed key has its slot), so
         the build resumes: it indexes the keys still missing.
         """
@@ -429,7 +430,7 @@ class DiskBackend(Engine, Backend):
         token, and this builder stops: the index they leave is complete.
         While it runs, this process holds the shared rebuild lock of the side
         file; a build left behind by a killed process or greenlet is resumed
-        by the next ``random_key()`` (see :meth:`_resume_orphaned_rebuild`).
+        by the next ``random_key()`` or ranged ``count`` (see :meth:`_resume_orphaned_rebuild`).
         """
         self._rebuild(resume=None)
 

@@ -829,7 +829,7 @@ def _rank_old_store(txn: Txn, dbs: tuple[Generation, ...]) -> None:
 
     Writers keep it up from then on (slots, slot of and ranks together), and
     the next ``random_key`` or ``count`` that would walk resumes the build in
-    short slices (``LMDBBackend._resume_orphaned_rebuild``), as after a
+    short slices (``DiskBackend._resume_orphaned_rebuild``), as after a
     rebuild whose process was killed. Without a key index, nothing to do.
     """
     state = State.decode(txn.get(STATE_KEY))

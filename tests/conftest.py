@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -81,19 +82,40 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         os.environ.pop(_SESSION_URL, None)
 
 
+_TEST_TOKEN = "LOCUST_KV_TEST_TOKEN"
+"""Environment variable holding a token drawn for each test, which names its
+memory stores and redis namespaces (a child process of the test inherits it)."""
+
+
+@pytest.fixture(autouse=True)
+def _test_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Draw the test's token: the stores that store_options names belong to this test alone.
+
+    A test's ``tmp_path`` is not enough to tell tests apart: the directory of
+    a passing test is deleted when it ends (tmp_path_retention_policy), and
+    pytest before 9.2 numbers the next directory of the same name prefix
+    after the ones that exist, so parametrized tests got the same path one
+    after the other. A disk store went with its directory; a redis namespace
+    outlives it, and one test found the keys of the one before.
+    """
+    monkeypatch.setenv(_TEST_TOKEN, uuid.uuid4().hex)
+
+
 def store_options(backend: str, place: Path, name: str = "store") -> dict[str, Any]:
     """``open_kv`` options for a store of ``backend`` of its own, named ``name`` under ``place``.
 
-    ``place`` is a temporary directory of the test; the same arguments name
-    the same store, different ones different stores, on every backend.
+    ``place`` is a temporary directory of the test; in one test (and in its
+    child processes) the same arguments name the same store, different ones
+    different stores, on every backend, and no two tests share a store.
     """
     if backend == "disk":
         return {"backend": "disk", "path": str(place / f"{name}.lmdb")}
+    token = os.environ.get(_TEST_TOKEN, "")
     if backend == "memory":
-        return {"backend": "memory", "name": f"{place}/{name}"}
+        return {"backend": "memory", "name": f"{place}/{name}/{token}"}
     if backend == "redis":
-        # A namespace of its own per place and name: tests share one server, never a store.
-        digest = hashlib.sha1(f"{place}/{name}".encode()).hexdigest()[:16]
+        # A namespace of its own per test, place and name: tests share one server, never a store.
+        digest = hashlib.sha1(f"{token}/{place}/{name}".encode()).hexdigest()[:16]
         return {"backend": "redis", "url": session_redis_url(), "namespace": f"test-{digest}"}
     raise ValueError(f"no test options for backend {backend!r}")
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import session_redis_url
+from .conftest import session_redis_url, store_options
 from .plugin_helpers import (
     assert_check_passed,
     check_names,
@@ -52,8 +52,9 @@ def _topology(name: str, tmp_path: Path) -> list[str]:
     if name == "disk-2p":
         return ["--kv-backend", "disk", "--kv-path", str(tmp_path / "store.lmdb"), "--processes", "2"]
     # The session's redis-server (skipped without one, failed under CI), a namespace of the test's own.
+    namespace = store_options("redis", tmp_path)["namespace"]
     return ["--kv-backend", "redis", "--kv-redis-url", session_redis_url(),
-            "--kv-namespace", f"leases-{tmp_path.name}", "--processes", "2"]  # fmt: skip
+            "--kv-namespace", namespace, "--processes", "2"]  # fmt: skip
 
 
 def _run(tmp_path: Path, scenario: str, topology: str, *args: str, **env: str) -> dict[str, Any]:

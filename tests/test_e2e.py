@@ -66,7 +66,13 @@ Outcome = tuple[int, str, dict[tuple[str, str], dict[str, Any]]]
 
 
 def _run_runner(report: Path, topologies: list[str], env: dict[str, str]) -> Outcome:
-    """Run e2e/run.py; its exit status, its output, and its results by (scenario, topology)."""
+    """Run e2e/run.py; its exit status, its output, and its results by (scenario, topology).
+
+    The runner makes its work directory beside ``report``, in the test's
+    temporary directory (TMPDIR), so that pytest deletes it: the broken
+    runs fail by design, and the runner keeps a failed run's directory.
+    """
+    env = dict(env, TMPDIR=str(report.parent))
     command = [sys.executable, str(RUNNER), "--jobs", "3", "--report", str(report)]
     for topology in topologies:
         command += ["--topology", topology]

@@ -639,26 +639,26 @@ if ARGV[4] ~= '' then
   local ends = cmsgpack.unpack(ARGV[4])
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  local kept, timed = {}, {}
+  -- timed: the expiries (score, key); named: their companion fields in the staging data (see the
+  -- flag's value 2 in _GATE).
+  local kept, timed, named = {}, {}, {}
   for i = 1, #ends do
     local e = ends[i]
     if e == 0 or e > now then
-      kept[#kept + 1] = fields[2 * i - 1]
+      local key = fields[2 * i - 1]
+      kept[#kept + 1] = key
       kept[#kept + 1] = fields[2 * i]
       if e ~= 0 then
-        timed[#timed + 1] = string.format('%d', e)
-        timed[#timed + 1] = fields[2 * i - 1]
+        local at = string.format('%d', e)
+        timed[#timed + 1] = at
+        timed[#timed + 1] = key
+        named[#named + 1] = key .. '\\255'
+        named[#named + 1] = at
       end
     end
   end
   fields = kept
   if #timed > 0 then
-    -- The expiries, and their companion fields in the staging data (see the flag's value 2 in _GATE).
-    local named = {}
-    for i = 1, #timed, 2 do
-      named[#named + 1] = timed[i + 1] .. '\\255'
-      named[#named + 1] = timed[i]
-    end
     redis.call('ZADD', KEYS[5], unpack(timed))
     redis.call('HSET', KEYS[2], unpack(named))
     redis.call('HSET', KEYS[2], '\\255expiring', '2')

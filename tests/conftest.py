@@ -95,8 +95,9 @@ def _test_token(monkeypatch: pytest.MonkeyPatch) -> None:
     a passing test is deleted when it ends (tmp_path_retention_policy), and
     pytest 9.0.3 (which CI installed; 9.2.0 counts instead) numbers the next
     directory of the same name prefix after the ones that exist, so
-    parametrized tests got the same path one after the other. A disk store went with its directory; a redis namespace
-    outlives it, and one test found the keys of the one before.
+    parametrized tests got the same path one after the other. A disk store
+    went with its directory; a redis namespace outlives it, and one test
+    found the keys of the one before.
     """
     monkeypatch.setenv(_TEST_TOKEN, uuid.uuid4().hex)
 

@@ -608,7 +608,7 @@ def test_processes_writing_expiring_keys_keep_data_index_expiries_and_bytes_in_s
 # -- the expiry beside the value, for gets -----------------------------------------------------------
 
 
-def test_a_get_reads_the_expiry_beside_the_value_and_never_expires(
+def test_a_get_reads_the_expiry_beside_the_value_and_never_reads_expires(
     backend: RedisBackend, raw: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With the flag at 2, a get is one MULTI of HMGET (value, companion, flag) and TIME: no read of ``expires``."""
